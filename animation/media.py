@@ -1,0 +1,155 @@
+"""Images and videos in, frames out, the way the official demo reads them: imageio decoding,
+skimage resize to the model's frame size, alpha dropped, grey replicated to RGB, floats in [0, 1]."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import imageio.v2 as imageio
+import numpy as np
+from skimage import img_as_ubyte
+from skimage.transform import resize
+
+from motion.errors import UserError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".gif", ".webm"}
+WRITE_VIDEO_SUFFIXES = {".mp4", ".gif", ".avi"}
+
+
+class MediaError(UserError):
+    """An image, video or output path that cannot be used."""
+
+
+def to_model_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W[, C]) image of any dtype -> (h, w, 3) float32 in [0, 1], as the official demo prepares frames."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return resize(image, size)[..., :3].astype(np.float32)
+
+
+def read_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"image {path} does not exist; pass the path of a photo (png, jpg, ...)")
+    try:
+        image = imageio.imread(path)
+    except Exception as err:  # imageio raises many types for undecodable files
+        raise MediaError(f"cannot read image {path} ({type(err).__name__}); pass a png or jpg photo") from None
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
+        raise MediaError(f"image {path} has an unexpected layout {image.shape}; pass a normal RGB photo")
+    if image.ndim == 4:  # an animated image: take its first frame
+        image = image[0]
+    return to_model_frame(image, size)
+
+
+def frame_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
+    try:
+        reader = imageio.get_reader(path)
+        fps = float(reader.get_meta_data().get("fps") or 0)
+        if not fps and reader.get_meta_data().get("duration"):
+            fps = 1000.0 / float(reader.get_meta_data()["duration"])  # gif frame duration in ms
+    except Exception as err:
+        raise MediaError(f"cannot read video {path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                         "pass an mp4, avi or gif file, or a folder of frames") from None
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            for frame in reader:
+                yield np.asarray(frame)
+        finally:
+            reader.close()
+    return fps or 30.0, frames()
+
+
+def open_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
+    """(fps, raw frames) of a video file or a folder of images sorted by name."""
+    path = Path(path)
+    if path.is_dir():
+        files = frame_files(path)
+        if not files:
+            raise MediaError(f"frame folder {path} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                             "put the driving frames there or pass a video file")
+        return 30.0, (np.asarray(imageio.imread(f)) for f in files)
+    if not path.is_file():
+        raise MediaError(f"driving video {path} does not exist; pass a video file or a folder of frames")
+    return _video_frames(path)
+
+
+def read_frames(path: str | Path, size: tuple[int, int]) -> tuple[float, Iterator[np.ndarray]]:
+    """(fps, model-ready frames); an empty video is an error raised on first use."""
+    fps, raw = open_frames(path)
+
+    def frames() -> Iterator[np.ndarray]:
+        count = 0
+        for frame in raw:
+            count += 1
+            yield to_model_frame(frame, size)
+        if count == 0:
+            raise MediaError(f"driving video {path} has no frames; pass a video with at least one frame")
+    return fps, frames()
+
+
+class FrameWriter:
+    """Writes uint8 RGB frames to a video (.mp4, .avi, .gif) or a folder of lossless PNGs.
+
+    The destination is opened up front so an unwritable path fails before any work is done, and a
+    context manager closes it on errors and Ctrl-C, so what was written stays playable.
+    """
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path = Path(path)
+        self.count = 0
+        self.writer = None
+        suffix = self.path.suffix.lower()
+        try:
+            if suffix in WRITE_VIDEO_SUFFIXES:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if suffix == ".gif":
+                    self.writer = imageio.get_writer(self.path, mode="I", duration=1000.0 / fps, loop=0)
+                else:
+                    self.writer = imageio.get_writer(self.path, fps=fps, macro_block_size=1)
+            elif suffix and not self.path.is_dir():
+                raise MediaError(f"cannot write output {self.path}: unknown video type '{suffix}'; use .mp4, "
+                                 ".avi or .gif, or a folder name for PNG frames")
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                probe = self.path / ".write_test"
+                probe.touch()
+                probe.unlink()
+        except OSError as err:
+            raise MediaError(f"cannot write output {self.path} ({err.strerror or err}); choose a writable "
+                             "location") from None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.append_data(frame)
+        else:
+            imageio.imwrite(self.path / f"frame_{self.count:05d}.png", frame)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.writer.close()
+            self.writer = None
+
+    def __enter__(self) -> "FrameWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float [0, 1] image -> uint8 with the official rounding (skimage img_as_ubyte)."""
+    return img_as_ubyte(np.clip(image, 0, 1))

@@ -1,0 +1,52 @@
+"""What `puppet.py animate` and `swap` do: load, stream frames through the loop, write, report."""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from animation.media import FrameWriter, read_frames, read_image, to_uint8
+from animation.pipeline import animate_frames, check_swap_index, pick_device, swap_frames
+from motion.checkpoint import MODEL_NAMES, load_model
+from motion.config import Config, load_config
+from motion.errors import UserError
+
+COMMAND_OF_KIND = {"fomm": "animate", "coseg": "swap"}
+
+
+def load_config_for(kind: str, path: str) -> Config:
+    config = load_config(path)
+    if config.kind != kind:
+        raise UserError(f"config {path} describes {MODEL_NAMES[config.kind]}; use `puppet.py "
+                        f"{COMMAND_OF_KIND[config.kind]}` with it, or pass a config for {MODEL_NAMES[kind]}")
+    return config
+
+
+def _run(config: Config, checkpoint: str, source: str, driving: str, output: str, cpu: bool,
+         loop: Callable[..., Iterator[np.ndarray]], **options) -> int:
+    source_image = read_image(source, config.size)
+    fps, frames = read_frames(driving, config.size)
+    device = pick_device(cpu)
+    nets = load_model(config, checkpoint, device)
+    with FrameWriter(output, fps) as writer:
+        for frame in tqdm(loop(nets, source_image, frames, device, **options), desc="frames", unit="frame",
+                          file=sys.stderr, disable=None):
+            writer.write(to_uint8(frame))
+    print(f"wrote {writer.count} frames to {output}", file=sys.stderr)
+    return writer.count
+
+
+def run_animate(config: str, checkpoint: str, source: str, driving: str, output: str, relative: bool = False,
+                adapt_scale: bool = False, cpu: bool = False) -> int:
+    return _run(load_config_for("fomm", config), checkpoint, source, driving, output, cpu, animate_frames,
+                relative=relative, adapt_scale=adapt_scale)
+
+
+def run_swap(config: str, checkpoint: str, source: str, driving: str, output: str, swap_index: Sequence[int],
+             use_source_segmentation: bool = False, cpu: bool = False) -> int:
+    loaded = load_config_for("coseg", config)
+    check_swap_index(swap_index, loaded.model.num_segments)
+    return _run(loaded, checkpoint, source, driving, output, cpu, swap_frames,
+                swap_index=swap_index, use_source_segmentation=use_source_segmentation)

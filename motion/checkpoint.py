@@ -1,0 +1,135 @@
+"""Checkpoint files in the official layouts: a torch.save'd dict of state_dicts (plus optimizer
+states and 'epoch'). Read with weights_only=True, so a checkpoint can never run code."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from motion.config import Config
+from motion.errors import UserError
+
+INFERENCE_KEYS = {"fomm": ("kp_detector", "generator"), "coseg": ("segmentation_module", "reconstruction_module")}
+MODEL_NAMES = {"fomm": "a First Order Motion Model", "coseg": "a co-part segmentation model"}
+# A co-part model may start from a FOMM checkpoint: the segmentation module takes the keypoint
+# detector's weights under these names, the reconstruction module the generator's encoder/decoder.
+FOMM_TO_COSEG = {"segmentation_module": ("kp_detector", {"kp.": "shift.", "jacobian.": "affine.",
+                                                         "semantic_seg.": "segmentation."}),
+                 "reconstruction_module": ("generator", {})}
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used; the message names the file, the problem and the fix."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass --checkpoint with a .pth.tar file "
+                              "(e.g. checkpoints/NAME.pth.tar or the official vox-cpk.pth.tar)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise CheckpointError(f"checkpoint {path} contains Python objects that could run code, so it is "
+                                  "refused; re-save it as a dict of state_dicts (torch.save({'generator': "
+                                  "g.state_dict(), ...}))") from None
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint ({first}); pass the .pth.tar "
+                              "file saved by training") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({first}); "
+                              "pass the .pth.tar file saved by training") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, not a dict of state_dicts; "
+                              "pass a checkpoint in the first-order-model or motion-cosegmentation layout")
+    return data
+
+
+def _describe(data: dict[str, Any]) -> str:
+    kinds = [kind for kind, keys in INFERENCE_KEYS.items() if all(k in data for k in keys)]
+    found = ", ".join(sorted(str(k) for k in data)) or "nothing"
+    return f"entries {found}" + (f" ({MODEL_NAMES[kinds[0]]} checkpoint)" if kinds else "")
+
+
+def check_state_dict(module: nn.Module, state: Any, name: str, path: str | Path) -> None:
+    """Strict key and shape check with a message that names the offending keys."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: entry '{name}' is not a state_dict")
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)} in the config"
+             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            problems.append(f"{label}: {', '.join(keys[:3])}{more}")
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit the config for '{name}' ({'; '.join(problems)}); "
+                              "pass the config the checkpoint was trained with")
+
+
+def _partial_from_fomm(module: nn.Module, state: dict[str, torch.Tensor], renames: dict[str, str]) -> int:
+    """Copy the tensors whose (renamed) key and shape fit; returns how many were taken."""
+    own = module.state_dict()
+    taken = {}
+    for key, value in state.items():
+        for old, new in renames.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+        if key in own and own[key].shape == value.shape:
+            taken[key] = value
+    module.load_state_dict(taken, strict=False)
+    return len(taken)
+
+
+def load_state(nets: dict[str, nn.Module], data: dict[str, Any], config: Config, path: str | Path) -> None:
+    """Load the inference networks of ``config.kind`` from a checkpoint dict, strictly.
+
+    A co-part model given a FOMM checkpoint starts from it partially, as the official co-seg loader does.
+    """
+    wanted = INFERENCE_KEYS[config.kind]
+    if all(k in data for k in wanted):
+        for name in wanted:
+            check_state_dict(nets[name], data[name], name, path)
+            nets[name].load_state_dict(data[name], strict=True)
+        return
+    if config.kind == "coseg" and all(k in data for k in INFERENCE_KEYS["fomm"]):
+        for name, (source, renames) in FOMM_TO_COSEG.items():
+            _partial_from_fomm(nets[name], data[source], renames)
+        return
+    raise CheckpointError(f"checkpoint {path} has {_describe(data)} but the config {config.path} describes "
+                          f"{MODEL_NAMES[config.kind]} (needs {', '.join(wanted)}); pass the matching --config")
+
+
+def save_checkpoint(path: str | Path, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                    epoch: int, extra: dict[str, Any] | None = None) -> None:
+    """Save in the official layout: {name: state_dict, 'optimizer_<name>': state, 'epoch': int}.
+
+    Written to a temporary file first, so an interrupted save never destroys the previous checkpoint.
+    """
+    path = Path(path)
+    data: dict[str, Any] = {name: net.state_dict() for name, net in nets.items()}
+    data.update({f"optimizer_{name}": opt.state_dict() for name, opt in optimizers.items()})
+    data["epoch"] = epoch
+    data.update(extra or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(data, tmp)
+    tmp.replace(path)
+
+
+def load_model(config: Config, path: str | Path, device: torch.device | str = "cpu") -> dict[str, nn.Module]:
+    """Inference networks of ``config`` with the checkpoint's weights, in eval mode on ``device``."""
+    from motion.networks import build_networks
+
+    nets = build_networks(config)
+    load_state(nets, read_checkpoint(path), config, path)
+    return {name: net.to(device).eval() for name, net in nets.items()}

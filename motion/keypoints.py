@@ -1,0 +1,51 @@
+"""FOMM keypoint detector: K anchors as soft-argmax of heatmaps, plus a 2x2 Jacobian per anchor."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from motion.blocks import Hourglass, maybe_downsample
+from motion.geometry import heatmap_weighted_sum, soft_argmax, spatial_softmax
+
+
+class Keypoints(NamedTuple):
+    """value: (b, k, 2) anchors in [-1, 1]; jacobian: (b, k, 2, 2) or None when not estimated."""
+    value: torch.Tensor
+    jacobian: torch.Tensor | None
+
+
+def identity_affine_init(conv: nn.Conv2d, count: int) -> None:
+    """Zero weights and identity bias, so every predicted 2x2 matrix starts at I (training stability)."""
+    conv.weight.data.zero_()
+    conv.bias.data.copy_(torch.tensor([1, 0, 0, 1], dtype=torch.float32).repeat(count))
+
+
+class KeypointDetector(nn.Module):
+    def __init__(self, block_expansion: int, num_kp: int, num_channels: int, max_features: int,
+                 num_blocks: int, temperature: float, estimate_jacobian: bool = False,
+                 scale_factor: float = 1, single_jacobian_map: bool = False, pad: int = 0):
+        super().__init__()
+        self.predictor = Hourglass(block_expansion, in_features=num_channels,
+                                   max_features=max_features, num_blocks=num_blocks)
+        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=7, padding=pad)
+        self.jacobian_maps = 1 if single_jacobian_map else num_kp
+        if estimate_jacobian:
+            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.jacobian_maps, kernel_size=7, padding=pad)
+            identity_affine_init(self.jacobian, self.jacobian_maps)
+        else:
+            self.jacobian = None
+        self.temperature = temperature
+        self.down = maybe_downsample(num_channels, scale_factor)
+
+    def forward(self, image: torch.Tensor) -> Keypoints:
+        features = self.predictor(self.down(image))
+        heatmap = spatial_softmax(self.kp(features), self.temperature)
+        value = soft_argmax(heatmap)
+        if self.jacobian is None:
+            return Keypoints(value, None)
+        b, k, h, w = heatmap.shape
+        maps = self.jacobian(features).reshape(b, self.jacobian_maps, 4, h, w)
+        jacobian = heatmap_weighted_sum(heatmap, maps).view(b, k, 2, 2)
+        return Keypoints(value, jacobian)

@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Command line of the face-puppeteering tool. Each subcommand is a thin call into the packages."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from motion.errors import UserError
+
+
+def _parts(text: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of part numbers, e.g. 1,2,3")
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML config (official format)")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint .pth.tar (official layout)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+
+
+def _media_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, help="the avatar photo")
+    parser.add_argument("--driving", required=True, help="driving video (mp4, avi, gif) or folder of frames")
+    parser.add_argument("--output", required=True, help="output video (.mp4, .gif, .avi) or folder for PNG frames")
+
+
+def cmd_animate(args: argparse.Namespace) -> None:
+    from animation.run import run_animate
+    run_animate(args.config, args.checkpoint, args.source, args.driving, args.output,
+                relative=args.relative, adapt_scale=args.adapt_scale, cpu=args.cpu)
+
+
+def cmd_swap(args: argparse.Namespace) -> None:
+    from animation.run import run_swap
+    run_swap(args.config, args.checkpoint, args.source, args.driving, args.output, args.swap_index,
+             use_source_segmentation=args.source_segmentation, cpu=args.cpu)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="puppet.py", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    animate = sub.add_parser("animate", help="animate a photo with a driving video (First Order Motion Model)")
+    _model_args(animate)
+    _media_args(animate)
+    animate.add_argument("--relative", action="store_true", help="relative motion (what puppeteering needs)")
+    animate.add_argument("--adapt-scale", action="store_true", help="scale motion by the face-size ratio")
+    animate.set_defaults(func=cmd_animate)
+
+    swap = sub.add_parser("swap", help="swap parts of a photo into a driving video (co-part segmentation)")
+    _model_args(swap)
+    _media_args(swap)
+    swap.add_argument("--swap-index", type=_parts, default=[1, 2, 5],
+                      help="parts to take from the source, comma separated (0 is the background)")
+    swap.add_argument("--source-segmentation", action="store_true",
+                      help="choose the parts on the source's segmentation instead of the driving frame's")
+    swap.set_defaults(func=cmd_swap)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; files written so far were closed", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
