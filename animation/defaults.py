@@ -1,0 +1,25 @@
+"""The checkpoints and avatar we ship, used when the user names none."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from motion.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = ROOT / "checkpoints"
+SHIPPED_MODELS = {"fomm": "fomm-small", "coseg": "coseg-small"}
+DEFAULT_AVATAR = CHECKPOINTS / "avatar.png"
+
+
+def resolve_model(kind: str, config: str | None, checkpoint: str | None) -> tuple[str, str]:
+    """(config, checkpoint) paths: the user's, or the shipped pair checkpoints/NAME.yaml + NAME.pth.tar."""
+    if (config is None) != (checkpoint is None):
+        raise UserError("pass --config and --checkpoint together (or neither, to use the shipped model)")
+    if config is not None and checkpoint is not None:
+        return config, checkpoint
+    name = SHIPPED_MODELS[kind]
+    cfg, ckpt = CHECKPOINTS / f"{name}.yaml", CHECKPOINTS / f"{name}.pth.tar"
+    if not cfg.is_file() or not ckpt.is_file():
+        raise UserError(f"the shipped model {ckpt} is missing; pass --config and --checkpoint, or restore it "
+                        "from the repository (see README: training)")
+    return str(cfg), str(ckpt)
