@@ -33,13 +33,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        if "Unsupported global" in str(err):
             raise CheckpointError(f"checkpoint {path} contains Python objects that could run code, so it is "
                                   "refused; re-save it as a dict of state_dicts (torch.save({'generator': "
                                   "g.state_dict(), ...}))") from None
-        raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint ({first}); pass the .pth.tar "
-                              "file saved by training") from None
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (unpickling failed); pass the "
+                              ".pth.tar file saved by training") from None
     except Exception as err:  # torch.load raises many types (RuntimeError, KeyError, EOFError, ...) for junk
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({first}); "

@@ -1,0 +1,153 @@
+"""`puppet.py animate` and `swap` end to end, and every bad input's one-line message."""
+import subprocess
+import sys
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+
+from conftest import CONFIGS, ROOT, make_checkpoint, shifted_clip
+from animation.media import read_frames, read_image, to_uint8
+from animation.puppeteer import normalize_keypoints
+from motion.checkpoint import load_model
+from motion.config import load_config
+from puppet import main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def test_animate_to_frame_folder_matches_uncached_forward(tiny_fomm, astronaut_png, driving_mp4, tmp_path, capsys):
+    config_path, ckpt = tiny_fomm
+    out = tmp_path / "frames"
+    code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--source", astronaut_png,
+                        "--driving", driving_mp4, "--output", out, "--relative", "--cpu")
+    assert code == 0, err
+    files = sorted(out.glob("frame_*.png"))
+    assert [f.name for f in files] == [f"frame_{i:05d}.png" for i in range(6)]
+    written = np.stack([imageio.imread(f) for f in files])
+    assert written.shape == (6, 64, 64, 3) and written.dtype == np.uint8
+    # The same numbers straight from the networks, without the avatar cache or the stage split.
+    config = load_config(config_path)
+    nets = load_model(config, ckpt)
+    source = torch.from_numpy(read_image(astronaut_png, config.size)).permute(2, 0, 1)[None]
+    frames = [torch.from_numpy(f).permute(2, 0, 1)[None] for f in read_frames(driving_mp4, config.size)[1]]
+    with torch.no_grad():
+        kp_source, kp_initial = nets["kp_detector"](source), nets["kp_detector"](frames[0])
+        for i, frame in enumerate(frames):
+            kp = normalize_keypoints(kp_source, nets["kp_detector"](frame), kp_initial, True, False)
+            expected = to_uint8(nets["generator"](source, kp, kp_source).prediction[0].permute(1, 2, 0).numpy())
+            assert np.abs(expected.astype(int) - written[i]).max() <= 1
+
+
+def test_animate_video_outputs_and_moving_driver(tiny_fomm, astronaut_png, driving_mp4, tmp_path, capsys):
+    config_path, ckpt = tiny_fomm
+    for name in ("out.mp4", "out.gif"):
+        code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--source",
+                            astronaut_png, "--driving", driving_mp4, "--output", tmp_path / name, "--adapt-scale",
+                            "--relative")
+        assert code == 0, err
+        frames = [f for f in imageio.get_reader(tmp_path / name)]  # list() trips on nframes=inf
+        assert len(frames) == 6 and np.asarray(frames[0]).shape[:2] == (64, 64)
+
+
+def test_animate_full_vox256_on_astronaut(astronaut_png, tmp_path, capsys):
+    """The official-size model end to end on a real photo and a short clip of it moving."""
+    ckpt = make_checkpoint(CONFIGS / "vox-256.yaml", tmp_path / "vox.pth.tar")
+    clip_dir = tmp_path / "clip"
+    clip_dir.mkdir()
+    for i, frame in enumerate(shifted_clip(imageio.imread(astronaut_png), frames=3, step=12)):
+        imageio.imwrite(clip_dir / f"{i:03d}.png", frame)
+    code, err = run_cli(capsys, "animate", "--config", CONFIGS / "vox-256.yaml", "--checkpoint", ckpt, "--source",
+                        astronaut_png, "--driving", clip_dir, "--output", tmp_path / "out", "--relative")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"frame_{i:05d}.png" for i in range(3)]
+    assert imageio.imread(tmp_path / "out" / "frame_00002.png").shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize("source_segmentation", [False, True])
+def test_swap_end_to_end(tiny_coseg, astronaut_png, driving_mp4, tmp_path, capsys, source_segmentation):
+    config_path, ckpt = tiny_coseg
+    args = ["swap", "--config", config_path, "--checkpoint", ckpt, "--source", astronaut_png, "--driving",
+            driving_mp4, "--output", tmp_path / "swap", "--swap-index", "1,2"]
+    code, err = run_cli(capsys, *args, *(["--source-segmentation"] if source_segmentation else []))
+    assert code == 0, err
+    assert len(list((tmp_path / "swap").glob("frame_*.png"))) == 6
+
+
+def test_images_of_any_channels_are_converted(tmp_path):
+    grey = (np.arange(40 * 30) % 255).astype(np.uint8).reshape(40, 30)
+    rgba = np.dstack([np.full((40, 30, 3), 200, np.uint8), np.zeros((40, 30), np.uint8)])
+    imageio.imwrite(tmp_path / "grey.png", grey)
+    imageio.imwrite(tmp_path / "rgba.png", rgba)
+    g = read_image(tmp_path / "grey.png", (64, 64))
+    assert g.shape == (64, 64, 3) and np.allclose(g[..., 0], g[..., 2])
+    a = read_image(tmp_path / "rgba.png", (64, 64))
+    assert a.shape == (64, 64, 3) and np.allclose(a, 200 / 255, atol=1e-6)  # alpha dropped, as the demo does
+
+
+@pytest.fixture()
+def bad_inputs(tmp_path, tiny_fomm, tiny_coseg, astronaut_png, driving_mp4):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    junk_video = tmp_path / "junk.mp4"
+    junk_video.write_bytes(b"\x00" * 100)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    junk_ckpt = tmp_path / "junk.pth.tar"
+    junk_ckpt.write_text("nope")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    return dict(text=text, junk_video=junk_video, empty=empty, junk_ckpt=junk_ckpt, blocker=blocker,
+                fomm=tiny_fomm, coseg=tiny_coseg, png=astronaut_png, mp4=driving_mp4, tmp=tmp_path)
+
+
+CASES = {
+    "missing image": (lambda b: dict(source=b["tmp"] / "none.png"), "image .*none.png does not exist"),
+    "unreadable image": (lambda b: dict(source=b["text"]), "cannot read image .*notes.png"),
+    "missing video": (lambda b: dict(driving=b["tmp"] / "none.mp4"), "driving video .*none.mp4 does not exist"),
+    "unreadable video": (lambda b: dict(driving=b["junk_video"]), "cannot read video .*junk.mp4"),
+    "empty frame folder": (lambda b: dict(driving=b["empty"]), "frame folder .*empty has no images"),
+    "not a torch file": (lambda b: dict(checkpoint=b["junk_ckpt"]), "junk.pth.tar is not a .*PyTorch checkpoint"),
+    "wrong checkpoint": (lambda b: dict(checkpoint=b["coseg"][1]), "co-part segmentation model checkpoint"),
+    "keys do not fit": (lambda b: dict(config=CONFIGS / "vox-256.yaml"), "does not fit the config for 'kp_detector'.*shape mismatch"),
+    "missing config": (lambda b: dict(config=b["tmp"] / "none.yaml"), "config file .*none.yaml does not exist"),
+    "unwritable output": (lambda b: dict(output=b["blocker"] / "out"), "cannot write output"),
+    "unknown output type": (lambda b: dict(output=b["tmp"] / "out.xyz"), "unknown video type '.xyz'"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_inputs_give_one_line_and_exit_2(case, bad_inputs, capsys):
+    override, pattern = CASES[case]
+    b = bad_inputs
+    args = dict(config=b["fomm"][0], checkpoint=b["fomm"][1], source=b["png"], driving=b["mp4"],
+                output=b["tmp"] / "ok")
+    args.update(override(b))
+    code, err = run_cli(capsys, "animate", *[x for k, v in args.items() for x in (f"--{k}", v)])
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    import re
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_swap_index_and_model_kind_errors(tiny_fomm, tiny_coseg, astronaut_png, driving_mp4, tmp_path, capsys):
+    base = ["--source", astronaut_png, "--driving", driving_mp4, "--output", tmp_path / "o"]
+    code, err = run_cli(capsys, "swap", "--config", tiny_coseg[0], "--checkpoint", tiny_coseg[1], *base,
+                        "--swap-index", "1,9")
+    assert code == 2 and "parts are numbered 1 to 4" in err
+    code, err = run_cli(capsys, "swap", "--config", tiny_fomm[0], "--checkpoint", tiny_fomm[1], *base)
+    assert code == 2 and "use `puppet.py animate`" in err
+
+
+def test_no_traceback_from_the_real_command(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "puppet.py"), "animate", "--config", str(CONFIGS / "vox-256.yaml"),
+                           "--checkpoint", str(tmp_path / "missing.pth.tar"), "--source", str(tmp_path / "a.png"),
+                           "--driving", str(tmp_path / "d.mp4"), "--output", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
