@@ -41,6 +41,13 @@ def cmd_swap(args: argparse.Namespace) -> None:
              use_source_segmentation=args.source_segmentation, cpu=args.cpu)
 
 
+def cmd_make_data(args: argparse.Namespace) -> None:
+    from training.synthetic import generate_dataset
+    out = generate_dataset(args.out, videos=args.videos, test_videos=args.test_videos, frames=args.frames,
+                           size=args.size, seed=args.seed)
+    print(f"wrote {args.videos} train and {args.test_videos} test videos to {out}/train and {out}/test")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="puppet.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     swap.add_argument("--source-segmentation", action="store_true",
                       help="choose the parts on the source's segmentation instead of the driving frame's")
     swap.set_defaults(func=cmd_swap)
+
+    make_data = sub.add_parser("make-data", help="generate offline training videos from photos that scikit-image ships")
+    make_data.add_argument("--out", required=True, help="dataset folder; videos go to OUT/train and OUT/test")
+    make_data.add_argument("--videos", type=int, default=48, help="training videos")
+    make_data.add_argument("--test-videos", type=int, default=8,
+                           help="held-out test videos (the first is the astronaut)")
+    make_data.add_argument("--frames", type=int, default=64, help="frames per video")
+    make_data.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
+    make_data.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same videos")
+    make_data.set_defaults(func=cmd_make_data)
     return parser
 
 

@@ -1,0 +1,144 @@
+"""Training pairs: layout discovery, shapes and ranges, the official augmentations, helpful errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from motion.config import load_config
+from motion.errors import UserError
+from training.dataset import (ColorJitter, DatasetError, VideoDataset, adjust_contrast, adjust_hue, adjust_saturation,
+                              load_video)
+
+SIZE = (32, 32)
+TINY_FOMM = Path(__file__).parent / "configs" / "tiny-fomm.yaml"
+
+
+def write_frames(folder: Path, frames: list[np.ndarray]) -> Path:
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames):
+        imageio.imwrite(folder / f"frame_{i:05d}.png", frame)
+    return folder
+
+
+def asymmetric_frame() -> np.ndarray:
+    """A photo crop at the dataset size, so resizing is the identity and mirroring is visible."""
+    return skdata.astronaut()[30:222:6, 150:342:6]
+
+
+def dataset(root: Path, augmentation: dict | None = None, num_repeats: int = 1) -> VideoDataset:
+    return VideoDataset(root, "train", SIZE, augmentation, num_repeats, seed=0)
+
+
+def pairs(data: VideoDataset, count: int = 40) -> list[tuple[np.ndarray, np.ndarray]]:
+    items = [data[i % len(data)] for i in range(count)]
+    return [(item["source"].numpy(), item["driving"].numpy()) for item in items]
+
+
+@pytest.fixture
+def constant_video(tmp_path) -> Path:
+    """Every frame the same asymmetric photo: whatever frames are drawn, source and driving match."""
+    write_frames(tmp_path / "train" / "still", [asymmetric_frame()] * 4)
+    return tmp_path
+
+
+@pytest.fixture
+def counting_video(tmp_path) -> Path:
+    """Frame i is flat grey 40 * i, so a frame's value tells which frame it is."""
+    write_frames(tmp_path / "train" / "count", [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(6)])
+    return tmp_path
+
+
+def test_items_have_model_shapes_and_ranges(tmp_path):
+    rng = np.random.default_rng(0)
+    write_frames(tmp_path / "train" / "a", [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(5)])
+    imageio.mimsave(tmp_path / "train" / "b.gif", [rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)] * 3)
+    (tmp_path / "train" / "notes.txt").write_text("not a video")
+    data = dataset(tmp_path, num_repeats=3)
+    assert len(data) == 6 and [v.name for v in data.videos] == ["a", "b.gif"]
+    names = [data[i]["name"] for i in range(len(data))]
+    assert names.count("a") == 3 and names.count("b.gif") == 3
+    for index in range(2):
+        item = data[index]
+        for key in ("source", "driving"):
+            assert item[key].shape == (3, *SIZE) and item[key].dtype.is_floating_point
+            assert 0 <= item[key].min() and item[key].max() <= 1
+
+
+def test_source_comes_before_driving_without_time_flip(counting_video):
+    for source, driving in pairs(dataset(counting_video)):
+        assert source.mean() <= driving.mean()
+
+
+def test_time_flip_swaps_source_and_driving(counting_video):
+    data = dataset(counting_video, {"flip_param": {"time_flip": True}})
+    orders = {np.sign(round(float(s.mean() - d.mean()), 3)) for s, d in pairs(data)}
+    assert {-1.0, 1.0} <= orders
+
+
+def test_horizontal_flip_mirrors_both_frames(constant_video):
+    frame = VideoDataset(constant_video, size=SIZE)[0]["source"].numpy()
+    mirrored = frame[:, :, ::-1]
+    assert not np.allclose(frame, mirrored)
+    seen = []
+    for source, driving in pairs(dataset(constant_video, {"flip_param": {"horizontal_flip": True}})):
+        assert np.array_equal(source, driving)
+        seen.append("mirrored" if np.allclose(source, mirrored) else "plain" if np.allclose(source, frame) else "?")
+    assert set(seen) == {"mirrored", "plain"}
+
+
+def test_jitter_is_the_same_for_both_frames_and_stays_in_range(constant_video):
+    plain = VideoDataset(constant_video, size=SIZE)[0]["source"].numpy()
+    jitter = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.3}
+    changed = 0
+    for source, driving in pairs(dataset(constant_video, {"jitter_param": jitter}), 12):
+        assert np.array_equal(source, driving)
+        assert source.min() >= 0 and source.max() <= 1
+        changed += not np.allclose(source, plain, atol=1e-3)
+    assert changed == 12
+
+
+def test_official_config_augmentations(constant_video):
+    data = VideoDataset.from_config(load_config(TINY_FOMM), constant_video, seed=0)
+    assert data.size == (64, 64) and data.num_repeats == 1
+    assert data.augment.time_flip and data.augment.horizontal_flip and data.augment.jitter["hue"] == 0.1
+
+
+def test_colour_adjustments():
+    red = np.zeros((2, 2, 3), np.float32)
+    red[..., 0] = 1
+    assert np.allclose(adjust_hue(red, 1 / 3), [0, 1, 0], atol=1e-5)  # 120 degrees: red becomes green
+    grey = adjust_saturation(red, 0.0)
+    assert np.allclose(grey, 0.299, atol=1e-6)
+    image = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    assert np.allclose(adjust_contrast(image, 0.0), (image @ [0.299, 0.587, 0.114]).mean(), atol=1e-5)
+    draws = [ColorJitter.sample({"brightness": 0.1, "hue": 0.1}, np.random.default_rng(i)) for i in range(50)]
+    assert all(0.9 <= d.brightness <= 1.1 and -0.1 <= d.hue <= 0.1 and d.contrast == 1 for d in draws)
+    assert len({d.order for d in draws}) > 1
+
+
+def test_same_seed_same_pairs(tmp_path):
+    rng = np.random.default_rng(1)
+    write_frames(tmp_path / "train" / "v", [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(8)])
+    augmentation = {"flip_param": {"horizontal_flip": True, "time_flip": True}, "jitter_param": {"hue": 0.1}}
+    first, second = pairs(dataset(tmp_path, augmentation), 6), pairs(dataset(tmp_path, augmentation), 6)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, second))
+
+
+def test_load_video_reads_every_frame(counting_video):
+    video = load_video(counting_video / "train" / "count", (16, 16))
+    assert video.shape == (6, 16, 16, 3) and video.dtype == np.float32
+    assert np.allclose(video[:, 0, 0, 0], np.arange(6) * 40 / 255, atol=1e-6)
+
+
+def test_missing_or_empty_data_folder_says_how_to_fix(tmp_path):
+    with pytest.raises(DatasetError) as missing:
+        VideoDataset(tmp_path / "nowhere")
+    assert isinstance(missing.value, UserError)
+    assert str(tmp_path / "nowhere" / "train") in str(missing.value) and "puppet.py make-data" in str(missing.value)
+    (tmp_path / "data" / "test" / "empty").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="has no videos.*make-data"):
+        VideoDataset(tmp_path / "data", "test")
