@@ -48,6 +48,17 @@ def cmd_make_data(args: argparse.Namespace) -> None:
     print(f"wrote {args.videos} train and {args.test_videos} test videos to {out}/train and {out}/test")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from training.run import run_train
+    run_train(args.config, args.data, args.out, resume=args.resume, epochs=args.epochs, cpu=args.cpu,
+              vgg=args.vgg, sheet_every=args.sheet_every, max_steps=args.max_steps, seed=args.seed)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from training.run import run_eval
+    run_eval(args.config, args.checkpoint, args.data, cpu=args.cpu, json_path=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="puppet.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     make_data.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
     make_data.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same videos")
     make_data.set_defaults(func=cmd_make_data)
+
+    train = sub.add_parser("train", help="train a model (FOMM or co-part segmentation) from its config")
+    train.add_argument("--config", required=True, help="YAML config with train_params (official format)")
+    train.add_argument("--data", required=True, help="dataset folder with train/ and test/ (videos or frame folders)")
+    train.add_argument("--out", default="runs/train", help="folder for checkpoint.pth.tar and sample sheets")
+    train.add_argument("--resume", help="checkpoint to continue from (optimizer, schedule and RNG included)")
+    train.add_argument("--epochs", type=int, help="train until this many epochs are done (default: the config's)")
+    train.add_argument("--vgg", help="torchvision VGG-19 weights for the perceptual loss (never downloaded)")
+    train.add_argument("--sheet-every", type=int, default=200, help="write a sample sheet every N steps (0: never)")
+    train.add_argument("--max-steps", type=int, help="stop after this many steps (for quick runs)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    train.set_defaults(func=cmd_train)
+
+    evaluation = sub.add_parser("eval", help="mean L1 reconstruction on held-out videos vs the identity baseline")
+    evaluation.add_argument("--config", required=True)
+    evaluation.add_argument("--checkpoint", required=True)
+    evaluation.add_argument("--data", required=True, help="dataset folder; its test/ videos are evaluated")
+    evaluation.add_argument("--json", help="also write the figures to this JSON file")
+    evaluation.add_argument("--cpu", action="store_true")
+    evaluation.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -1,0 +1,231 @@
+"""Training both models from their configs: one loop, two objectives (FOMM, co-part segmentation).
+
+Checkpoints are saved in the official layout (loadable by `puppet.py animate` and the official demo)
+plus scheduler and random-generator states, so a resumed run continues exactly at an epoch boundary.
+"""
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from motion.checkpoint import load_state, read_checkpoint, save_checkpoint
+from motion.config import Config, TrainParams
+from motion.errors import UserError
+from motion.networks import build_networks
+from training.losses import RandomTps, ReconstructionLoss, equivariance_losses
+from training.visualize import sample_sheet
+
+# Which optimizer (official key 'optimizer_<name>') trains which networks, and its lr_<key> in the config.
+LEARNING_RATE_KEYS = {"kp_detector": "kp_detector", "generator": "generator",
+                      "segmentation_module": "segmentation", "reconstruction_module": "reconstruction"}
+
+
+class Objective:
+    """The losses of one model on a batch of (source, driving) pairs, and what to draw of them."""
+
+    def __init__(self, config: Config, nets: dict[str, nn.Module], vgg: str | None):
+        train = _check_train(config)
+        self.nets = nets
+        self.weights = train.loss_weights
+        self.transform_params = train.transform_params
+        self.reconstruction = ReconstructionLoss(train.scales, train.loss_weights.perceptual, vgg,
+                                                 config.model.num_channels)
+
+    def detect(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(anchors, first-order matrices) of a frame."""
+        raise NotImplementedError
+
+    def predict(self, source: torch.Tensor, driving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(prediction, source anchors, driving anchors)."""
+        raise NotImplementedError
+
+    def losses(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, torch.Tensor]:
+        prediction, _, _ = self.predict(source, driving)
+        out = {"perceptual": self.reconstruction(prediction, driving)}
+        value_weight, jacobian_weight = self.equivariance_weights()
+        if value_weight or jacobian_weight:
+            transform = RandomTps.sample(driving.shape[0], self.transform_params, driving.device)
+            value, jacobian = self.detect(driving)
+            warped_value, warped_jacobian = self.detect(transform.warp_image(driving))
+            value_loss, jacobian_loss = equivariance_losses(value, jacobian, warped_value, warped_jacobian, transform)
+            if value_weight:
+                out["equivariance_value"] = value_weight * value_loss
+            if jacobian_weight and jacobian_loss is not None:
+                out["equivariance_jacobian"] = jacobian_weight * jacobian_loss
+        return out
+
+    def equivariance_weights(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+
+class FommObjective(Objective):
+    def detect(self, image):
+        kp = self.nets["kp_detector"](image)
+        return kp.value, kp.jacobian
+
+    def predict(self, source, driving):
+        kp_source = self.nets["kp_detector"](source)
+        kp_driving = self.nets["kp_detector"](driving)
+        out = self.nets["generator"](source, kp_driving, kp_source)
+        return out.prediction, kp_source.value, kp_driving.value
+
+    def equivariance_weights(self):
+        return self.weights.equivariance_value, self.weights.equivariance_jacobian
+
+
+class CosegObjective(Objective):
+    def detect(self, image):
+        seg = self.nets["segmentation_module"](image)
+        return seg.shift, seg.affine
+
+    def predict(self, source, driving):
+        seg_source = self.nets["segmentation_module"](source)
+        seg_target = self.nets["segmentation_module"](driving)
+        prediction = self.nets["reconstruction_module"](source, seg_target, seg_source)
+        return prediction, seg_source.shift, seg_target.shift
+
+    def equivariance_weights(self):
+        return self.weights.equivariance, self.weights.equivariance
+
+
+def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_rest": (int(pos), int(has_gauss), float(cached)), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss, cached = state["numpy_rest"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    epochs_done: int
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _check_train(config: Config) -> TrainParams:
+    if config.train is None:
+        raise UserError(f"config {config.path} has no train_params section; add one (see configs/vox-256.yaml)")
+    if config.train.loss_weights.generator_gan:
+        raise UserError(f"{config.path}: adversarial training (train_params.loss_weights.generator_gan > 0) is not "
+                        "supported; set generator_gan: 0 as the official vox-256.yaml does")
+    return config.train
+
+
+def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | Path | None = None,
+          epochs: int | None = None, device: torch.device | str = "cpu", vgg: str | None = None,
+          sheet_every: int = 200, max_steps: int | None = None, seed: int = 0,
+          on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    """Train until ``epochs`` (default: the config's num_epochs) epochs are done.
+
+    Each epoch visits every training video num_repeats times. Ctrl-C saves a checkpoint first.
+    """
+    params = _check_train(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total_epochs = params.num_epochs if epochs is None else epochs
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    nets = {name: net.to(device) for name, net in build_networks(config).items()}
+    optimizers = {}
+    for name, net in nets.items():
+        key = LEARNING_RATE_KEYS[name]
+        if key not in params.learning_rates:
+            raise UserError(f"{config.path}: train_params.lr_{key} is missing; add the learning rate for {name}")
+        optimizers[name] = torch.optim.Adam(net.parameters(), lr=params.learning_rates[key], betas=(0.5, 0.999))
+    schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(params.epoch_milestones), gamma=0.1)
+                  for name, opt in optimizers.items()}
+    start_epoch, step = 0, 0
+    if resume is not None:
+        data = read_checkpoint(resume)
+        load_state(nets, data, config, resume)
+        for name in optimizers:
+            if f"optimizer_{name}" in data:
+                optimizers[name].load_state_dict(data[f"optimizer_{name}"])
+            if f"scheduler_{name}" in data:
+                schedulers[name].load_state_dict(data[f"scheduler_{name}"])
+        start_epoch, step = int(data.get("epoch", 0)), int(data.get("step", 0))
+        if "rng" in data:
+            _set_rng_state(data["rng"])
+    objective = (FommObjective if config.kind == "fomm" else CosegObjective)(config, nets, vgg)
+    objective.reconstruction.to(device)
+    checkpoint = out_dir / "checkpoint.pth.tar"
+
+    def save(epoch: int) -> None:
+        extra = {f"scheduler_{n}": s.state_dict() for n, s in schedulers.items()}
+        save_checkpoint(checkpoint, nets, optimizers, epoch, {**extra, "step": step, "rng": _rng_state()})
+
+    loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, drop_last=True, num_workers=0)
+    if len(loader) == 0:
+        raise UserError(f"the training data has {len(dataset)} samples, fewer than one batch of "
+                        f"{params.batch_size}; add videos or lower train_params.batch_size")
+    history: list[dict[str, float]] = []
+    epoch = start_epoch
+    for net in nets.values():
+        net.train()
+    try:
+        for epoch in range(start_epoch, total_epochs):
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", file=sys.stderr, disable=None)
+            for batch in bar:
+                source, driving = batch["source"].to(device), batch["driving"].to(device)
+                losses = objective.losses(source, driving)
+                loss = sum(losses.values())
+                for opt in optimizers.values():
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for opt in optimizers.values():
+                    opt.step()
+                step += 1
+                record = {k: v.item() for k, v in losses.items()} | {"total": loss.item()}
+                history.append(record)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items()})
+                if on_step is not None:
+                    on_step(step, record)
+                if sheet_every and step % sheet_every == 0:
+                    write_sheet(objective, source, driving, out_dir / f"sheet_{step:06d}.png")
+                if max_steps is not None and step >= max_steps:
+                    break
+            for scheduler in schedulers.values():
+                scheduler.step()
+            if max_steps is not None and step >= max_steps:
+                save(epoch + 1)
+                return TrainResult(checkpoint, epoch + 1, step, history)
+            if (epoch + 1) % params.checkpoint_freq == 0 or epoch + 1 == total_epochs:
+                save(epoch + 1)
+    except KeyboardInterrupt:
+        save(epoch)
+        print(f"\ninterrupted: checkpoint saved to {checkpoint} (resume with --resume {checkpoint})", file=sys.stderr)
+        raise
+    if total_epochs <= start_epoch:
+        save(start_epoch)
+    return TrainResult(checkpoint, max(total_epochs, start_epoch), step, history)
+
+
+@torch.no_grad()
+def write_sheet(objective: Objective, source: torch.Tensor, driving: torch.Tensor, path: Path) -> None:
+    """Source / driving / prediction rows with anchors drawn, for looking at training progress."""
+    nets = objective.nets
+    modes = {name: net.training for name, net in nets.items()}
+    for net in nets.values():
+        net.eval()
+    prediction, kp_source, kp_driving = objective.predict(source, driving)
+    for name, net in nets.items():
+        net.train(modes[name])
+    imageio.imwrite(path, sample_sheet(source, driving, prediction, kp_source, kp_driving))
