@@ -25,6 +25,11 @@ def _detector(config: Config, nets: dict[str, nn.Module]) -> nn.Module:
     return nets["kp_detector"] if config.kind == "fomm" else nets["segmentation_module"]
 
 
+def _anchors(config: Config, nets: dict[str, nn.Module], images: torch.Tensor) -> torch.Tensor:
+    found = _detector(config, nets)(images)
+    return found.value if config.kind == "fomm" else found.shift
+
+
 @torch.no_grad()
 def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndarray],
                 device: torch.device) -> list[np.ndarray]:
@@ -52,11 +57,10 @@ def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndar
 def keypoint_shift(config: Config, nets: dict[str, nn.Module], frames: list[np.ndarray], device: torch.device,
                    params: TransformParams, seed: int = 0) -> float:
     """Mean distance in pixels between a frame's anchors and those found on its TPS-warped copy, mapped back."""
-    detector = _detector(config, nets)
     batch = torch.cat([to_tensor(f, device) for f in frames])
     transform = RandomTps.sample(batch.shape[0], params, device, torch.Generator().manual_seed(seed))
-    own = detector(batch)[0]
-    back = transform.warp_points(detector(transform.warp_image(batch))[0])
+    own = _anchors(config, nets, batch)
+    back = transform.warp_points(_anchors(config, nets, transform.warp_image(batch)))
     half_size = torch.tensor([(batch.shape[3] - 1) / 2, (batch.shape[2] - 1) / 2], device=device)
     return float(((own - back) * half_size).norm(dim=-1).mean())
 

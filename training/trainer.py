@@ -98,17 +98,23 @@ class CosegObjective(Objective):
         return self.weights.equivariance, self.weights.equivariance
 
 
-def _rng_state() -> dict:
+def _rng_state(dataset: Dataset) -> dict:
+    """Every random generator the next epoch draws from, in types weights_only loading accepts."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
-            "numpy_rest": (int(pos), int(has_gauss), float(cached)), "python": random.getstate()}
+    state = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+             "numpy_rest": (int(pos), int(has_gauss), float(cached)), "python": random.getstate()}
+    if isinstance(getattr(dataset, "rng", None), np.random.Generator):  # the dataset's own pair sampler
+        state["dataset"] = dataset.rng.bit_generator.state
+    return state
 
 
-def _set_rng_state(state: dict) -> None:
+def _set_rng_state(state: dict, dataset: Dataset) -> None:
     torch.set_rng_state(state["torch"])
     pos, has_gauss, cached = state["numpy_rest"]
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
+    if "dataset" in state and isinstance(getattr(dataset, "rng", None), np.random.Generator):
+        dataset.rng.bit_generator.state = state["dataset"]
 
 
 @dataclass
@@ -163,14 +169,14 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
                 schedulers[name].load_state_dict(data[f"scheduler_{name}"])
         start_epoch, step = int(data.get("epoch", 0)), int(data.get("step", 0))
         if "rng" in data:
-            _set_rng_state(data["rng"])
+            _set_rng_state(data["rng"], dataset)
     objective = (FommObjective if config.kind == "fomm" else CosegObjective)(config, nets, vgg)
     objective.reconstruction.to(device)
     checkpoint = out_dir / "checkpoint.pth.tar"
 
     def save(epoch: int) -> None:
         extra = {f"scheduler_{n}": s.state_dict() for n, s in schedulers.items()}
-        save_checkpoint(checkpoint, nets, optimizers, epoch, {**extra, "step": step, "rng": _rng_state()})
+        save_checkpoint(checkpoint, nets, optimizers, epoch, {**extra, "step": step, "rng": _rng_state(dataset)})
 
     loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, drop_last=True, num_workers=0)
     if len(loader) == 0:
