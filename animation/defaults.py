@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"
 SHIPPED_MODELS = {"fomm": "fomm-small", "coseg": "coseg-small"}
 DEFAULT_AVATAR = CHECKPOINTS / "avatar.png"
+DEFAULT_DRIVING = CHECKPOINTS / "driving.mp4"
 
 
 def resolve_model(kind: str, config: str | None, checkpoint: str | None) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from animation.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING, resolve_model
 from animation.media import FrameWriter, read_frames, read_image, to_uint8
 from animation.pipeline import animate_frames, check_swap_index, pick_device, swap_frames
 from motion.checkpoint import MODEL_NAMES, load_model
@@ -24,10 +25,10 @@ def load_config_for(kind: str, path: str) -> Config:
     return config
 
 
-def _run(config: Config, checkpoint: str, source: str, driving: str, output: str, cpu: bool,
+def _run(config: Config, checkpoint: str, source: str | None, driving: str | None, output: str, cpu: bool,
          loop: Callable[..., Iterator[np.ndarray]], **options) -> int:
-    source_image = read_image(source, config.size)
-    fps, frames = read_frames(driving, config.size)
+    source_image = read_image(source or DEFAULT_AVATAR, config.size)
+    fps, frames = read_frames(driving or DEFAULT_DRIVING, config.size)
     device = pick_device(cpu)
     nets = load_model(config, checkpoint, device)
     with FrameWriter(output, fps) as writer:
@@ -38,14 +39,16 @@ def _run(config: Config, checkpoint: str, source: str, driving: str, output: str
     return writer.count
 
 
-def run_animate(config: str, checkpoint: str, source: str, driving: str, output: str, relative: bool = False,
-                adapt_scale: bool = False, cpu: bool = False) -> int:
+def run_animate(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
+                relative: bool = False, adapt_scale: bool = False, cpu: bool = False) -> int:
+    config, checkpoint = resolve_model("fomm", config, checkpoint)
     return _run(load_config_for("fomm", config), checkpoint, source, driving, output, cpu, animate_frames,
                 relative=relative, adapt_scale=adapt_scale)
 
 
-def run_swap(config: str, checkpoint: str, source: str, driving: str, output: str, swap_index: Sequence[int],
-             use_source_segmentation: bool = False, cpu: bool = False) -> int:
+def run_swap(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
+             swap_index: Sequence[int], use_source_segmentation: bool = False, cpu: bool = False) -> int:
+    config, checkpoint = resolve_model("coseg", config, checkpoint)
     loaded = load_config_for("coseg", config)
     check_swap_index(swap_index, loaded.model.num_segments)
     return _run(loaded, checkpoint, source, driving, output, cpu, swap_frames,

@@ -261,3 +261,22 @@ def generate_dataset(out: str | Path, videos: int = 48, test_videos: int = 8, fr
             for frame in render_clip(subject, background, motion, size, rng):
                 writer.write(frame)
     return out
+
+
+def write_demo_assets(data: str | Path, out: str | Path, size: int = 256) -> tuple[Path, Path]:
+    """The bundled defaults: the astronaut's face crop (the avatar) and the first held-out test clip
+    (the driving video), so `animate` and `live` run with no arguments."""
+    from animation.media import read_frames  # noqa: PLC0415 - only this command needs video reading
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    photo = skdata.astronaut()
+    x0, y0, side = face_crop_box(detect_face(photo), photo.shape)
+    avatar = cv2.resize(photo[y0:y0 + side, x0:x0 + side], (size, size), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(out / "avatar.png"), cv2.cvtColor(avatar, cv2.COLOR_RGB2BGR))
+    clip = sorted((Path(data) / "test").iterdir())[0]
+    fps, frames = read_frames(clip, (size // 2, size // 2))
+    with FrameWriter(out / "driving.mp4", fps) as writer:
+        for frame in frames:
+            writer.write((frame * 255).round().astype(np.uint8))
+    return out / "avatar.png", out / "driving.mp4"
