@@ -18,14 +18,15 @@ def _parts(text: str) -> list[int]:
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML config (official format)")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint .pth.tar (official layout)")
+    parser.add_argument("--config", help="YAML config (official format; default: the shipped model's)")
+    parser.add_argument("--checkpoint", help="checkpoint .pth.tar (official layout; default: the shipped model)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
 
 
 def _media_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="the avatar photo")
-    parser.add_argument("--driving", required=True, help="driving video (mp4, avi, gif) or folder of frames")
+    parser.add_argument("--source", help="the avatar photo (default: the bundled checkpoints/avatar.png)")
+    parser.add_argument("--driving", help="driving video (mp4, avi, gif) or folder of frames "
+                        "(default: the bundled checkpoints/driving.mp4)")
     parser.add_argument("--output", required=True, help="output video (.mp4, .gif, .avi) or folder for PNG frames")
 
 
@@ -46,6 +47,10 @@ def cmd_make_data(args: argparse.Namespace) -> None:
     out = generate_dataset(args.out, videos=args.videos, test_videos=args.test_videos, frames=args.frames,
                            size=args.size, seed=args.seed)
     print(f"wrote {args.videos} train and {args.test_videos} test videos to {out}/train and {out}/test")
+    if args.assets:
+        from training.synthetic import write_demo_assets
+        avatar, driving = write_demo_assets(out, args.assets)
+        print(f"wrote the default avatar {avatar} and driving clip {driving}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -57,6 +62,22 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from training.run import run_eval
     run_eval(args.config, args.checkpoint, args.data, cpu=args.cpu, json_path=args.json)
+
+
+def cmd_live(args: argparse.Namespace) -> None:
+    from realtime.live import LiveOptions, run_live
+    run_live(LiveOptions(avatars=args.avatar or LiveOptions.avatars, config=args.config, checkpoint=args.checkpoint,
+                         seg_config=args.seg_config, seg_checkpoint=args.seg_checkpoint, input=args.input,
+                         outputs=args.output or (), swap=args.swap or (), relative=args.relative,
+                         adapt_scale=args.adapt_scale, smooth=not args.no_smooth, track_face=args.crop == "face",
+                         margin=LiveOptions.margin if args.margin is None else args.margin, pace=args.pace, max_frames=args.max_frames, stats=args.stats,
+                         cpu=args.cpu, backend=args.backend))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from realtime.bench import run_bench
+    run_bench(args.config, args.checkpoint, backend=args.backend, frames=args.frames, avatar=args.avatar,
+              random_weights=args.random_weights, cpu=args.cpu, stats_path=args.stats)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     make_data.add_argument("--frames", type=int, default=64, help="frames per video")
     make_data.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
     make_data.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same videos")
+    make_data.add_argument("--assets", help="also write the bundled avatar.png and driving.mp4 to this folder")
     make_data.set_defaults(func=cmd_make_data)
 
     train = sub.add_parser("train", help="train a model (FOMM or co-part segmentation) from its config")
@@ -109,6 +131,47 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", help="also write the figures to this JSON file")
     evaluation.add_argument("--cpu", action="store_true")
     evaluation.set_defaults(func=cmd_eval)
+
+    live = sub.add_parser("live", help="puppeteer an avatar from a webcam in real time (virtual camera, window, HTTP)")
+    live.add_argument("--avatar", action="append", help="avatar photo or folder of photos; repeat for several "
+                      "(n / next_avatar switches); default: the bundled checkpoints/avatar.png")
+    live.add_argument("--config", help="FOMM YAML config (default: the shipped model)")
+    live.add_argument("--checkpoint", help="FOMM checkpoint (default: the shipped model)")
+    live.add_argument("--seg-config", help="co-part segmentation config for --swap and transparent PNG output")
+    live.add_argument("--seg-checkpoint", help="co-part segmentation checkpoint (default: the shipped one, if any)")
+    live.add_argument("--input", default="webcam:0", help="webcam:N, a video file, a frame folder, or synthetic[:HxW]")
+    live.add_argument("--output", action="append", help="vcam, window, http:PORT, FILE.mp4 or FRAME_DIR; repeat "
+                      "for several (default: the virtual camera when there is one, else a window)")
+    live.add_argument("--swap", type=_parts, help="swap only these co-part parts of the avatar in, e.g. 1,2,3")
+    motion_kind = live.add_mutually_exclusive_group()
+    motion_kind.add_argument("--relative", dest="relative", action="store_true", default=True,
+                             help="move the avatar by the motion since calibration (default)")
+    motion_kind.add_argument("--absolute", dest="relative", action="store_false",
+                             help="copy the driver's keypoints as they are")
+    live.add_argument("--adapt-scale", action="store_true", help="scale motion by the face-size ratio")
+    live.add_argument("--no-smooth", action="store_true", help="turn off One Euro smoothing of the keypoints")
+    live.add_argument("--crop", choices=("face", "full"), default="face",
+                      help="follow the face (default) or use the centre square of the frame")
+    live.add_argument("--margin", type=float, help="crop margin around the face box, per side (default 0.3)")
+    live.add_argument("--pace", action="store_true", help="replay file or synthetic input at its frame rate "
+                      "like a camera (frames are dropped when inference is slower)")
+    live.add_argument("--max-frames", type=int, help="stop after this many output frames")
+    live.add_argument("--stats", help="write latency, FPS and drop figures to this JSON file on exit")
+    live.add_argument("--backend", default="torch", help="inference backend (registered in realtime/backends.py)")
+    live.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    live.set_defaults(func=cmd_live)
+
+    bench = sub.add_parser("bench", help="real-time latency per stage and FPS against a naive loop")
+    bench.add_argument("--config", help="FOMM YAML config (default: the shipped model)")
+    bench.add_argument("--checkpoint", help="FOMM checkpoint (default: the shipped model)")
+    bench.add_argument("--random-weights", action="store_true",
+                       help="time the --config architecture with random weights (no checkpoint needed)")
+    bench.add_argument("--backend", default="torch", help="inference backend (registered in realtime/backends.py)")
+    bench.add_argument("--frames", type=int, default=100, help="frames timed in each loop")
+    bench.add_argument("--avatar", help="avatar photo (default: the bundled one, else the astronaut)")
+    bench.add_argument("--stats", help="also write both loops' figures to this JSON file")
+    bench.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
