@@ -28,18 +28,19 @@ def _media_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--driving", help="driving video (mp4, avi, gif) or folder of frames "
                         "(default: the bundled checkpoints/driving.mp4)")
     parser.add_argument("--output", required=True, help="output video (.mp4, .gif, .avi) or folder for PNG frames")
+    parser.add_argument("--sheet", help="also write a contact sheet PNG: driving frames over the results")
 
 
 def cmd_animate(args: argparse.Namespace) -> None:
     from animation.run import run_animate
     run_animate(args.config, args.checkpoint, args.source, args.driving, args.output,
-                relative=args.relative, adapt_scale=args.adapt_scale, cpu=args.cpu)
+                relative=args.relative, adapt_scale=args.adapt_scale, cpu=args.cpu, sheet=args.sheet)
 
 
 def cmd_swap(args: argparse.Namespace) -> None:
     from animation.run import run_swap
     run_swap(args.config, args.checkpoint, args.source, args.driving, args.output, args.swap_index,
-             use_source_segmentation=args.source_segmentation, cpu=args.cpu)
+             use_source_segmentation=args.source_segmentation, cpu=args.cpu, sheet=args.sheet)
 
 
 def cmd_make_data(args: argparse.Namespace) -> None:

@@ -153,3 +153,23 @@ class FrameWriter:
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Float [0, 1] image -> uint8 with the official rounding (skimage img_as_ubyte)."""
     return img_as_ubyte(np.clip(image, 0, 1))
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write one uint8 image (PNG/JPEG by suffix), creating the folder; an unwritable path is a MediaError."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        imageio.imwrite(path, image)
+    except (OSError, ValueError) as err:
+        raise MediaError(f"cannot write image {path} ({err}); choose a writable .png path") from None
+
+
+def contact_sheet(source: np.ndarray, driving: list[np.ndarray], outputs: list[np.ndarray],
+                  columns: int = 6) -> np.ndarray:
+    """uint8 picture for a README: the source, then evenly spaced driving frames over the results."""
+    picks = np.linspace(0, len(outputs) - 1, min(columns, len(outputs))).round().astype(int)
+    blank = np.full_like(to_uint8(source), 255)
+    top = np.concatenate([to_uint8(source)] + [to_uint8(driving[i]) for i in picks], axis=1)
+    bottom = np.concatenate([blank] + [to_uint8(outputs[i]) for i in picks], axis=1)
+    return np.concatenate([top, bottom], axis=0)

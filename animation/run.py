@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from animation.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING, resolve_model
-from animation.media import FrameWriter, read_frames, read_image, to_uint8
+from animation.media import FrameWriter, contact_sheet, read_frames, read_image, to_uint8, write_image
 from animation.pipeline import animate_frames, check_swap_index, pick_device, swap_frames
 from motion.checkpoint import MODEL_NAMES, load_model
 from motion.config import Config, load_config
@@ -25,31 +25,47 @@ def load_config_for(kind: str, path: str) -> Config:
     return config
 
 
+def _remember(frames: Iterator[np.ndarray], store: list[np.ndarray]) -> Iterator[np.ndarray]:
+    for frame in frames:
+        store.append(frame)
+        yield frame
+
+
 def _run(config: Config, checkpoint: str, source: str | None, driving: str | None, output: str, cpu: bool,
-         loop: Callable[..., Iterator[np.ndarray]], **options) -> int:
+         loop: Callable[..., Iterator[np.ndarray]], sheet: str | None = None, **options) -> int:
     source_image = read_image(source or DEFAULT_AVATAR, config.size)
     fps, frames = read_frames(driving or DEFAULT_DRIVING, config.size)
     device = pick_device(cpu)
     nets = load_model(config, checkpoint, device)
+    seen: list[np.ndarray] = []
+    results: list[np.ndarray] = []
+    if sheet:
+        frames = _remember(frames, seen)
     with FrameWriter(output, fps) as writer:
         for frame in tqdm(loop(nets, source_image, frames, device, **options), desc="frames", unit="frame",
                           file=sys.stderr, disable=None):
             writer.write(to_uint8(frame))
+            if sheet:
+                results.append(frame)
     print(f"wrote {writer.count} frames to {output}", file=sys.stderr)
+    if sheet and results:
+        write_image(sheet, contact_sheet(source_image, seen, results))
+        print(f"wrote the contact sheet {sheet}", file=sys.stderr)
     return writer.count
 
 
 def run_animate(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
-                relative: bool = False, adapt_scale: bool = False, cpu: bool = False) -> int:
+                relative: bool = False, adapt_scale: bool = False, cpu: bool = False, sheet: str | None = None) -> int:
     config, checkpoint = resolve_model("fomm", config, checkpoint)
     return _run(load_config_for("fomm", config), checkpoint, source, driving, output, cpu, animate_frames,
-                relative=relative, adapt_scale=adapt_scale)
+                sheet=sheet, relative=relative, adapt_scale=adapt_scale)
 
 
 def run_swap(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
-             swap_index: Sequence[int], use_source_segmentation: bool = False, cpu: bool = False) -> int:
+             swap_index: Sequence[int], use_source_segmentation: bool = False, cpu: bool = False,
+             sheet: str | None = None) -> int:
     config, checkpoint = resolve_model("coseg", config, checkpoint)
     loaded = load_config_for("coseg", config)
     check_swap_index(swap_index, loaded.model.num_segments)
-    return _run(loaded, checkpoint, source, driving, output, cpu, swap_frames,
+    return _run(loaded, checkpoint, source, driving, output, cpu, swap_frames, sheet=sheet,
                 swap_index=swap_index, use_source_segmentation=use_source_segmentation)

@@ -54,6 +54,16 @@ def test_animate_video_outputs_and_moving_driver(tiny_fomm, astronaut_png, drivi
         assert len(frames) == 6 and np.asarray(frames[0]).shape[:2] == (64, 64)
 
 
+def test_contact_sheet(tiny_fomm, astronaut_png, driving_mp4, tmp_path, capsys):
+    config_path, ckpt = tiny_fomm
+    code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--source", astronaut_png,
+                        "--driving", driving_mp4, "--output", tmp_path / "o.mp4", "--sheet", tmp_path / "s.png")
+    assert code == 0, err
+    sheet = imageio.imread(tmp_path / "s.png")
+    assert sheet.shape == (2 * 64, 7 * 64, 3)  # source + 6 driving frames over blank + 6 results
+    assert np.array_equal(sheet[:64, :64], to_uint8(read_image(astronaut_png, (64, 64))))
+
+
 def test_animate_full_vox256_on_astronaut(astronaut_png, tmp_path, capsys):
     """The official-size model end to end on a real photo and a short clip of it moving."""
     ckpt = make_checkpoint(CONFIGS / "vox-256.yaml", tmp_path / "vox.pth.tar")
