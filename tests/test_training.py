@@ -80,3 +80,18 @@ def test_gan_weight_is_refused(clips, tmp_path):
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss_weights=weights))
     with pytest.raises(UserError, match="generator_gan"):
         train(config, VideoDataset.from_config(config, clips), tmp_path, epochs=1)
+
+
+def test_ctrl_c_saves_a_checkpoint_first(clips, tmp_path):
+    config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
+
+    def interrupt(step, record):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path, epochs=10, sheet_every=0,
+              on_step=interrupt)
+    saved = read_checkpoint(tmp_path / "checkpoint.pth.tar")
+    assert saved["step"] == 3 and saved["epoch"] == 2  # two whole epochs done when step 3 was interrupted
+    load_model(config, tmp_path / "checkpoint.pth.tar")
