@@ -22,6 +22,19 @@ def identity_affine_init(conv: nn.Conv2d, count: int) -> None:
     conv.bias.data.copy_(torch.tensor([1, 0, 0, 1], dtype=torch.float32).repeat(count))
 
 
+def read_anchors(features: torch.Tensor, anchor_conv: nn.Conv2d, affine_conv: nn.Conv2d | None,
+                 temperature: float, affine_maps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Anchors (b, k, 2) as the soft-argmax of each heatmap, and each anchor's 2x2 matrix pooled under its
+    heatmap (None without an affine conv). Shared by FOMM keypoints and co-part segments."""
+    heatmap = spatial_softmax(anchor_conv(features), temperature)
+    value = soft_argmax(heatmap)
+    if affine_conv is None:
+        return value, None
+    b, k, h, w = heatmap.shape
+    maps = affine_conv(features).reshape(b, affine_maps, 4, h, w)
+    return value, heatmap_weighted_sum(heatmap, maps).view(b, k, 2, 2)
+
+
 class KeypointDetector(nn.Module):
     def __init__(self, block_expansion: int, num_kp: int, num_channels: int, max_features: int,
                  num_blocks: int, temperature: float, estimate_jacobian: bool = False,
@@ -41,11 +54,4 @@ class KeypointDetector(nn.Module):
 
     def forward(self, image: torch.Tensor) -> Keypoints:
         features = self.predictor(self.down(image))
-        heatmap = spatial_softmax(self.kp(features), self.temperature)
-        value = soft_argmax(heatmap)
-        if self.jacobian is None:
-            return Keypoints(value, None)
-        b, k, h, w = heatmap.shape
-        maps = self.jacobian(features).reshape(b, self.jacobian_maps, 4, h, w)
-        jacobian = heatmap_weighted_sum(heatmap, maps).view(b, k, 2, 2)
-        return Keypoints(value, jacobian)
+        return Keypoints(*read_anchors(features, self.kp, self.jacobian, self.temperature, self.jacobian_maps))

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motion.blocks import Hourglass, maybe_downsample
-from motion.geometry import heatmap_weighted_sum, soft_argmax, spatial_softmax
-from motion.keypoints import identity_affine_init
+from motion.keypoints import identity_affine_init, read_anchors
 
 
 class Segments(NamedTuple):
@@ -40,10 +39,5 @@ class SegmentationModule(nn.Module):
 
     def forward(self, image: torch.Tensor) -> Segments:
         features = self.predictor(self.down(image))
-        heatmap = spatial_softmax(self.shift(features), self.temperature)
-        shift = soft_argmax(heatmap)
-        affine = None
-        if self.affine is not None:
-            b, k, h, w = heatmap.shape
-            affine = heatmap_weighted_sum(heatmap, self.affine(features).reshape(b, k, 4, h, w)).view(b, k, 2, 2)
+        shift, affine = read_anchors(features, self.shift, self.affine, self.temperature, self.shift.out_channels)
         return Segments(F.softmax(self.segmentation(features), dim=1), shift, affine)
