@@ -34,7 +34,8 @@ def _media_args(parser: argparse.ArgumentParser) -> None:
 def cmd_animate(args: argparse.Namespace) -> None:
     from animation.run import run_animate
     run_animate(args.config, args.checkpoint, args.source, args.driving, args.output,
-                relative=args.relative, adapt_scale=args.adapt_scale, cpu=args.cpu, sheet=args.sheet)
+                relative=args.relative, adapt_scale=args.adapt_scale, cpu=args.cpu, sheet=args.sheet,
+                backend=args.backend, export_dir=args.export_dir)
 
 
 def cmd_swap(args: argparse.Namespace) -> None:
@@ -81,6 +82,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
               random_weights=args.random_weights, cpu=args.cpu, stats_path=args.stats)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from export.run import run_export
+    run_export(args.config, args.checkpoint, args.format, args.out, fp16=args.fp16, opset=args.opset)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="puppet.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     _media_args(animate)
     animate.add_argument("--relative", action="store_true", help="relative motion (what puppeteering needs)")
     animate.add_argument("--adapt-scale", action="store_true", help="scale motion by the face-size ratio")
+    animate.add_argument("--backend", default="torch", help="torch (default), torch-fused, torch-bf16, onnxruntime, "
+                         "tensorrt or tensorrt-fp16 (see export/backends.py)")
+    animate.add_argument("--export-dir", help="exported graphs for onnxruntime/tensorrt (default: a cache folder "
+                         "keyed by the checkpoint's hash, exported on first use)")
     animate.set_defaults(func=cmd_animate)
 
     swap = sub.add_parser("swap", help="swap parts of a photo into a driving video (co-part segmentation)")
@@ -173,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--stats", help="also write both loops' figures to this JSON file")
     bench.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     bench.set_defaults(func=cmd_bench)
+
+    export = sub.add_parser("export", help="export a FOMM model to ONNX graphs (and TensorRT engines) for the backends")
+    export.add_argument("--config", required=True, help="FOMM YAML config (official format)")
+    export.add_argument("--checkpoint", required=True, help="checkpoint .pth.tar (official layout)")
+    export.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx",
+                        help="onnx: keypoints/avatar/motion/render .onnx; tensorrt: those plus engines for this GPU")
+    export.add_argument("--out", required=True, help="folder for the graphs and export.json")
+    export.add_argument("--fp16", action="store_true", help="build FP16 TensorRT engines (--format tensorrt)")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or later (default 17)")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -17,11 +17,12 @@ def pick_device(cpu: bool) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
 
 
-def animate_frames(nets: dict[str, nn.Module], source: np.ndarray, frames: Iterable[np.ndarray],
+def animate_frames(nets: dict[str, nn.Module] | FommPuppeteer, source: np.ndarray, frames: Iterable[np.ndarray],
                    device: torch.device, relative: bool = True, adapt_scale: bool = False) -> Iterator[np.ndarray]:
     """Yield the avatar (float (h, w, 3) in [0, 1]) following each driving frame; the first driving
-    frame is the reference pose of relative motion."""
-    puppeteer = FommPuppeteer(nets, device)
+    frame is the reference pose of relative motion. ``nets`` may also be a ready puppeteer with
+    FommPuppeteer's stages, e.g. an export backend (export.backends.open_backend)."""
+    puppeteer = FommPuppeteer(nets, device) if isinstance(nets, dict) else nets
     avatar = puppeteer.prepare(source)
     kp_initial = None
     for frame in frames:

@@ -32,11 +32,16 @@ def _remember(frames: Iterator[np.ndarray], store: list[np.ndarray]) -> Iterator
 
 
 def _run(config: Config, checkpoint: str, source: str | None, driving: str | None, output: str, cpu: bool,
-         loop: Callable[..., Iterator[np.ndarray]], sheet: str | None = None, **options) -> int:
+         loop: Callable[..., Iterator[np.ndarray]], sheet: str | None = None, backend: str = "torch",
+         export_dir: str | None = None, **options) -> int:
     source_image = read_image(source or DEFAULT_AVATAR, config.size)
     fps, frames = read_frames(driving or DEFAULT_DRIVING, config.size)
     device = pick_device(cpu)
-    nets = load_model(config, checkpoint, device)
+    if backend == "torch":
+        nets = load_model(config, checkpoint, device)
+    else:
+        from export.backends import open_backend
+        nets = open_backend(backend, config, checkpoint, device, export_dir)
     seen: list[np.ndarray] = []
     results: list[np.ndarray] = []
     if sheet:
@@ -55,10 +60,11 @@ def _run(config: Config, checkpoint: str, source: str | None, driving: str | Non
 
 
 def run_animate(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
-                relative: bool = False, adapt_scale: bool = False, cpu: bool = False, sheet: str | None = None) -> int:
+                relative: bool = False, adapt_scale: bool = False, cpu: bool = False, sheet: str | None = None,
+                backend: str = "torch", export_dir: str | None = None) -> int:
     config, checkpoint = resolve_model("fomm", config, checkpoint)
     return _run(load_config_for("fomm", config), checkpoint, source, driving, output, cpu, animate_frames,
-                sheet=sheet, relative=relative, adapt_scale=adapt_scale)
+                sheet=sheet, backend=backend, export_dir=export_dir, relative=relative, adapt_scale=adapt_scale)
 
 
 def run_swap(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,

@@ -1,0 +1,156 @@
+"""Backends: one FOMM stage interface (prepare / keypoints / motion / render, as
+animation.puppeteer.FommPuppeteer), several ways to run it. ``BACKENDS`` maps each name that
+`animate`, `live` and `bench` accept to a factory taking BackendOptions; ``open_backend`` is the one call.
+
+torch           PyTorch eager, the reference (FommPuppeteer itself)
+torch-fused     eager with the fused warp (Triton kernel on CUDA, its PyTorch formulation elsewhere)
+torch-bf16      eager with the decoder in bfloat16 (channels-last; fast on AMX/AVX-512 BF16 CPUs and GPUs)
+onnxruntime     the exported graphs in ONNX Runtime (CPU, or CUDA with onnxruntime-gpu), FP32
+tensorrt        TensorRT engines built from the exported graphs, FP32; tensorrt-fp16 likewise in FP16
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+
+from animation.puppeteer import FommAvatar, FommPuppeteer, to_image, to_tensor
+from export.fused_warp import FusedMotion, fused_warp, motion_affines
+from motion.checkpoint import load_model
+from motion.config import Config
+from motion.dense_motion import DenseMotion
+from motion.errors import UserError
+from motion.generator import warp_features
+from motion.keypoints import Keypoints
+
+
+class UnknownBackendError(UserError):
+    """A --backend name that is not in BACKENDS."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What every backend is built from. export_dir: where the exported graphs live (None: the cache)."""
+    config: Config
+    checkpoint: str | Path
+    device: torch.device
+    export_dir: str | Path | None = None
+    threads: int | None = None
+
+
+class TorchBackend(FommPuppeteer):
+    """PyTorch eager on the checkpoint's networks; ``fused`` swaps in the fused warp for render."""
+
+    def __init__(self, options: BackendOptions, fused: bool = False):
+        super().__init__(load_model(options.config, options.checkpoint, options.device), options.device)
+        self.fused = fused
+
+    @torch.no_grad()
+    def motion(self, avatar: FommAvatar, kp_driving: Keypoints) -> DenseMotion | FusedMotion:
+        dense = super().motion(avatar, kp_driving)
+        if not self.fused:
+            return dense
+        affines = motion_affines(avatar.kp.value, kp_driving.value, avatar.kp.jacobian, kp_driving.jacobian)
+        return FusedMotion(*dense, affines=affines)
+
+    @torch.no_grad()
+    def render(self, avatar: FommAvatar, motion: DenseMotion | FusedMotion) -> np.ndarray:
+        if not self.fused:
+            return super().render(avatar, motion)
+        warped = fused_warp(avatar.features, motion.mask, motion.affines, motion.occlusion)
+        return to_image(self.generator.decode(warped))
+
+
+class Bf16TorchBackend(FommPuppeteer):
+    """The decoder (~88% of a frame's FLOPs) in bfloat16; keypoints, dense motion and the warp stay FP32,
+    since keypoint positions and flows lose whole pixels in bf16. The decoder is a bf16 channels-last
+    copy, which oneDNN runs on AMX / AVX-512 BF16 (autocast would re-cast its weights every frame)."""
+
+    def __init__(self, options: BackendOptions):
+        super().__init__(load_model(options.config, options.checkpoint, options.device), options.device)
+        self.decoder = copy.deepcopy(self.generator).to(torch.bfloat16, memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def render(self, avatar: FommAvatar, motion: DenseMotion) -> np.ndarray:
+        warped = warp_features(avatar.features, motion.deformation, motion.occlusion)
+        return to_image(self.decoder.decode(warped.to(torch.bfloat16, memory_format=torch.channels_last)))
+
+
+class GraphRunner(Protocol):
+    def run(self, graph: str, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]: ...
+
+
+class GraphPuppeteer:
+    """The FOMM stages over the exported graphs; the runner (ONNX Runtime, TensorRT) executes them."""
+
+    def __init__(self, runner: GraphRunner, device: torch.device):
+        self.runner = runner
+        self.device = device
+
+    def _keypoints(self, image: torch.Tensor) -> Keypoints:
+        out = self.runner.run("keypoints", {"image": image})
+        return Keypoints(out["kp_value"], out.get("kp_jacobian"))
+
+    def prepare(self, image: np.ndarray) -> FommAvatar:
+        source = to_tensor(image, self.device)
+        out = self.runner.run("avatar", {"image": source})
+        return FommAvatar(source, self._keypoints(source), out["features"], out["source_small"])
+
+    def keypoints(self, frame: np.ndarray) -> Keypoints:
+        return self._keypoints(to_tensor(frame, self.device))
+
+    def motion(self, avatar: FommAvatar, kp_driving: Keypoints) -> DenseMotion:
+        out = self.runner.run("motion", {
+            "source_small": avatar.small, "kp_driving_value": kp_driving.value, "kp_source_value": avatar.kp.value,
+            "kp_driving_jacobian": kp_driving.jacobian, "kp_source_jacobian": avatar.kp.jacobian})
+        return DenseMotion(out["deformation"], out["mask"], out.get("occlusion"), out["sparse_deformed"])
+
+    def render(self, avatar: FommAvatar, motion: DenseMotion) -> np.ndarray:
+        out = self.runner.run("render", {"features": avatar.features, "deformation": motion.deformation,
+                                         "occlusion": motion.occlusion})
+        return to_image(out["prediction"])
+
+
+def onnxruntime_backend(options: BackendOptions) -> GraphPuppeteer:
+    """ONNX Runtime keeps tensors on the host; with a GPU device it runs on the CUDA provider."""
+    from export.cache import ensure_export
+    from export.ort_runner import OrtRunner
+
+    export_dir, metadata = ensure_export(options.config, options.checkpoint, options.export_dir)
+    return GraphPuppeteer(OrtRunner(export_dir, metadata["graphs"], options.device, options.threads),
+                          torch.device("cpu"))
+
+
+def tensorrt_backend(options: BackendOptions, fp16: bool = False) -> GraphPuppeteer:
+    from export.cache import ensure_export
+    from export.tensorrt import TensorRTRunner, require_tensorrt
+
+    require_tensorrt(options.device)
+    export_dir, metadata = ensure_export(options.config, options.checkpoint, options.export_dir)
+    return GraphPuppeteer(TensorRTRunner(export_dir, metadata, options.device, fp16), options.device)
+
+
+BACKENDS: dict[str, Callable[[BackendOptions], Any]] = {
+    "torch": TorchBackend,
+    "torch-fused": partial(TorchBackend, fused=True),
+    "torch-bf16": Bf16TorchBackend,
+    "onnxruntime": onnxruntime_backend,
+    "tensorrt": tensorrt_backend,
+    "tensorrt-fp16": partial(tensorrt_backend, fp16=True),
+}
+
+
+def open_backend(name: str, config: Config, checkpoint: str | Path, device: torch.device,
+                 export_dir: str | Path | None = None, threads: int | None = None) -> Any:
+    """A puppeteer with the FommPuppeteer stage interface running on backend ``name``."""
+    if name not in BACKENDS:
+        raise UnknownBackendError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
+    if config.kind != "fomm":
+        raise UserError(f"backends run First Order Motion Models; {config.path} is a co-part segmentation "
+                        "config, which runs on PyTorch (puppet.py swap)")
+    return BACKENDS[name](BackendOptions(config, checkpoint, device, export_dir, threads))

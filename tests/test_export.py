@@ -1,0 +1,173 @@
+"""Export and backends on the tiny FOMM: clean graphs, ONNX Runtime parity with PyTorch eager, the
+`animate --backend` path, the export cache and the one-line user errors."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import onnx
+import pytest
+import torch
+from skimage import data as skdata
+from skimage.transform import resize
+
+from animation.puppeteer import normalize_keypoints
+from conftest import make_checkpoint
+from export.backends import BACKENDS, open_backend
+from export.cache import ensure_export
+from export.metadata import METADATA_FILE, StaleExportError, config_hash, default_export_dir, file_hash
+from export.tensorrt import TensorRTMissingError, trt
+from motion.config import load_config
+from puppet import main
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_fomm, tmp_path_factory) -> Path:
+    """The tiny model exported through the command line, once for the module."""
+    config, checkpoint = tiny_fomm
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    assert main(["export", "--config", str(config), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames() -> tuple[np.ndarray, np.ndarray]:
+    """(avatar, driving frame): the astronaut and the astronaut moved sideways, 64x64."""
+    image = resize(skdata.astronaut(), (64, 64)).astype(np.float32)
+    return image, np.roll(image, 5, axis=1)
+
+
+def _stages(puppeteer, frames):
+    avatar_image, driving = frames
+    avatar = puppeteer.prepare(avatar_image)
+    kp_initial = puppeteer.keypoints(avatar_image)
+    kp = normalize_keypoints(avatar.kp, puppeteer.keypoints(driving), kp_initial, relative=True, adapt_scale=False)
+    motion = puppeteer.motion(avatar, kp)
+    return avatar, kp, motion, puppeteer.render(avatar, motion)
+
+
+def test_graphs_are_clean_opset_17_with_grid_sample(exported, tiny_fomm):
+    metadata = json.loads((exported / METADATA_FILE).read_text())
+    assert set(metadata["graphs"]) == {"keypoints", "avatar", "motion", "render"}
+    assert metadata["opset"] >= 17
+    assert metadata["config_hash"] == config_hash(load_config(tiny_fomm[0]))
+    assert metadata["checkpoint_sha256"] == file_hash(tiny_fomm[1])
+    for name, graph in metadata["graphs"].items():
+        path = exported / graph["file"]
+        onnx.checker.check_model(str(path), full_check=True)
+        model = onnx.load(str(path))
+        assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [metadata["opset"]]
+        ops = {(node.domain, node.op_type) for node in model.graph.node}
+        assert all(domain in ("", "ai.onnx") for domain, _ in ops), f"{name} uses a non-standard op: {ops}"
+        assert [i.name for i in model.graph.input] == list(graph["inputs"])
+        if name in ("motion", "render"):
+            assert ("", "GridSample") in ops
+
+
+def test_onnxruntime_matches_torch_per_stage(exported, tiny_fomm, frames):
+    config = load_config(tiny_fomm[0])
+    reference = _stages(open_backend("torch", config, tiny_fomm[1], CPU), frames)
+    result = _stages(open_backend("onnxruntime", config, tiny_fomm[1], CPU, export_dir=exported), frames)
+    (ref_avatar, ref_kp, ref_motion, ref_frame), (avatar, kp, motion, frame) = reference, result
+    pairs = [(ref_avatar.features, avatar.features), (ref_avatar.small, avatar.small),
+             (ref_avatar.kp.value, avatar.kp.value), (ref_avatar.kp.jacobian, avatar.kp.jacobian),
+             (ref_kp.value, kp.value), (ref_kp.jacobian, kp.jacobian)]
+    pairs += list(zip(ref_motion, motion))
+    for expected, got in pairs:
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max().item() <= 1e-4
+    assert np.abs(frame - ref_frame).max() <= 1e-4
+
+
+def _read_pngs(folder: Path) -> np.ndarray:
+    return np.stack([imageio.imread(p) for p in sorted(folder.glob("*.png"))]).astype(int)
+
+
+def test_animate_onnxruntime_gives_the_torch_frames(exported, tiny_fomm, astronaut_png, driving_mp4, tmp_path):
+    config, checkpoint = tiny_fomm
+    common = ["animate", "--config", str(config), "--checkpoint", str(checkpoint), "--source", str(astronaut_png),
+              "--driving", str(driving_mp4), "--relative"]
+    assert main(common + ["--output", str(tmp_path / "torch")]) == 0
+    assert main(common + ["--output", str(tmp_path / "ort"), "--backend", "onnxruntime",
+                          "--export-dir", str(exported)]) == 0
+    torch_frames, ort_frames = _read_pngs(tmp_path / "torch"), _read_pngs(tmp_path / "ort")
+    assert torch_frames.shape == ort_frames.shape and len(torch_frames) == 6
+    assert np.abs(torch_frames - ort_frames).max() <= 1
+
+
+def test_first_use_exports_to_the_cache_then_reuses_it(tiny_fomm, tmp_path, monkeypatch):
+    config, checkpoint = load_config(tiny_fomm[0]), tiny_fomm[1]
+    monkeypatch.setenv("PUPPET_CACHE", str(tmp_path))
+    first = io.StringIO()
+    with contextlib.redirect_stderr(first):
+        folder, _ = ensure_export(config, checkpoint)
+    assert folder == default_export_dir(config, file_hash(checkpoint)) and folder.parent.parent == tmp_path
+    assert "exporting" in first.getvalue()
+    again = io.StringIO()
+    with contextlib.redirect_stderr(again):
+        assert ensure_export(config, checkpoint)[0] == folder
+    assert again.getvalue() == ""
+
+
+def test_stale_export_is_refused(exported, tiny_fomm, tmp_path, capsys):
+    other = make_checkpoint(Path(tiny_fomm[0]), tmp_path / "retrained.pth.tar", seed=1)
+    with pytest.raises(StaleExportError, match="re-export"):
+        open_backend("onnxruntime", load_config(tiny_fomm[0]), other, CPU, export_dir=exported)
+    code = main(["animate", "--config", str(tiny_fomm[0]), "--checkpoint", str(other), "--output",
+                 str(tmp_path / "out"), "--backend", "onnxruntime", "--export-dir", str(exported)])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "stale export" in message and "checkpoint" in message and str(exported) in message
+
+
+def test_unknown_backend_is_a_user_error(tiny_fomm, tmp_path, capsys):
+    code = main(["animate", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]),
+                 "--output", str(tmp_path / "out"), "--backend", "tflite"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "unknown backend 'tflite'" in message and "onnxruntime" in message
+
+
+def test_export_options_are_checked(tiny_fomm, tmp_path, capsys):
+    base = ["export", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--out", str(tmp_path)]
+    assert main(base + ["--fp16"]) == 2
+    assert "--format tensorrt" in capsys.readouterr().err
+    assert main(base + ["--opset", "13"]) == 2
+    assert "opset" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(trt is not None, reason="TensorRT is installed; this checks the message shown without it")
+def test_tensorrt_missing_names_the_package(tiny_fomm, tmp_path, capsys):
+    print("TensorRT is not installed here: checking its error message instead of building engines")
+    with pytest.raises(TensorRTMissingError, match="pip install tensorrt"):
+        open_backend("tensorrt", load_config(tiny_fomm[0]), tiny_fomm[1], CPU, export_dir=tmp_path)
+    code = main(["export", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--out",
+                 str(tmp_path), "--format", "tensorrt"])
+    assert code == 2 and "pip install tensorrt" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(trt is None or not torch.cuda.is_available(), reason="needs TensorRT and an NVIDIA GPU")
+@pytest.mark.parametrize("name,tolerance", [("tensorrt", 1e-3), ("tensorrt-fp16", 2e-2)])
+def test_tensorrt_matches_torch(exported, tiny_fomm, frames, name, tolerance):
+    config = load_config(tiny_fomm[0])
+    cuda = torch.device("cuda")
+    ref_frame = _stages(open_backend("torch", config, tiny_fomm[1], cuda), frames)[-1]
+    frame = _stages(open_backend(name, config, tiny_fomm[1], cuda, export_dir=exported), frames)[-1]
+    assert np.abs(frame - ref_frame).max() <= tolerance
+
+
+@pytest.mark.parametrize("name", ["torch-fused", "torch-bf16"])
+def test_eager_variants_follow_the_reference(tiny_fomm, frames, name):
+    """torch-fused is the same maths (FP32 rounding only); torch-bf16 keeps ~3 significant digits."""
+    config = load_config(tiny_fomm[0])
+    ref_frame = _stages(open_backend("torch", config, tiny_fomm[1], CPU), frames)[-1]
+    frame = _stages(open_backend(name, config, tiny_fomm[1], CPU), frames)[-1]
+    assert np.abs(frame - ref_frame).max() <= (1e-5 if name == "torch-fused" else 2e-2)
+
+
+def test_registry_lists_every_backend():
+    assert {"torch", "onnxruntime", "tensorrt"} <= set(BACKENDS)
