@@ -1,0 +1,127 @@
+"""The work done for one driving frame: crop the face, estimate its keypoints, smooth them, move the
+avatar relative to the calibration pose (or swap the chosen parts), each stage timed.
+
+The avatar's own keypoints, encoder features and segments were prepared once (realtime/avatars.py), so a
+frame pays only for the driving keypoints, the dense motion and the decoder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from animation.puppeteer import SwapPuppeteer, normalize_keypoints
+from motion.geometry import resize_map, warp
+from motion.keypoints import Keypoints
+from realtime.avatars import Avatar, foreground
+from realtime.backends import Puppeteer
+from realtime.controls import Controls
+from realtime.face import FaceTracker, centre_box, crop, resize_uint8
+from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
+from realtime.stats import Stats
+
+
+@dataclass
+class Rendered:
+    image: np.ndarray  # (h, w, 3) float in [0, 1], the animation model's size
+    preview: np.ndarray  # (h, w, 3) uint8: what the model saw (the face crop), for side-by-side previews
+    alpha: np.ndarray | None  # (h, w) float foreground probability, when asked for and a co-part model is loaded
+    face: bool  # False while the face is lost and the avatar holds its pose
+
+
+def as_float(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32) / 255.0
+
+
+class Animator:
+    """Per-frame stages with their state: calibration pose, smoothing filters, held pose."""
+
+    def __init__(self, puppeteer: Puppeteer, avatars: list[Avatar], controls: Controls, stats: Stats,
+                 size: tuple[int, int], tracker: FaceTracker | None = None, margin: float = 0.3,
+                 relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
+                 swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
+                 swap_parts: Sequence[int] = (), want_alpha: bool = False):
+        self.puppeteer, self.avatars, self.controls, self.stats = puppeteer, avatars, controls, stats
+        self.size, self.tracker, self.margin = size, tracker, margin
+        self.relative, self.adapt_scale, self.smoother = relative, adapt_scale, smoother
+        self.swapper, self.swap_size, self.swap_parts = swapper, swap_size, list(swap_parts)
+        self.want_alpha = want_alpha
+        self.kp_initial: Keypoints | None = None
+        self.returning = PoseReturn()
+        self.jitter_raw, self.jitter_smoothed = JitterMeter(), JitterMeter()
+        self.last: Rendered | None = None
+
+    @property
+    def avatar(self) -> Avatar:
+        return self.avatars[self.controls.avatar]
+
+    def step(self, frame: np.ndarray, t: float) -> Rendered:
+        """One RGB uint8 driving frame captured at time t (seconds) -> the avatar's frame."""
+        with self.stats.time("face_crop"):
+            box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
+            face = None if box is None else crop(frame, box.expanded(self.margin) if self.tracker else box)
+        if face is None:
+            return self._hold(frame)
+        if self.controls.swap and self.swapper is not None:
+            rendered = self._swap(face)
+        else:
+            rendered = self._animate(face, t)
+        self.last = rendered
+        return rendered
+
+    def _hold(self, frame: np.ndarray) -> Rendered:
+        """No face: keep showing the last pose; the next face eases back in from it."""
+        self.returning.lost()
+        self.jitter_raw.gap()
+        self.jitter_smoothed.gap()
+        if self.smoother is not None:
+            self.smoother.reset()
+        preview = resize_uint8(crop(frame, centre_box(frame.shape)), self.size)
+        if self.last is None:
+            return Rendered(self.avatar.image, preview, self._still_alpha(), False)
+        return Rendered(self.last.image, preview, self.last.alpha, False)
+
+    def _still_alpha(self) -> np.ndarray | None:
+        matte = self.avatar.matte
+        return matte[0, 0].cpu().numpy() if self.want_alpha and matte is not None else None
+
+    def _animate(self, face: np.ndarray, t: float) -> Rendered:
+        preview = resize_uint8(face, self.size)
+        with self.stats.time("keypoints"):
+            kp = self.puppeteer.keypoints(as_float(preview))
+        self.jitter_raw.add(kp.value)
+        if self.smoother is not None:
+            kp = self.smoother(kp, t)
+        self.jitter_smoothed.add(kp.value)
+        if self.controls.take_recalibration() or self.kp_initial is None:
+            self.kp_initial = kp
+        avatar = self.avatar
+        kp = self.returning(normalize_keypoints(avatar.fomm.kp, kp, self.kp_initial, self.relative, self.adapt_scale))
+        with self.stats.time("dense_motion"):
+            motion = self.puppeteer.motion(avatar.fomm, kp)
+        with self.stats.time("generator"):
+            image = self.puppeteer.render(avatar.fomm, motion)
+        alpha = None
+        if self.want_alpha and avatar.matte is not None:
+            with self.stats.time("matte"):
+                alpha = warp(avatar.matte, torch.as_tensor(motion.deformation))[0, 0].cpu().numpy()
+        return Rendered(image, preview, alpha, True)
+
+    def _swap(self, face: np.ndarray) -> Rendered:
+        """Co-part swap: the user's frame with the chosen parts of the avatar moved into its pose."""
+        assert self.swapper is not None and self.swap_size is not None
+        preview = resize_uint8(face, self.size)
+        with self.stats.time("keypoints"):
+            target, segments = self.swapper.segments(as_float(resize_uint8(face, self.swap_size)))
+        with self.stats.time("generator"):
+            image = self.swapper.swap(self.avatar.swap, target, segments, self.swap_parts)
+        if image.shape[:2] != tuple(self.size):
+            image = resize_map(torch.from_numpy(image).permute(2, 0, 1)[None], *self.size)[0].permute(1, 2, 0).numpy()
+        alpha = foreground(segments.segmentation, self.size)[0, 0].cpu().numpy() if self.want_alpha else None
+        return Rendered(image, preview, alpha, True)
+
+    def jitter(self) -> dict[str, float]:
+        """Keypoint jitter before and after smoothing (mean |second difference| x1000)."""
+        return {"raw": self.jitter_raw.value, "smoothed": self.jitter_smoothed.value}

@@ -1,0 +1,86 @@
+"""Avatar preparation, done once per avatar before the loop starts: find the face, crop it like the
+driving frames, and let the model stages cache everything that depends on the avatar alone (keypoints,
+encoder features, co-part segments and the foreground matte)."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+
+from animation.media import MediaError, frame_files, to_model_frame
+from animation.puppeteer import SwapAvatar, SwapPuppeteer
+from motion.geometry import resize_map
+from realtime.backends import Puppeteer
+from realtime.face import HaarFaceDetector, crop
+from realtime.sources import to_rgb
+
+
+@dataclass
+class Avatar:
+    name: str
+    image: np.ndarray  # (h, w, 3) float crop at the animation model's size
+    fomm: Any  # the backend's prepared avatar
+    swap: SwapAvatar | None  # co-part segments and features, when a co-part model is loaded
+    matte: torch.Tensor | None  # (1, 1, h, w) foreground probability at the animation size
+
+
+def read_photo(path: str | Path) -> np.ndarray:
+    """The photo at full resolution as RGB uint8 (the face is found before resizing)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"avatar {path} does not exist; pass --avatar with the path of a photo (png, jpg, ...)")
+    try:
+        image = np.asarray(imageio.imread(path))
+    except Exception as err:  # imageio raises many types for undecodable files
+        raise MediaError(f"cannot read avatar {path} ({type(err).__name__}); pass a png or jpg photo") from None
+    if image.ndim == 4:  # an animated image: its first frame
+        image = image[0]
+    if image.ndim not in (2, 3) or min(image.shape[:2]) < 8:
+        raise MediaError(f"avatar {path} is not a usable picture (shape {image.shape}); pass an RGB photo")
+    return to_rgb(image)
+
+
+def avatar_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Each --avatar, a folder standing for all the pictures in it."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        found.extend(frame_files(path) if path.is_dir() else [path])
+    if not found:
+        raise MediaError(f"no pictures in {', '.join(map(str, paths))}; pass --avatar with a photo or a folder of them")
+    return found
+
+
+def frame_face(photo: np.ndarray, detector: HaarFaceDetector, margin: float) -> np.ndarray | None:
+    """The largest face cropped with the driving frames' margin, or None when there is no face."""
+    box = detector.detect(photo)
+    return None if box is None else crop(photo, box.expanded(margin))
+
+
+def foreground(segments_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, K+1, h, w) part probabilities -> (1, 1, H, W) probability of not being background."""
+    return resize_map(1 - segments_map[:, :1], *size)
+
+
+def prepare_avatars(paths: Sequence[str | Path], puppeteer: Puppeteer, size: tuple[int, int],
+                    swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
+                    margin: float = 0.3, detector: HaarFaceDetector | None = None) -> list[Avatar]:
+    detector = detector or HaarFaceDetector()
+    avatars = []
+    for path in avatar_paths(paths):
+        photo = read_photo(path)
+        face = frame_face(photo, detector, margin)
+        if face is None:
+            print(f"no face found in avatar {path}; animating the whole picture", file=sys.stderr)
+            face = photo
+        image = to_model_frame(face, size)
+        swap = matte = None
+        if swapper is not None and swap_size is not None:
+            swap = swapper.prepare(to_model_frame(face, swap_size))
+            matte = foreground(swap.segments.segmentation, size)
+        avatars.append(Avatar(path.stem, image, puppeteer.prepare(image), swap, matte))
+    return avatars

@@ -1,0 +1,115 @@
+"""`puppet.py bench`: the real-time loop's latency per stage and FPS on the synthetic moving face, and in
+the same process a naive loop (no threads, no caching: the avatar's keypoints and encoding recomputed and
+the face searched in the whole frame every time), so the speed-up is a ratio measured in one run."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from animation.defaults import DEFAULT_AVATAR, resolve_model
+from animation.media import to_model_frame, to_uint8
+from animation.pipeline import pick_device
+from animation.puppeteer import normalize_keypoints
+from animation.run import load_config_for
+from motion.errors import UserError
+from realtime.animator import Animator
+from realtime.avatars import prepare_avatars
+from realtime.backends import BACKENDS, Puppeteer
+from realtime.controls import Controls
+from realtime.engine import Engine
+from realtime.face import DEFAULT_MARGIN, FaceTracker, HaarFaceDetector, centre_box, crop
+from realtime.smoothing import KeypointSmoother
+from realtime.sources import SyntheticSource
+from realtime.stats import Stats
+
+WARM_UP = 3
+
+
+def naive_loop(puppeteer: Puppeteer, avatar_image: np.ndarray, size: tuple[int, int], frames: int,
+               margin: float = DEFAULT_MARGIN) -> Stats:
+    """What a first real-time script does: everything in one thread, nothing reused between frames."""
+    stats = Stats()
+    source = SyntheticSource()
+    detector = HaarFaceDetector()
+    kp_initial = None
+    for index in range(frames):
+        start = time.perf_counter()
+        with stats.time("capture"):
+            frame = source.frame(index)
+        with stats.time("face_crop"):
+            box = detector.detect(frame)
+            face = to_model_frame(crop(frame, box.expanded(margin) if box else centre_box(frame.shape)), size)
+        with stats.time("prepare"):
+            avatar = puppeteer.prepare(avatar_image)
+        with stats.time("keypoints"):
+            kp = puppeteer.keypoints(face)
+        kp_initial = kp if kp_initial is None else kp_initial
+        with stats.time("dense_motion"):
+            motion = puppeteer.motion(avatar, normalize_keypoints(avatar.kp, kp, kp_initial, True, False))
+        with stats.time("generator"):
+            image = puppeteer.render(avatar, motion)
+        with stats.time("output"):
+            to_uint8(image)
+        stats.frame_done(time.perf_counter() - start)
+    return stats
+
+
+def pipelined_loop(puppeteer: Puppeteer, avatar_path: str, size: tuple[int, int], frames: int) -> Stats:
+    """The real-time engine on the same input, read as fast as it is consumed (nothing dropped)."""
+    stats = Stats()
+    avatars = prepare_avatars([avatar_path], puppeteer, size)
+    controls = Controls([a.name for a in avatars])
+    animator = Animator(puppeteer, avatars, controls, stats, size, FaceTracker(), smoother=KeypointSmoother())
+    return Engine(SyntheticSource(frames=frames), animator, [], stats, controls).run()
+
+
+def default_avatar() -> str:
+    """The bundled avatar, or the synthetic input's own photo when it is not there."""
+    if DEFAULT_AVATAR.is_file():
+        return str(DEFAULT_AVATAR)
+    path = Path(__file__).resolve().parents[1] / "runs" / "bench-avatar.png"
+    if not path.is_file():
+        import imageio.v2 as imageio
+        path.parent.mkdir(parents=True, exist_ok=True)
+        imageio.imwrite(path, SyntheticSource().photo)
+    return str(path)
+
+
+def run_bench(config: str | None = None, checkpoint: str | None = None, backend: str = "torch", frames: int = 100,
+              avatar: str | None = None, random_weights: bool = False, cpu: bool = False,
+              stats_path: str | None = None) -> dict:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown --backend {backend}; choose one of {', '.join(BACKENDS)}")
+    if frames < 2:
+        raise UserError("--frames must be at least 2")
+    if random_weights:
+        if config is None:
+            raise UserError("--random-weights needs --config (the architecture to time)")
+        config_path, checkpoint = config, None
+    else:
+        config_path, checkpoint = resolve_model("fomm", config, checkpoint)
+    loaded = load_config_for("fomm", config_path)
+    device = pick_device(cpu)
+    puppeteer = BACKENDS[backend](loaded, checkpoint, device)
+    avatar = avatar or default_avatar()
+    naive_loop(puppeteer, to_model_frame(SyntheticSource().photo, loaded.size), loaded.size, WARM_UP)
+    pipelined = pipelined_loop(puppeteer, avatar, loaded.size, frames)
+    naive = naive_loop(puppeteer, prepare_avatars([avatar], puppeteer, loaded.size)[0].image, loaded.size, frames)
+    speedup = pipelined.fps / naive.fps if naive.fps else 0.0
+    print(f"{backend} backend, {loaded.path} ({loaded.size[0]}x{loaded.size[1]}), {device}, {frames} frames",
+          file=sys.stderr)
+    print(pipelined.table("real-time loop (threaded, avatar cached, face tracked)"))
+    print()
+    print(naive.table("naive loop (one thread, avatar recomputed, face searched every frame)"))
+    print()
+    print(f"end-to-end: {pipelined.fps:.1f} FPS vs {naive.fps:.1f} FPS naive: {speedup:.2f}x faster")
+    result = {"backend": backend, "config": str(loaded.path), "device": str(device), "frames": frames,
+              "pipelined": pipelined.summary(), "naive": naive.summary(), "speedup": round(speedup, 3)}
+    if stats_path:
+        import json
+        Path(stats_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(stats_path).write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,206 @@
+"""The real-time loop: capture, inference and output on separate threads so latency never builds up.
+
+- capture thread: reads the source into a one-frame slot; a live source overwrites an unread frame
+  (counted as dropped), so inference always starts from the newest frame;
+- inference (the calling thread, so Ctrl-C lands here): the animator's stages, then one packet per sink;
+- one thread per sink behind a bounded queue that drops its oldest packet when full.
+Stopping (end of input, --max-frames, a closed window, /control quit, Ctrl-C) releases the source and
+closes every sink after it has written what it was given, so files are always finalised.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from animation.media import to_uint8
+from realtime.animator import Animator
+from realtime.controls import Controls
+from realtime.sinks import Packet, Sink
+from realtime.sources import Source
+from realtime.stats import Stats
+
+JOIN_S = 3.0
+CLOSE_S = 15.0  # a video file may need a moment to flush
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    image: np.ndarray
+    captured_at: float  # time.perf_counter() when read
+    t: float  # the frame's time in seconds: wall clock for live input, index / fps for files
+
+
+class NewestFrame:
+    """A one-frame slot between capture and inference."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, frame: Frame, wait: bool) -> None:
+        """Replace an unread frame (live input) or wait until it was read (input that can wait)."""
+        with self._cond:
+            while wait and self._frame is not None and not self._closed:
+                self._cond.wait(0.1)
+            if self._closed:
+                return  # the loop has stopped: a frame read meanwhile is not a drop
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> Frame | None:
+        with self._cond:
+            if self._frame is None and not self._closed:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            self._cond.notify_all()
+            return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._closed and self._frame is None
+
+
+class SinkWorker:
+    """One sink on its own thread behind a bounded queue: drop-oldest, or blocking for a lossless sink
+    when the input can wait."""
+
+    _STOP = object()
+
+    def __init__(self, sink: Sink, stats: Stats, capacity: int = 2, block: bool = False):
+        self.sink, self.stats, self.block = sink, stats, block
+        self.queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self.dropped = self.written = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"sink-{sink.name}", daemon=True)
+        self.thread.start()
+
+    def offer(self, packet: Packet) -> None:
+        if self.block:
+            self.queue.put(packet)
+            return
+        while True:
+            try:
+                self.queue.put_nowait(packet)
+                return
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _run(self) -> None:
+        """Write until told to stop, then close the sink here: a window lives and dies on one thread."""
+        while (packet := self.queue.get()) is not self._STOP:
+            if self.error is not None:
+                continue  # keep draining so the loop is never blocked by a failed sink
+            start = time.perf_counter()
+            try:
+                self.sink.write(packet)
+            except Exception as err:  # reported by the loop, which stops with the sink's message
+                self.error = err
+                continue
+            self.written += 1
+            self.stats.add(f"sink_{self.sink.name}", time.perf_counter() - start)
+        self.sink.close()
+
+    def close(self) -> None:
+        """Let the sink write what it was given, then close it (files are finalised)."""
+        try:
+            self.queue.put(self._STOP, timeout=CLOSE_S)
+        except queue.Full:
+            print(f"output {self.sink.name} is stuck; leaving it behind", file=sys.stderr)
+            return
+        self.thread.join(CLOSE_S)
+        if self.thread.is_alive():
+            print(f"output {self.sink.name} did not close within {CLOSE_S:g} s", file=sys.stderr)
+
+
+class Engine:
+    def __init__(self, source: Source, animator: Animator, sinks: list[Sink], stats: Stats, controls: Controls,
+                 max_frames: int | None = None, queue_size: int = 2):
+        self.source, self.animator, self.sinks = source, animator, sinks
+        self.stats, self.controls, self.max_frames, self.queue_size = stats, controls, max_frames, queue_size
+        self.slot = NewestFrame()
+        self.stop = threading.Event()
+        self.capture_error: BaseException | None = None
+
+    def _capture(self) -> None:
+        index = 0
+        try:
+            while not self.stop.is_set():
+                self.source.wait(self.stop)
+                start = time.perf_counter()
+                image = self.source.read(self.stop)
+                if image is None:
+                    break
+                now = time.perf_counter()
+                self.stats.add("capture", now - start)
+                t = now if self.source.live else index / self.source.fps
+                self.slot.put(Frame(index, image, now, t), wait=not self.source.live)
+                index += 1
+        except Exception as err:  # re-raised in the loop's thread, with its own message
+            self.capture_error = err
+        finally:
+            self.slot.close()
+
+    def run(self) -> Stats:
+        """Run until the input ends, max_frames are out, or a quit is requested; always cleans up."""
+        workers = [SinkWorker(sink, self.stats, self.queue_size, block=sink.lossless and not self.source.live)
+                   for sink in self.sinks]
+        capture = threading.Thread(target=self._capture, name="capture", daemon=True)
+        capture.start()
+        fps, previous = 0.0, None
+        try:
+            while not self.controls.quit.is_set():
+                frame = self.slot.get(0.1)
+                if frame is None:
+                    if self.slot.finished:
+                        break
+                    continue
+                rendered = self.animator.step(frame.image, frame.t)
+                with self.stats.time("output"):
+                    now = time.perf_counter()
+                    if previous is not None:
+                        fps = 0.9 * fps + 0.1 / max(now - previous, 1e-6) if fps else 1 / max(now - previous, 1e-6)
+                    previous = now
+                    alpha = None if rendered.alpha is None else to_uint8(rendered.alpha)
+                    packet = Packet(frame.index, to_uint8(rendered.image), rendered.preview, alpha, rendered.face,
+                                    fps, (now - frame.captured_at) * 1000)
+                    for worker in workers:
+                        worker.offer(packet)
+                self.stats.frame_done(time.perf_counter() - frame.captured_at)
+                failed = next((w.error for w in workers if w.error is not None), None)
+                if failed is not None:
+                    raise failed
+                if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                    break
+        finally:
+            self.stop.set()
+            self.slot.close()
+            capture.join(JOIN_S)
+            self.source.close()
+            for worker in workers:
+                worker.close()
+            self.stats.dropped = self.slot.dropped
+            self.stats.extra["sinks"] = {w.sink.name: {"written": w.written, "dropped": w.dropped} for w in workers}
+            self.stats.extra["jitter"] = self.animator.jitter()
+        if self.capture_error is not None:
+            raise self.capture_error
+        return self.stats

@@ -1,0 +1,142 @@
+"""What `puppet.py live` does: load the models, open the input and outputs, prepare the avatars, run the
+engine, report the stats. Everything opened is closed again, whatever stops the session."""
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from animation.defaults import DEFAULT_AVATAR, resolve_model
+from animation.pipeline import check_swap_index, pick_device
+from animation.puppeteer import SwapPuppeteer
+from animation.run import load_config_for
+from motion.checkpoint import load_model
+from motion.errors import UserError
+from realtime.animator import Animator
+from realtime.avatars import prepare_avatars
+from realtime.backends import BACKENDS
+from realtime.controls import Controls
+from realtime.engine import Engine
+from realtime.face import DEFAULT_MARGIN, FaceTracker
+from realtime.sinks import Sink
+from realtime.smoothing import KeypointSmoother
+from realtime.sources import open_source
+from realtime.stats import Stats
+
+
+@dataclass
+class LiveOptions:
+    avatars: Sequence[str] = (str(DEFAULT_AVATAR),)
+    config: str | None = None
+    checkpoint: str | None = None
+    seg_config: str | None = None
+    seg_checkpoint: str | None = None
+    input: str = "webcam:0"
+    outputs: Sequence[str] = ()
+    swap: Sequence[int] = ()
+    relative: bool = True
+    adapt_scale: bool = False
+    smooth: bool = True
+    track_face: bool = True
+    margin: float = DEFAULT_MARGIN
+    pace: bool = False
+    max_frames: int | None = None
+    stats: str | None = None
+    cpu: bool = False
+    backend: str = "torch"
+
+
+def open_sink(spec: str, size: tuple[int, int], fps: float, controls: Controls) -> Sink:
+    """vcam, window, http:PORT, a video file (.mp4, .avi, .gif) or a folder for PNG frames."""
+    kind, _, arg = spec.partition(":")
+    if spec == "vcam":
+        from realtime.sinks.vcam import VirtualCameraSink
+        return VirtualCameraSink(size, fps)
+    if spec == "window":
+        from realtime.sinks.window import WindowSink
+        return WindowSink(controls)
+    if kind == "http":
+        from realtime.sinks.http import HttpSink
+        if not arg.isdigit() or int(arg) > 65535:
+            raise UserError(f"--output {spec}: give a port number, e.g. http:8080 (0 picks a free one)")
+        return HttpSink(int(arg), controls)
+    from realtime.sinks.files import RecordingSink
+    return RecordingSink(spec, fps)
+
+
+def default_sink(size: tuple[int, int], fps: float, controls: Controls) -> Sink:
+    """The virtual camera when one exists, else a window."""
+    from realtime.sinks.vcam import VirtualCameraError
+    try:
+        return open_sink("vcam", size, fps, controls)
+    except VirtualCameraError as err:
+        print(f"{err}\nshowing a window instead", file=sys.stderr)
+    return open_sink("window", size, fps, controls)
+
+
+def _coseg_model(options: LiveOptions, needed: bool) -> tuple[str, str] | None:
+    """The co-part model for --swap and the alpha matte: the user's, else the shipped one if present."""
+    if options.seg_config is not None or options.seg_checkpoint is not None:
+        if options.seg_config is None or options.seg_checkpoint is None:
+            raise UserError("pass --seg-config and --seg-checkpoint together (or neither, for the shipped model)")
+        return options.seg_config, options.seg_checkpoint
+    try:
+        return resolve_model("coseg", None, None)
+    except UserError:
+        if needed:
+            raise UserError("--swap needs a co-part segmentation model and the shipped one is missing; pass "
+                            "--seg-config and --seg-checkpoint") from None
+        return None
+
+
+def run_live(options: LiveOptions) -> Stats:
+    if options.backend not in BACKENDS:
+        raise UserError(f"unknown --backend {options.backend}; choose one of {', '.join(BACKENDS)}")
+    config_path, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
+    config = load_config_for("fomm", config_path)
+    device = pick_device(options.cpu)
+    stats = Stats()
+    with ExitStack() as cleanup:
+        source = open_source(options.input, paced=options.pace)
+        cleanup.callback(source.close)
+        names = [Path(p).stem for p in options.avatars]
+        controls = Controls(names)  # avatar names and swap availability are filled in below
+        sinks: list[Sink] = []
+        for spec in options.outputs:
+            sinks.append(open_sink(spec, config.size, source.fps, controls))
+            cleanup.callback(sinks[-1].close)
+        if not sinks:
+            sinks.append(default_sink(config.size, source.fps, controls))
+            cleanup.callback(sinks[-1].close)
+        want_alpha = any(sink.wants_alpha for sink in sinks)
+        swapper = swap_size = None
+        coseg = _coseg_model(options, needed=bool(options.swap)) if options.swap or want_alpha else None
+        if coseg is not None:
+            seg_config = load_config_for("coseg", coseg[0])
+            if options.swap:
+                check_swap_index(options.swap, seg_config.model.num_segments)
+            swapper, swap_size = SwapPuppeteer(load_model(seg_config, coseg[1], device), device), seg_config.size
+        elif want_alpha:
+            print("no co-part segmentation model: PNG frames are opaque (pass --seg-config/--seg-checkpoint "
+                  "for a transparent background)", file=sys.stderr)
+        puppeteer = BACKENDS[options.backend](config, checkpoint, device)
+        avatars = prepare_avatars(options.avatars, puppeteer, config.size, swapper, swap_size, options.margin)
+        controls.avatars = [a.name for a in avatars]
+        controls.swap_available = swapper is not None and bool(options.swap)
+        controls.swap = controls.swap_available
+        animator = Animator(puppeteer, avatars, controls, stats, config.size,
+                            FaceTracker() if options.track_face else None, options.margin, options.relative,
+                            options.adapt_scale, KeypointSmoother() if options.smooth else None,
+                            swapper, swap_size, options.swap, want_alpha)
+        cleanup.pop_all()  # from here the engine owns the source and sinks and closes them
+        engine = Engine(source, animator, sinks, stats, controls, options.max_frames)
+        try:
+            engine.run()
+        except KeyboardInterrupt:
+            print("stopped (Ctrl-C); camera and outputs released, files finalised", file=sys.stderr)
+    print(stats.table("live"), file=sys.stderr)
+    if options.stats:
+        stats.write_json(options.stats)
+    return stats

@@ -1,0 +1,46 @@
+"""The virtual camera (pyvirtualcam: v4l2loopback on Linux, OBS Virtual Camera on Windows and macOS),
+so video-call programs see the avatar as a webcam. The device factory is injectable for tests."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from motion.errors import UserError
+from realtime.sinks import Packet
+
+FIX = ("on Linux load v4l2loopback (sudo apt install v4l2loopback-dkms; sudo modprobe v4l2loopback devices=1 "
+       "exclusive_caps=1), on Windows or macOS install OBS Studio and start its Virtual Camera once; "
+       "or use --output window, http:PORT or a file")
+
+
+class VirtualCameraError(UserError):
+    """No virtual camera device to send frames to."""
+
+
+def pyvirtualcam_device(width: int, height: int, fps: float) -> Any:
+    try:
+        import pyvirtualcam
+    except ImportError:
+        raise VirtualCameraError(f"pyvirtualcam is not installed (pip install pyvirtualcam); then {FIX}") from None
+    try:
+        return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "no device"
+        raise VirtualCameraError(f"no virtual camera device ({reason}); {FIX}") from None
+
+
+class VirtualCameraSink:
+    name = "vcam"
+    lossless = False
+    wants_alpha = False
+
+    def __init__(self, size: tuple[int, int], fps: float,
+                 device_factory: Callable[[int, int, float], Any] = pyvirtualcam_device):
+        self.camera = device_factory(size[1], size[0], fps)
+        print(f"virtual camera: {getattr(self.camera, 'device', 'ready')}", file=sys.stderr)
+
+    def write(self, packet: Packet) -> None:
+        self.camera.send(packet.image)  # no sleep_until_next_frame: the loop, not the device, sets the pace
+
+    def close(self) -> None:
+        self.camera.close()
