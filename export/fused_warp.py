@@ -57,7 +57,8 @@ def fused_warp(features: torch.Tensor, masks: torch.Tensor, affines: torch.Tenso
                occlusion: Optional[torch.Tensor]) -> torch.Tensor:
     """Warp (b, c, H, W) features by the mask-blended affine motions and multiply by the occlusion,
     both given at motion resolution (b, n, h, w) / (b, 1, h, w) and resized bilinearly like the reference."""
-    return warp_features(features, blended_flow(masks, affines), occlusion)
+    flow = blended_flow(masks, affines).to(features.dtype)
+    return warp_features(features, flow, occlusion.to(features.dtype) if occlusion is not None else None)
 
 
 @fused_warp.register_fake

@@ -18,6 +18,7 @@ from skimage.transform import resize
 from animation.puppeteer import normalize_keypoints
 from conftest import make_checkpoint
 from export.backends import BACKENDS, open_backend
+from export.bench import compare, format_table
 from export.cache import ensure_export
 from export.metadata import METADATA_FILE, StaleExportError, config_hash, default_export_dir, file_hash
 from export.tensorrt import TensorRTMissingError, trt
@@ -171,3 +172,13 @@ def test_eager_variants_follow_the_reference(tiny_fomm, frames, name):
 
 def test_registry_lists_every_backend():
     assert {"torch", "onnxruntime", "tensorrt"} <= set(BACKENDS)
+
+
+def test_bench_prints_backends_side_by_side(exported, tiny_fomm):
+    runs = compare(["torch", "official", "onnxruntime"], load_config(tiny_fomm[0]), tiny_fomm[1], CPU, frames=2,
+                   export_dir=exported)
+    header, *rows = format_table(runs).splitlines()
+    assert "render ms" in header and "vs official" in header and "PSNR dB" in header
+    assert [row.split()[0] for row in rows] == ["torch", "official", "onnxruntime"]
+    assert all(len(run.times["frame"]) == 2 for run in runs)
+    assert float(rows[2].split()[-1]) > 80  # same maths as torch: only FP32 rounding differs
