@@ -77,6 +77,11 @@ def cmd_live(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.compare:
+        from animation.pipeline import pick_device
+        from export.bench import run_compare
+        run_compare(args.config, args.checkpoint, args.compare.split(","), args.frames, pick_device(args.cpu))
+        return
     from realtime.bench import run_bench
     run_bench(args.config, args.checkpoint, backend=args.backend, frames=args.frames, avatar=args.avatar,
               random_weights=args.random_weights, cpu=args.cpu, stats_path=args.stats)
@@ -182,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--avatar", help="avatar photo (default: the bundled one, else the astronaut)")
     bench.add_argument("--stats", help="also write both loops' figures to this JSON file")
     bench.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    bench.add_argument("--compare", metavar="BACKENDS", help="instead, time these backends side by side per stage, "
+                       "e.g. torch,official,torch-bf16,onnxruntime (first = baseline; official = the official "
+                       "per-frame path; see export/bench.py)")
     bench.set_defaults(func=cmd_bench)
 
     export = sub.add_parser("export", help="export a FOMM model to ONNX graphs (and TensorRT engines) for the backends")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
+from animation.defaults import resolve_model
 from animation.media import to_model_frame
 from animation.puppeteer import FommAvatar, FommPuppeteer, normalize_keypoints, to_image
 from export.backends import open_backend
@@ -28,6 +29,7 @@ from motion.keypoints import Keypoints
 from motion.networks import build_networks
 
 STAGES = ("keypoints", "motion", "render")
+DEFAULT_COMPARE = "torch,official,torch-bf16,onnxruntime"
 
 
 @dataclass
@@ -147,28 +149,43 @@ def random_checkpoint(config: Config, folder: Path) -> Path:
     return path
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+
+
+def run_compare(config: str | Path | None, checkpoint: str | Path | None, names: Sequence[str], frames: int,
+                device: torch.device, export_dir: str | Path | None = None,
+                threads: int | None = None) -> list[BackendRun]:
+    """Time the backends side by side and print the table (`puppet.py bench --compare`); no config and
+    checkpoint: the shipped model."""
+    config, checkpoint = resolve_model("fomm", config, checkpoint)
+    loaded = load_config(config)
+    runs = compare(names, loaded, checkpoint, device, frames, export_dir, threads)
+    print(f"{loaded.path} at {loaded.size[0]}x{loaded.size[1]}, {frames} frames, {device_name(device)}",
+          file=sys.stderr)
+    print(format_table(runs))
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m export.bench", description=__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--checkpoint", help="weights (omit for random init: timings only, PSNR meaningless)")
-    parser.add_argument("--backends", default="torch,official,torch-bf16,onnxruntime",
+    parser.add_argument("--backends", default=DEFAULT_COMPARE,
                         help="comma-separated registry names, the first is the baseline; 'official' is the "
-                        "official per-frame path (default: torch,official,torch-bf16,onnxruntime)")
+                        f"official per-frame path (default: {DEFAULT_COMPARE})")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: usable cores)")
     parser.add_argument("--export-dir", help="exported graphs (default: the cache)")
     parser.add_argument("--cpu", action="store_true")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint or random_checkpoint(config, Path(tmp))
-        runs = compare(args.backends.split(","), config, checkpoint, device, args.frames, args.export_dir, args.threads)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{config.path} at {config.size[0]}x{config.size[1]}, {args.frames} frames, {name}", file=sys.stderr)
-    print(format_table(runs))
+        checkpoint = args.checkpoint or random_checkpoint(load_config(args.config), Path(tmp))
+        run_compare(args.config, checkpoint, args.backends.split(","), args.frames, device, args.export_dir,
+                    args.threads)
 
 
 if __name__ == "__main__":
