@@ -5,7 +5,8 @@ animation.puppeteer.FommPuppeteer), several ways to run it. ``BACKENDS`` maps ea
 torch           PyTorch eager, the reference (FommPuppeteer itself)
 torch-fused     eager with the fused warp (Triton kernel on CUDA, its PyTorch formulation elsewhere)
 torch-bf16      eager with the decoder in bfloat16 (channels-last; fast on AMX/AVX-512 BF16 CPUs and GPUs)
-onnxruntime     the exported graphs in ONNX Runtime (CPU, or CUDA with onnxruntime-gpu), FP32
+onnxruntime     the exported graphs in ONNX Runtime (CPU, or CUDA with onnxruntime-gpu), FP32;
+                onnxruntime-int8 with INT8 motion and render graphs (export/quantize.py)
 tensorrt        TensorRT engines built from the exported graphs, FP32; tensorrt-fp16 likewise in FP16
 """
 from __future__ import annotations
@@ -116,14 +117,17 @@ class GraphPuppeteer:
         return to_image(out["prediction"])
 
 
-def onnxruntime_backend(options: BackendOptions) -> GraphPuppeteer:
+def onnxruntime_backend(options: BackendOptions, int8: bool = False) -> GraphPuppeteer:
     """ONNX Runtime keeps tensors on the host; with a GPU device it runs on the CUDA provider."""
     from export.cache import ensure_export
     from export.ort_runner import OrtRunner
 
     export_dir, metadata = ensure_export(options.config, options.checkpoint, options.export_dir)
-    return GraphPuppeteer(OrtRunner(export_dir, metadata["graphs"], options.device, options.threads),
-                          torch.device("cpu"))
+    files = {name: graph["file"] for name, graph in metadata["graphs"].items()}
+    if int8:
+        from export.quantize import int8_files
+        files.update(int8_files(export_dir, metadata))
+    return GraphPuppeteer(OrtRunner(export_dir, files, options.device, options.threads), torch.device("cpu"))
 
 
 def tensorrt_backend(options: BackendOptions, fp16: bool = False) -> GraphPuppeteer:
@@ -140,6 +144,7 @@ BACKENDS: dict[str, Callable[[BackendOptions], Any]] = {
     "torch-fused": partial(TorchBackend, fused=True),
     "torch-bf16": Bf16TorchBackend,
     "onnxruntime": onnxruntime_backend,
+    "onnxruntime-int8": partial(onnxruntime_backend, int8=True),
     "tensorrt": tensorrt_backend,
     "tensorrt-fp16": partial(tensorrt_backend, fp16=True),
 }

@@ -31,7 +31,7 @@ from motion.keypoints import Keypoints
 
 DEFAULT_OPSET = 17  # GridSample arrived in 16; TensorRT 8.6 parses up to 17
 EXPORTER_OPSET = 18  # what torch.onnx writes natively; lower opsets are converted afterwards
-GRAPH_NAMES = ("keypoints", "avatar", "motion", "render")
+DERIVED_SUFFIXES = (".engine", ".int8.onnx")  # made from the graphs later: TensorRT engines, INT8 graphs
 
 
 class KeypointGraph(nn.Module):
@@ -178,6 +178,9 @@ def export_onnx(config: Config, nets: dict[str, nn.Module], checkpoint: str | Pa
     """Write keypoints/avatar/motion/render .onnx and export.json to out_dir; returns the metadata."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in DERIVED_SUFFIXES:
+        for derived in out_dir.glob("*" + suffix):
+            derived.unlink()  # made from the previous export's graphs: stale now
     graphs = {}
     simplifier = ""
     for name, (wrapper, inputs, outputs) in graph_specs(nets, config.size).items():

@@ -51,16 +51,14 @@ def providers_for(device: torch.device) -> list[str]:
 class OrtRunner:
     """Runs an export folder's graphs by name; torch CPU tensors in and out (numpy views, no copies)."""
 
-    def __init__(self, export_dir: Path, graphs: dict[str, dict[str, Any]], device: torch.device,
-                 threads: int | None = None, suffix: str = ".onnx"):
+    def __init__(self, export_dir: Path, files: dict[str, str], device: torch.device, threads: int | None = None):
+        """files: graph name -> .onnx file in export_dir."""
         import onnxruntime as ort
 
         options = session_options(threads)
         providers = providers_for(device)
-        self.sessions = {}
-        for name, graph in graphs.items():
-            path = export_dir / Path(graph["file"]).with_suffix(suffix)
-            self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
+        self.sessions = {name: ort.InferenceSession(str(export_dir / file), options, providers=providers)
+                         for name, file in files.items()}
         self.inputs = {name: [i.name for i in s.get_inputs()] for name, s in self.sessions.items()}
         self.outputs = {name: [o.name for o in s.get_outputs()] for name, s in self.sessions.items()}
 

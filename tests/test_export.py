@@ -161,13 +161,23 @@ def test_tensorrt_matches_torch(exported, tiny_fomm, frames, name, tolerance):
     assert np.abs(frame - ref_frame).max() <= tolerance
 
 
-@pytest.mark.parametrize("name", ["torch-fused", "torch-bf16"])
-def test_eager_variants_follow_the_reference(tiny_fomm, frames, name):
-    """torch-fused is the same maths (FP32 rounding only); torch-bf16 keeps ~3 significant digits."""
+@pytest.mark.parametrize("name,tolerance", [("torch-fused", 1e-5), ("torch-bf16", 2e-2), ("onnxruntime-int8", 5e-2)])
+def test_variants_follow_the_reference(exported, tiny_fomm, frames, name, tolerance):
+    """torch-fused is the same maths (FP32 rounding only); bf16 keeps ~3 significant digits, INT8 ~2."""
     config = load_config(tiny_fomm[0])
     ref_frame = _stages(open_backend("torch", config, tiny_fomm[1], CPU), frames)[-1]
-    frame = _stages(open_backend(name, config, tiny_fomm[1], CPU), frames)[-1]
-    assert np.abs(frame - ref_frame).max() <= (1e-5 if name == "torch-fused" else 2e-2)
+    frame = _stages(open_backend(name, config, tiny_fomm[1], CPU, export_dir=exported), frames)[-1]
+    assert np.abs(frame - ref_frame).max() <= tolerance
+
+
+def test_reexport_removes_derived_files(tiny_fomm, tmp_path):
+    """INT8 graphs and TensorRT engines are made from the graphs: a new export must not keep old ones."""
+    stale = [tmp_path / "render.int8.onnx", tmp_path / "render.fp16.trt10.GPU.engine"]
+    for path in stale:
+        path.write_bytes(b"old")
+    assert main(["export", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]),
+                 "--out", str(tmp_path)]) == 0
+    assert not any(path.exists() for path in stale)
 
 
 def test_registry_lists_every_backend():
