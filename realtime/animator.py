@@ -6,7 +6,7 @@ frame pays only for the driving keypoints, the dense motion and the decoder.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -15,8 +15,7 @@ import torch
 from animation.puppeteer import SwapPuppeteer, normalize_keypoints
 from motion.geometry import resize_map, warp
 from motion.keypoints import Keypoints
-from realtime.avatars import Avatar, foreground
-from realtime.backends import Puppeteer
+from realtime.avatars import Avatar, Puppeteer, foreground
 from realtime.controls import Controls
 from realtime.face import FaceTracker, centre_box, crop, resize_uint8
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
@@ -29,6 +28,8 @@ class Rendered:
     preview: np.ndarray  # (h, w, 3) uint8: what the model saw (the face crop), for side-by-side previews
     alpha: np.ndarray | None  # (h, w) float foreground probability, when asked for and a co-part model is loaded
     face: bool  # False while the face is lost and the avatar holds its pose
+    avatar: str  # the avatar shown
+    swap: bool  # made by part swap
 
 
 def as_float(image: np.ndarray) -> np.ndarray:
@@ -80,8 +81,8 @@ class Animator:
             self.smoother.reset()
         preview = resize_uint8(crop(frame, centre_box(frame.shape)), self.size)
         if self.last is None:
-            return Rendered(self.avatar.image, preview, self._still_alpha(), False)
-        return Rendered(self.last.image, preview, self.last.alpha, False)
+            return Rendered(self.avatar.image, preview, self._still_alpha(), False, self.avatar.name, False)
+        return replace(self.last, preview=preview, face=False)
 
     def _still_alpha(self) -> np.ndarray | None:
         matte = self.avatar.matte
@@ -107,20 +108,21 @@ class Animator:
         if self.want_alpha and avatar.matte is not None:
             with self.stats.time("matte"):
                 alpha = warp(avatar.matte, torch.as_tensor(motion.deformation))[0, 0].cpu().numpy()
-        return Rendered(image, preview, alpha, True)
+        return Rendered(image, preview, alpha, True, avatar.name, False)
 
     def _swap(self, face: np.ndarray) -> Rendered:
         """Co-part swap: the user's frame with the chosen parts of the avatar moved into its pose."""
         assert self.swapper is not None and self.swap_size is not None
+        avatar = self.avatar
         preview = resize_uint8(face, self.size)
         with self.stats.time("keypoints"):
             target, segments = self.swapper.segments(as_float(resize_uint8(face, self.swap_size)))
         with self.stats.time("generator"):
-            image = self.swapper.swap(self.avatar.swap, target, segments, self.swap_parts)
+            image = self.swapper.swap(avatar.swap, target, segments, self.swap_parts)
         if image.shape[:2] != tuple(self.size):
             image = resize_map(torch.from_numpy(image).permute(2, 0, 1)[None], *self.size)[0].permute(1, 2, 0).numpy()
         alpha = foreground(segments.segmentation, self.size)[0, 0].cpu().numpy() if self.want_alpha else None
-        return Rendered(image, preview, alpha, True)
+        return Rendered(image, preview, alpha, True, avatar.name, True)
 
     def jitter(self) -> dict[str, float]:
         """Keypoint jitter before and after smoothing (mean |second difference| x1000)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import imageio.v2 as imageio
 import numpy as np
@@ -15,9 +15,22 @@ import torch
 from animation.media import MediaError, frame_files, to_model_frame
 from animation.puppeteer import SwapAvatar, SwapPuppeteer
 from motion.geometry import resize_map
-from realtime.backends import Puppeteer
+from motion.keypoints import Keypoints
 from realtime.face import HaarFaceDetector, crop
 from realtime.sources import to_rgb
+
+
+class Puppeteer(Protocol):
+    """The FOMM stage interface of animation.puppeteer.FommPuppeteer, which every backend in
+    export/backends.py BACKENDS implements; the prepared avatar carries its keypoints as `.kp`."""
+
+    def prepare(self, image: np.ndarray) -> Any: ...
+
+    def keypoints(self, frame: np.ndarray) -> Keypoints: ...
+
+    def motion(self, avatar: Any, kp_driving: Keypoints) -> Any: ...
+
+    def render(self, avatar: Any, motion: Any) -> np.ndarray: ...
 
 
 @dataclass

@@ -14,10 +14,10 @@ from animation.media import to_model_frame, to_uint8
 from animation.pipeline import pick_device
 from animation.puppeteer import normalize_keypoints
 from animation.run import load_config_for
+from export.backends import open_backend
 from motion.errors import UserError
 from realtime.animator import Animator
-from realtime.avatars import prepare_avatars
-from realtime.backends import BACKENDS, Puppeteer
+from realtime.avatars import Puppeteer, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine
 from realtime.face import DEFAULT_MARGIN, FaceTracker, HaarFaceDetector, centre_box, crop
@@ -79,21 +79,13 @@ def default_avatar() -> str:
 
 
 def run_bench(config: str | None = None, checkpoint: str | None = None, backend: str = "torch", frames: int = 100,
-              avatar: str | None = None, random_weights: bool = False, cpu: bool = False,
-              stats_path: str | None = None) -> dict:
-    if backend not in BACKENDS:
-        raise UserError(f"unknown --backend {backend}; choose one of {', '.join(BACKENDS)}")
+              avatar: str | None = None, cpu: bool = False, stats_path: str | None = None) -> dict:
     if frames < 2:
         raise UserError("--frames must be at least 2")
-    if random_weights:
-        if config is None:
-            raise UserError("--random-weights needs --config (the architecture to time)")
-        config_path, checkpoint = config, None
-    else:
-        config_path, checkpoint = resolve_model("fomm", config, checkpoint)
+    config_path, checkpoint = resolve_model("fomm", config, checkpoint)
     loaded = load_config_for("fomm", config_path)
     device = pick_device(cpu)
-    puppeteer = BACKENDS[backend](loaded, checkpoint, device)
+    puppeteer = open_backend(backend, loaded, checkpoint, device)
     avatar = avatar or default_avatar()
     naive_loop(puppeteer, to_model_frame(SyntheticSource().photo, loaded.size), loaded.size, WARM_UP)
     pipelined = pipelined_loop(puppeteer, avatar, loaded.size, frames)

@@ -25,6 +25,7 @@ from realtime.sources import Source
 from realtime.stats import Stats
 
 JOIN_S = 3.0
+RECORDING_QUEUE = 32  # a recording absorbs an encoder's hiccups (start-up, a slow disk) before it drops
 CLOSE_S = 15.0  # a video file may need a moment to flush
 
 
@@ -162,7 +163,8 @@ class Engine:
 
     def run(self) -> Stats:
         """Run until the input ends, max_frames are out, or a quit is requested; always cleans up."""
-        workers = [SinkWorker(sink, self.stats, self.queue_size, block=sink.lossless and not self.source.live)
+        workers = [SinkWorker(sink, self.stats, max(self.queue_size, RECORDING_QUEUE) if sink.lossless
+                              else self.queue_size, block=sink.lossless and not self.source.live)
                    for sink in self.sinks]
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
         capture.start()
@@ -182,7 +184,7 @@ class Engine:
                     previous = now
                     alpha = None if rendered.alpha is None else to_uint8(rendered.alpha)
                     packet = Packet(frame.index, to_uint8(rendered.image), rendered.preview, alpha, rendered.face,
-                                    fps, (now - frame.captured_at) * 1000)
+                                    rendered.avatar, rendered.swap, fps, (now - frame.captured_at) * 1000)
                     for worker in workers:
                         worker.offer(packet)
                 self.stats.frame_done(time.perf_counter() - frame.captured_at)

@@ -12,11 +12,11 @@ from animation.defaults import DEFAULT_AVATAR, resolve_model
 from animation.pipeline import check_swap_index, pick_device
 from animation.puppeteer import SwapPuppeteer
 from animation.run import load_config_for
+from export.backends import open_backend
 from motion.checkpoint import load_model
 from motion.errors import UserError
 from realtime.animator import Animator
 from realtime.avatars import prepare_avatars
-from realtime.backends import BACKENDS
 from realtime.controls import Controls
 from realtime.engine import Engine
 from realtime.face import DEFAULT_MARGIN, FaceTracker
@@ -92,8 +92,6 @@ def _coseg_model(options: LiveOptions, needed: bool) -> tuple[str, str] | None:
 
 
 def run_live(options: LiveOptions) -> Stats:
-    if options.backend not in BACKENDS:
-        raise UserError(f"unknown --backend {options.backend}; choose one of {', '.join(BACKENDS)}")
     config_path, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
     config = load_config_for("fomm", config_path)
     device = pick_device(options.cpu)
@@ -121,7 +119,7 @@ def run_live(options: LiveOptions) -> Stats:
         elif want_alpha:
             print("no co-part segmentation model: PNG frames are opaque (pass --seg-config/--seg-checkpoint "
                   "for a transparent background)", file=sys.stderr)
-        puppeteer = BACKENDS[options.backend](config, checkpoint, device)
+        puppeteer = open_backend(options.backend, config, checkpoint, device)
         avatars = prepare_avatars(options.avatars, puppeteer, config.size, swapper, swap_size, options.margin)
         controls.avatars = [a.name for a in avatars]
         controls.swap_available = swapper is not None and bool(options.swap)

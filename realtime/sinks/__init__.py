@@ -19,6 +19,8 @@ class Packet:
     preview: np.ndarray  # (h, w, 3) uint8 RGB, the driving face crop
     alpha: np.ndarray | None  # (h, w) uint8 foreground matte, when a sink wants it and a co-part model is loaded
     face: bool  # False while the face is lost (the avatar holds its pose)
+    avatar: str  # the avatar shown
+    swap: bool  # part swap (True) or whole-face animation
     fps: float  # recent output frame rate
     latency_ms: float  # capture -> this packet
 

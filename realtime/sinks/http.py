@@ -99,8 +99,10 @@ class HttpSink:
     def state(self) -> dict:
         with self._cond:
             packet = self._packet
-        live = {"frame": packet.index if packet else -1, "fps": round(packet.fps, 2) if packet else 0.0,
-                "latency_ms": round(packet.latency_ms, 2) if packet else 0.0, "face": packet.face if packet else False}
+        if packet is None:
+            return {**self.controls.state(), "frame": -1, "fps": 0.0, "latency_ms": 0.0, "face": False, "showing": None}
+        live = {"frame": packet.index, "fps": round(packet.fps, 2), "latency_ms": round(packet.latency_ms, 2),
+                "face": packet.face, "showing": {"avatar": packet.avatar, "swap": packet.swap}}
         return {**self.controls.state(), **live}
 
     def close(self) -> None:

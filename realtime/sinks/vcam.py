@@ -35,8 +35,8 @@ class VirtualCameraSink:
     wants_alpha = False
 
     def __init__(self, size: tuple[int, int], fps: float,
-                 device_factory: Callable[[int, int, float], Any] = pyvirtualcam_device):
-        self.camera = device_factory(size[1], size[0], fps)
+                 device_factory: Callable[[int, int, float], Any] | None = None):
+        self.camera = (device_factory or pyvirtualcam_device)(size[1], size[0], fps)
         print(f"virtual camera: {getattr(self.camera, 'device', 'ready')}", file=sys.stderr)
 
     def write(self, packet: Packet) -> None:

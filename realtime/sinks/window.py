@@ -38,7 +38,8 @@ def side_by_side(packet: Packet) -> np.ndarray:
     if factor > 1:
         pair = cv2.resize(pair, (pair.shape[1] * factor, pair.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
     pair = np.ascontiguousarray(pair)
-    status = f"{packet.fps:4.1f} FPS  {packet.latency_ms:3.0f} ms" + ("" if packet.face else "  no face: holding")
+    status = (f"{packet.fps:4.1f} FPS  {packet.latency_ms:3.0f} ms  {packet.avatar}" + ("  swap" if packet.swap else "")
+              + ("" if packet.face else "  no face: holding"))
     _text(pair, status, (8, 22), 0.6)
     _text(pair, "r recalibrate  n next avatar  s swap  q quit", (8, pair.shape[0] - 10), 0.45)
     return pair

@@ -1,0 +1,130 @@
+"""`puppet.py live` and `bench` from the command line: one-line errors with exit code 2, the benchmark's
+ratio, and Ctrl-C releasing everything and finalising files."""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import imageio.v2 as imageio
+import pytest
+
+import puppet
+from realtime.bench import run_bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def live(tiny_fomm, avatar, *args) -> list[str]:
+    return ["live", "--avatar", str(avatar), "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), *args]
+
+
+def one_line_error(capsys, argv) -> str:
+    assert puppet.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_missing_camera(tiny_fomm, astronaut_png, capsys):
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--input", "webcam:9", "--output", "x.mp4"))
+    assert "no camera at webcam:9" in message and "--input" in message
+
+
+def test_unreadable_avatar(tiny_fomm, tmp_path, capsys):
+    bad = tmp_path / "avatar.png"
+    bad.write_text("not a picture")
+    message = one_line_error(capsys, live(tiny_fomm, bad, "--input", "synthetic", "--output", str(tmp_path / "o")))
+    assert f"cannot read avatar {bad}" in message
+    message = one_line_error(capsys, live(tiny_fomm, tmp_path / "none.png", "--input", "synthetic",
+                                          "--output", str(tmp_path / "o")))
+    assert "does not exist" in message
+
+
+def test_no_virtual_camera_device(tiny_fomm, astronaut_png, capsys):
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--input", "synthetic", "--output", "vcam"))
+    assert "v4l2loopback" in message and "OBS" in message
+
+
+def test_port_in_use(tiny_fomm, astronaut_png, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--input", "synthetic",
+                                              "--output", f"http:{port}"))
+    assert f"port {port} on 127.0.0.1 is in use" in message
+
+
+def test_swap_needs_valid_parts(tiny_fomm, tiny_coseg, astronaut_png, tmp_path, capsys):
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--input", "synthetic", "--output",
+                                          str(tmp_path / "o"), "--swap", "9", "--seg-config", str(tiny_coseg[0]),
+                                          "--seg-checkpoint", str(tiny_coseg[1])))
+    assert "parts are numbered 1 to 4" in message
+
+
+def test_live_part_swap_from_the_command_line(tiny_fomm, tiny_coseg, astronaut_png, driving_mp4, tmp_path):
+    stats_path = tmp_path / "stats.json"
+    assert puppet.main(live(tiny_fomm, astronaut_png, "--input", str(driving_mp4), "--output", str(tmp_path / "o"),
+                            "--swap", "1,2", "--seg-config", str(tiny_coseg[0]), "--seg-checkpoint",
+                            str(tiny_coseg[1]), "--stats", str(stats_path))) == 0
+    assert len(list((tmp_path / "o").glob("*.png"))) == 6
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames"] == 6 and "dense_motion" not in stats["latency_ms"]  # the swap path ran
+
+
+def test_bench_reports_stages_and_the_speedup(tiny_fomm, astronaut_png, tmp_path, capsys):
+    result = run_bench(str(tiny_fomm[0]), str(tiny_fomm[1]), frames=4, avatar=str(astronaut_png),
+                       stats_path=str(tmp_path / "bench.json"))
+    out = capsys.readouterr().out
+    for stage in ("capture", "face_crop", "keypoints", "dense_motion", "generator", "output", "end_to_end"):
+        assert stage in out
+    assert "naive loop" in out and "x faster" in out
+    assert result["speedup"] > 0 and result["pipelined"]["frames"] == result["naive"]["frames"] == 4
+    assert "prepare" in result["naive"]["latency_ms"]
+    assert json.loads((tmp_path / "bench.json").read_text())["speedup"] == result["speedup"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ctrl_c_releases_everything_and_finalises_files(tiny_fomm, astronaut_png, tmp_path):
+    port = free_port()
+    video, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
+    process = subprocess.Popen([sys.executable, str(ROOT / "puppet.py"), *live(
+        tiny_fomm, astronaut_png, "--input", "synthetic:128x128", "--pace", "--crop", "full", "--output", str(video),
+        "--output", f"http:{port}", "--stats", str(stats_path))], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                state = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/control", timeout=2).read())
+                if state["frame"] >= 10:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("the live loop did not start")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "stopped (Ctrl-C)" in err
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames"] >= 10
+    frames = imageio.mimread(video)  # a finalised, readable file
+    assert len(frames) == stats["sinks"]["file"]["written"] >= 10
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is fine, a listener not
+        s.bind(("127.0.0.1", port))  # the server's port was released
+        s.listen()

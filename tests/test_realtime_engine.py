@@ -1,0 +1,218 @@
+"""The real-time loop end to end on files and synthetic input with the tiny models: every frame
+delivered and identical to the offline pipeline, held poses, drops, slow sinks, closed inputs, memory."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+
+import puppet
+from animation.media import frame_files, to_uint8
+from animation.pipeline import animate_frames
+from animation.puppeteer import FommPuppeteer
+from motion.checkpoint import load_model
+from motion.config import load_config
+from motion.errors import UserError
+from motion.networks import build_networks
+from realtime.animator import Animator
+from realtime.avatars import prepare_avatars
+from realtime.controls import Controls
+from realtime.engine import Engine, NewestFrame
+from realtime.face import FaceTracker, centre_box, crop, resize_uint8
+from realtime.smoothing import KeypointSmoother
+from realtime.sources import FileSource, SyntheticSource
+from realtime.stats import STAGES, Stats
+
+
+class ListSink:
+    """Keeps every packet; optionally slow."""
+
+    lossless = False
+    wants_alpha = False
+
+    def __init__(self, name="list", delay=0.0, lossless=False):
+        self.name, self.delay, self.lossless = name, delay, lossless
+        self.packets = []
+        self.closed = False
+
+    def write(self, packet):
+        time.sleep(self.delay)
+        self.packets.append(packet)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture(scope="module")
+def puppeteer(tiny_fomm):
+    config = load_config(tiny_fomm[0])
+    return FommPuppeteer(load_model(config, tiny_fomm[1]), torch.device("cpu")), config
+
+
+def make_engine(puppeteer, astronaut_png, source, sinks, track=False, smooth=False, max_frames=None):
+    pup, config = puppeteer
+    stats = Stats()
+    avatars = prepare_avatars([astronaut_png], pup, config.size)
+    controls = Controls([a.name for a in avatars])
+    animator = Animator(pup, avatars, controls, stats, config.size, FaceTracker() if track else None,
+                        smoother=KeypointSmoother() if smooth else None)
+    return Engine(source, animator, sinks, stats, controls, max_frames), avatars
+
+
+def test_video_to_frame_folder_matches_the_offline_pipeline(tiny_fomm, astronaut_png, driving_mp4, tmp_path, puppeteer):
+    out, stats_path = tmp_path / "frames", tmp_path / "stats.json"
+    code = puppet.main(["live", "--avatar", str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint",
+                        str(tiny_fomm[1]), "--input", str(driving_mp4), "--output", str(out), "--crop", "full",
+                        "--no-smooth", "--stats", str(stats_path)])
+    assert code == 0
+    written = [imageio.imread(f) for f in frame_files(out)]
+    assert len(written) == 6
+
+    # the same crops through the offline loop give the same frames
+    pup, config = puppeteer
+    avatar = prepare_avatars([astronaut_png], pup, config.size)[0]
+    driving = [resize_uint8(crop(f, centre_box(f.shape)), config.size).astype(np.float32) / 255
+               for f in imageio.mimread(driving_mp4)]
+    expected = [to_uint8(f) for f in animate_frames({"kp_detector": pup.kp_detector, "generator": pup.generator},
+                                                    avatar.image, driving, torch.device("cpu"), relative=True)]
+    for got, want in zip(written, expected):
+        assert np.abs(got.astype(int) - want).max() <= 1
+
+    # the avatar moves with the driver: calibration frame at rest, later frames further away
+    change = [np.abs(w.astype(float) - written[0]).mean() for w in written]
+    assert change[0] == 0 and all(c > 0 for c in change[1:]) and change[-1] > change[1]
+
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames"] == 6 and stats["fps"] > 0 and stats["dropped"] == 0
+    assert stats["sinks"]["folder"] == {"written": 6, "dropped": 0}
+    for stage in ("end_to_end", *STAGES):
+        figures = stats["latency_ms"][stage]
+        assert 0 <= figures["p50"] <= figures["p95"] <= figures["p99"], stage
+    assert stats["latency_ms"]["end_to_end"]["p50"] >= stats["latency_ms"]["generator"]["p50"]
+
+
+def test_lost_face_black_and_face_less_frames_hold_the_pose(puppeteer, astronaut_png, tmp_path):
+    face = skdata.astronaut()
+    frames = [np.roll(face, 4 * i, axis=0) for i in range(3)] + [np.zeros_like(face)] * 2 \
+        + [skdata.coffee()[:, :512]] * 7 + [face] * 3
+    for i, frame in enumerate(frames):
+        imageio.imwrite(tmp_path / f"{i:03d}.png", frame)
+    sink = ListSink(lossless=True)
+    engine, _ = make_engine(puppeteer, astronaut_png, FileSource(str(tmp_path)), [sink], track=True, smooth=True)
+    stats = engine.run()
+    assert stats.frames == len(frames) == len(sink.packets)
+    faces = [p.face for p in sink.packets]
+    assert faces == [True] * 3 + [False] * 9 + [True] * 3
+    for packet in sink.packets[3:12]:
+        assert np.array_equal(packet.image, sink.packets[2].image)  # held pose
+    assert stats.extra["jitter"]["raw"] >= 0
+
+
+def test_a_slow_sink_does_not_slow_inference(puppeteer, astronaut_png):
+    def fps(sinks):
+        engine, _ = make_engine(puppeteer, astronaut_png, SyntheticSource((64, 64), frames=40), sinks)
+        return engine.run().fps
+
+    fps([])  # warm-up
+    fast = fps([])
+    slow_sink = ListSink("slow", delay=0.1)
+    slow = fps([slow_sink])
+    assert slow > 0.5 * fast
+    assert slow_sink.closed and 0 < len(slow_sink.packets) < 40
+
+
+def test_live_input_drops_old_frames_and_counts_them(puppeteer, astronaut_png):
+    sink = ListSink()
+    engine, _ = make_engine(puppeteer, astronaut_png, SyntheticSource((64, 64), fps=1000, paced=True, frames=300),
+                            [sink])
+    stats = engine.run()
+    assert stats.dropped > 0
+    assert stats.frames + stats.dropped <= 300
+    indices = [p.index for p in sink.packets]
+    assert indices == sorted(indices) and indices[-1] - indices[0] > len(indices)  # skipped, never reordered
+
+
+def test_an_empty_input_ends_cleanly(puppeteer, astronaut_png):
+    sink = ListSink()
+    engine, _ = make_engine(puppeteer, astronaut_png, SyntheticSource((16, 16), frames=0), [sink])
+    assert engine.run().frames == 0 and sink.closed
+
+
+class BrokenSource(SyntheticSource):
+    def read(self, stop):
+        if self.count == 3:
+            raise UserError("the input broke")
+        return super().read(stop)
+
+
+def test_an_input_error_stops_the_loop_with_its_message(puppeteer, astronaut_png):
+    sink = ListSink()
+    engine, _ = make_engine(puppeteer, astronaut_png, BrokenSource((32, 32)), [sink])
+    with pytest.raises(UserError, match="the input broke"):
+        engine.run()
+    assert sink.closed and len(sink.packets) == 3
+
+
+class FailingSink(ListSink):
+    def write(self, packet):
+        raise UserError("disk full")
+
+
+def test_a_failing_sink_stops_the_loop_and_the_others_are_closed(puppeteer, astronaut_png):
+    good = ListSink()
+    engine, _ = make_engine(puppeteer, astronaut_png, SyntheticSource((32, 32), frames=50), [FailingSink(), good])
+    with pytest.raises(UserError, match="disk full"):
+        engine.run()
+    assert good.closed
+
+
+def test_quit_request_stops_an_endless_input(puppeteer, astronaut_png):
+    engine, _ = make_engine(puppeteer, astronaut_png, SyntheticSource((32, 32), fps=30, paced=True), [])
+    threading.Timer(0.5, engine.controls.apply, ["quit"]).start()
+    assert engine.run().frames > 0
+
+
+def test_newest_frame_slot_replaces_or_waits():
+    slot = NewestFrame()
+    slot.put("a", wait=False)
+    slot.put("b", wait=False)
+    assert slot.dropped == 1 and slot.get(0.01) == "b" and slot.get(0.01) is None
+    slot.put("c", wait=True)
+    threading.Timer(0.05, slot.get, [0.01]).start()
+    slot.put("d", wait=True)  # waits for "c" to be taken
+    assert slot.dropped == 1 and slot.get(0.01) == "d"
+    slot.close()
+    assert slot.finished
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2 ** 20
+
+
+class MemorySink(ListSink):
+    def write(self, packet):
+        if packet.index in (300, 1999):
+            self.packets.append(rss_mb())
+
+
+def test_memory_stays_flat_over_2000_frames(tiny_fomm, astronaut_png, tmp_path):
+    """The tiny architecture at 32x32 with random weights: only the loop's own memory is under test."""
+    small = tmp_path / "tiny-32.yaml"
+    small.write_text(Path(tiny_fomm[0]).read_text().replace("[64, 64, 3]", "[32, 32, 3]"))
+    config = load_config(small)
+    puppeteer = FommPuppeteer({k: v.eval() for k, v in build_networks(config).items()}, torch.device("cpu"))
+    sink = MemorySink(lossless=True)
+    engine, _ = make_engine((puppeteer, config), astronaut_png, SyntheticSource((24, 24), frames=2000), [sink],
+                            smooth=True)
+    stats = engine.run()
+    assert stats.frames == 2000
+    early, late = sink.packets
+    assert late - early < 10, f"resident memory grew {late - early:.1f} MB from frame 300 to 2000"

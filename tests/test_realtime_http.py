@@ -1,0 +1,181 @@
+"""The HTTP output, fetched with real HTTP clients while the loop runs: MJPEG multipart stream, RGBA PNG
+with the co-part matte as alpha, /control changing the loop's state, the page in headless Chromium."""
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+
+from animation.puppeteer import FommPuppeteer, SwapPuppeteer
+from motion.checkpoint import load_model
+from motion.config import load_config
+from realtime.animator import Animator
+from realtime.avatars import prepare_avatars
+from realtime.controls import Controls
+from realtime.engine import Engine
+from realtime.sinks.http import HttpSink, PortInUseError
+from realtime.sources import SyntheticSource
+from realtime.stats import Stats
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def running(tiny_fomm, tiny_coseg, astronaut_png, tmp_path_factory):
+    """The loop on an endless paced synthetic input, two avatars, part swap available, HTTP output."""
+    cat = tmp_path_factory.mktemp("avatars") / "chelsea.png"
+    imageio.imwrite(cat, skdata.chelsea())
+    device = torch.device("cpu")
+    config, seg_config = load_config(tiny_fomm[0]), load_config(tiny_coseg[0])
+    puppeteer = FommPuppeteer(load_model(config, tiny_fomm[1]), device)
+    swapper = SwapPuppeteer(load_model(seg_config, tiny_coseg[1]), device)
+    avatars = prepare_avatars([astronaut_png, cat], puppeteer, config.size, swapper, seg_config.size)
+    controls = Controls([a.name for a in avatars], swap_available=True)
+    stats = Stats()
+    sink = HttpSink(0, controls)
+    animator = Animator(puppeteer, avatars, controls, stats, config.size, swapper=swapper,
+                        swap_size=seg_config.size, swap_parts=[1, 2], want_alpha=True)
+    engine = Engine(SyntheticSource((96, 96), fps=20, paced=True), animator, [sink], stats, controls)
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    yield sink, controls, thread
+    controls.apply("quit")
+    thread.join(10)
+
+
+def get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+def frame_png(sink: HttpSink) -> np.ndarray:
+    status, kind, body = get(sink.url + "frame.png")
+    assert status == 200 and kind == "image/png"
+    return imageio.imread(io.BytesIO(body))
+
+
+def wait_for(sink: HttpSink, condition) -> dict:
+    """The /control state once condition(state) holds; the loop keeps producing frames meanwhile."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        state = json.loads(get(sink.url + "control")[2])
+        if condition(state):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"the loop never reached the expected state; last: {state}")
+
+
+def test_mjpeg_stream_has_boundaries_and_jpegs(running):
+    sink = running[0]
+    connection = http.client.HTTPConnection("127.0.0.1", sink.port, timeout=10)
+    connection.request("GET", "/stream.mjpg")
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
+    parts = []
+    for _ in range(2):
+        assert response.readline() == b"--frame\r\n"
+        headers = {}
+        while (line := response.readline()) != b"\r\n":
+            key, _, value = line.decode().partition(":")
+            headers[key.strip().lower()] = value.strip()
+        assert headers["content-type"] == "image/jpeg"
+        body = response.read(int(headers["content-length"]))
+        assert body[:2] == b"\xff\xd8" and response.readline() == b"\r\n"
+        parts.append(imageio.imread(io.BytesIO(body)))
+    connection.close()
+    assert parts[0].shape == (64, 64, 3)
+
+
+def test_png_stream_and_frame_carry_the_matte_as_alpha(running):
+    sink = running[0]
+    image = frame_png(sink)
+    assert image.shape == (64, 64, 4)
+    alpha = image[..., 3].astype(int)
+    assert alpha.max() - alpha.min() > 10  # a real matte, not an opaque plane
+    connection = http.client.HTTPConnection("127.0.0.1", sink.port, timeout=10)
+    connection.request("GET", "/stream.png")
+    response = connection.getresponse()
+    assert response.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
+    assert response.readline() == b"--frame\r\n" and response.readline() == b"Content-Type: image/png\r\n"
+    connection.close()
+
+
+def test_control_changes_the_loops_state(running):
+    sink, controls, _ = running
+    status, kind, body = get(sink.url + "control")
+    state = json.loads(body)
+    assert status == 200 and kind == "application/json"
+    assert state["avatars"] == 2 and state["swap_available"] and not state["swap"]
+
+    wait_for(sink, lambda st: st["frame"] >= 0)
+    state = json.loads(get(sink.url + "control?action=next_avatar", "POST")[2])
+    assert state["avatar"] == 1 and state["avatar_name"] == "chelsea"
+    shown = wait_for(sink, lambda st: st["showing"]["avatar"] == "chelsea")
+    assert shown["showing"]["swap"] is False and shown["face"] is True and shown["fps"] > 0
+
+    assert json.loads(get(sink.url + "control?action=toggle_swap", "POST")[2])["swap"] is True
+    wait_for(sink, lambda st: st["showing"]["swap"])
+    get(sink.url + "control?action=toggle_swap", "POST")
+    calibrations = controls.recalibrations
+    get(sink.url + "control?action=recalibrate", "POST")
+    wait_for(sink, lambda st: st["recalibrations"] == calibrations + 1 and not st["showing"]["swap"])
+
+    status, _, body = get(sink.url + "control?action=explode", "POST")
+    assert status == 400 and "unknown action" in json.loads(body)["error"]
+    assert get(sink.url + "nothing-here")[0] == 404
+    get(sink.url + "control?action=next_avatar", "POST")  # back to the first avatar
+
+
+def test_port_in_use_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is in use"):
+            HttpSink(port, Controls(["a"]))
+
+
+def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync", "--no-first-run",
+                           f"--user-data-dir={profile}", "--virtual-time-budget=3000", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_page_shows_the_live_output_in_chromium(running, tmp_path):
+    if not CHROMIUM.exists():
+        print("skipping: /usr/bin/chromium is absent (apt-get install chromium)")
+        pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
+    sink = running[0]
+    streams = sink.requests.get("/stream.mjpg", 0)
+    dom = chromium(["--dump-dom", sink.url], tmp_path / "profile1")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-loaded="yes"' in dom.stdout  # the <img> decoded a frame of the stream
+    assert "avatar " in dom.stdout and "FPS" in dom.stdout  # the script read /control
+    assert sink.requests.get("/stream.mjpg", 0) > streams
+
+    shot = tmp_path / "overlay.png"
+    result = chromium(["--window-size=300,300", f"--screenshot={shot}", sink.url + "?overlay=1"], tmp_path / "profile2")
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    pixels = imageio.imread(shot)[:64, :64, :3].astype(int)
+    assert pixels.std() > 5  # the avatar is drawn where the image sits
+    assert sink.requests.get("/stream.png", 0) > 0

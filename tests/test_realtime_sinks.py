@@ -1,0 +1,116 @@
+"""Outputs: the virtual camera through an injected fake device and its real missing-device path, the
+window's preview and no-display path, recordings that are finalised."""
+from __future__ import annotations
+
+import sys
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+
+from realtime.controls import Controls
+from realtime.live import default_sink, open_sink
+from realtime.sinks import Packet
+from realtime.sinks.files import RecordingSink
+from realtime.sinks.vcam import VirtualCameraError, VirtualCameraSink
+from realtime.sinks.window import WindowError, WindowSink, side_by_side
+
+
+def packet(index: int = 0, value: int = 100, face: bool = True) -> Packet:
+    image = np.full((64, 64, 3), value, np.uint8)
+    return Packet(index, image, np.zeros_like(image), None, face, "astronaut", False, 24.5, 41.0)
+
+
+class FakeCamera:
+    instances: list["FakeCamera"] = []
+
+    def __init__(self, width, height, fps):
+        self.size, self.fps, self.frames, self.closed = (width, height), fps, [], False
+        self.device = "/dev/video-fake"
+        FakeCamera.instances.append(self)
+
+    def send(self, frame):
+        assert frame.dtype == np.uint8 and frame.shape == (self.size[1], self.size[0], 3)
+        self.frames.append(frame.copy())
+
+    def close(self):
+        self.closed = True
+
+
+def test_virtual_camera_sends_rgb_frames_to_the_device(capsys):
+    sink = VirtualCameraSink((64, 48), 30.0, device_factory=FakeCamera)
+    camera = FakeCamera.instances[-1]
+    assert camera.size == (48, 64) and camera.fps == 30.0 and "/dev/video-fake" in capsys.readouterr().err
+    with pytest.raises(AssertionError):
+        sink.write(packet())  # 64x64 frames do not fit a 48x64 device
+    sink = VirtualCameraSink((64, 64), 30.0, device_factory=FakeCamera)
+    for i in range(3):
+        sink.write(packet(i, value=10 * i))
+    sink.close()
+    camera = FakeCamera.instances[-1]
+    assert [int(f[0, 0, 0]) for f in camera.frames] == [0, 10, 20] and camera.closed
+
+
+def test_virtual_camera_in_the_live_loop(tiny_fomm, astronaut_png, monkeypatch):
+    import realtime.sinks.vcam as vcam
+    from realtime.live import LiveOptions, run_live
+
+    monkeypatch.setattr(vcam, "pyvirtualcam_device", FakeCamera)
+    stats = run_live(LiveOptions(avatars=[str(astronaut_png)], config=str(tiny_fomm[0]), checkpoint=str(tiny_fomm[1]),
+                                 input="synthetic:64x64", outputs=["vcam"], track_face=False, max_frames=5))
+    camera = FakeCamera.instances[-1]
+    assert stats.frames == 5 and camera.closed and 1 <= len(camera.frames) <= 5
+
+
+def test_no_virtual_camera_device_is_a_clear_error():
+    """The real path: pyvirtualcam is installed, this machine has no v4l2loopback device."""
+    with pytest.raises(VirtualCameraError) as err:
+        VirtualCameraSink((64, 64), 30.0)
+    message = str(err.value)
+    assert "no virtual camera device" in message and "v4l2loopback" in message and "OBS" in message
+    assert "\n" not in message
+
+
+def test_missing_pyvirtualcam_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)
+    with pytest.raises(VirtualCameraError, match="pyvirtualcam is not installed"):
+        VirtualCameraSink((64, 64), 30.0)
+
+
+def test_preview_puts_the_crop_beside_the_avatar_with_an_overlay():
+    pair = side_by_side(packet(value=200, face=False))
+    assert pair.shape == (256, 512, 3)  # enlarged 4x from 64x128
+    assert pair[128, 100].tolist() == [0, 0, 0] and pair[128, 400].tolist() == [200, 200, 200]
+    assert (pair[:30, :256] > 0).any()  # FPS / latency text over the black crop
+
+
+def test_window_without_a_display_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(WindowError, match="no display for --output window"):
+        WindowSink(Controls(["a"]))
+
+
+def test_default_output_falls_back_from_the_virtual_camera_to_a_window(monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(WindowError):
+        default_sink((64, 64), 30.0, Controls(["a"]))
+    err = capsys.readouterr().err
+    assert "v4l2loopback" in err and "showing a window instead" in err
+
+
+def test_recordings_are_finalised(tmp_path):
+    sink = open_sink(str(tmp_path / "out.mp4"), (64, 64), 10.0, Controls(["a"]))
+    assert isinstance(sink, RecordingSink) and sink.lossless and sink.name == "file"
+    for i in range(4):
+        sink.write(packet(i, value=50 * i))
+    sink.close()
+    frames = imageio.mimread(tmp_path / "out.mp4")
+    assert len(frames) == 4 and abs(int(frames[3][10, 10, 0]) - 150) < 8
+    folder = open_sink(str(tmp_path / "frames"), (64, 64), 10.0, Controls(["a"]))
+    folder.write(packet())
+    folder.close()
+    assert folder.name == "folder" and len(list((tmp_path / "frames").glob("*.png"))) == 1
