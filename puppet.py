@@ -84,7 +84,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     from realtime.bench import run_bench
     run_bench(args.config, args.checkpoint, backend=args.backend, frames=args.frames, avatar=args.avatar,
-              random_weights=args.random_weights, cpu=args.cpu, stats_path=args.stats)
+              cpu=args.cpu, stats_path=args.stats)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -173,16 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "like a camera (frames are dropped when inference is slower)")
     live.add_argument("--max-frames", type=int, help="stop after this many output frames")
     live.add_argument("--stats", help="write latency, FPS and drop figures to this JSON file on exit")
-    live.add_argument("--backend", default="torch", help="inference backend (registered in realtime/backends.py)")
+    live.add_argument("--backend", default="torch", help="inference backend: torch (default) or another of "
+                      "export/backends.py BACKENDS, e.g. onnxruntime")
     live.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     live.set_defaults(func=cmd_live)
 
     bench = sub.add_parser("bench", help="real-time latency per stage and FPS against a naive loop")
     bench.add_argument("--config", help="FOMM YAML config (default: the shipped model)")
     bench.add_argument("--checkpoint", help="FOMM checkpoint (default: the shipped model)")
-    bench.add_argument("--random-weights", action="store_true",
-                       help="time the --config architecture with random weights (no checkpoint needed)")
-    bench.add_argument("--backend", default="torch", help="inference backend (registered in realtime/backends.py)")
+    bench.add_argument("--backend", default="torch", help="inference backend: torch (default) or another of "
+                       "export/backends.py BACKENDS, e.g. onnxruntime")
     bench.add_argument("--frames", type=int, default=100, help="frames timed in each loop")
     bench.add_argument("--avatar", help="avatar photo (default: the bundled one, else the astronaut)")
     bench.add_argument("--stats", help="also write both loops' figures to this JSON file")
