@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--relative", action="store_true", help="relative motion (what puppeteering needs)")
     animate.add_argument("--adapt-scale", action="store_true", help="scale motion by the face-size ratio")
     animate.add_argument("--backend", default="torch", help="torch (default), torch-fused, torch-bf16, onnxruntime, "
-                         "tensorrt or tensorrt-fp16 (see export/backends.py)")
+                         "onnxruntime-int8, tensorrt or tensorrt-fp16 (see export/backends.py)")
     animate.add_argument("--export-dir", help="exported graphs for onnxruntime/tensorrt (default: a cache folder "
                          "keyed by the checkpoint's hash, exported on first use)")
     animate.set_defaults(func=cmd_animate)

@@ -127,14 +127,14 @@ def format_table(runs: Sequence[BackendRun]) -> str:
     "official" run when there is one), and the worst-frame PSNR against the first run's frames."""
     base = runs[0]
     official = next((run for run in runs if run.name == "official"), None)
-    head = f"{'backend':<14}" + "".join(f"{s + ' ms':>13}" for s in STAGES) + \
+    head = f"{'backend':<18}" + "".join(f"{s + ' ms':>13}" for s in STAGES) + \
         f"{'frame ms':>11}{'FPS':>8}{'vs ' + base.name:>11}" + (f"{'vs official':>13}" if official else "") + \
         f"{'PSNR dB':>9}"
     lines = [head]
     for run in runs:
         frame_ms = run.median_ms("frame")
         quality = min(psnr(a, b) for a, b in zip(run.frames, base.frames))
-        lines.append(f"{run.name:<14}" + "".join(f"{run.median_ms(s):>13.1f}" for s in STAGES) +
+        lines.append(f"{run.name:<18}" + "".join(f"{run.median_ms(s):>13.1f}" for s in STAGES) +
                      f"{frame_ms:>11.1f}{1000 / frame_ms:>8.1f}{base.median_ms('frame') / frame_ms:>10.2f}x" +
                      (f"{official.median_ms('frame') / frame_ms:>12.2f}x" if official else "") +
                      (f"{'ref':>9}" if run is base else f"{quality:>9.1f}"))

@@ -109,9 +109,13 @@ def _fused_warp_kernel(feat_ptr, mask_ptr, affine_ptr, occ_ptr, out_ptr, C, H, W
     tl.store(out_ptr + plane + p[None, :], acc.to(out_ptr.dtype.element_ty), mask=c_ok & valid[None, :])
 
 
+BLOCK_P = 64  # pixels per program: coalesced along the feature map's rows
+BLOCK_C = 32  # channels per program: 8 programs per pixel block at vox-256's 256 channels
+
+
 def triton_fused_warp(features: torch.Tensor, masks: torch.Tensor, affines: torch.Tensor,
-                      occlusion: Optional[torch.Tensor], block_p: int = 64, block_c: int = 32) -> torch.Tensor:
-    """CUDA implementation of export.fused_warp.fused_warp."""
+                      occlusion: Optional[torch.Tensor]) -> torch.Tensor:
+    """CUDA implementation of export.fused_warp.fused_warp (the same signature, as the custom op needs)."""
     features = features.contiguous()
     masks = masks.contiguous()
     affines = affines.contiguous().float()
@@ -119,8 +123,8 @@ def triton_fused_warp(features: torch.Tensor, masks: torch.Tensor, affines: torc
     n, h, w = masks.shape[1:]
     out = torch.empty_like(features)
     occ = occlusion.contiguous() if occlusion is not None else masks  # any pointer; unused without HAS_OCC
-    grid = (triton.cdiv(H * W, block_p), triton.cdiv(c, block_c), b)
+    grid = (triton.cdiv(H * W, BLOCK_P), triton.cdiv(c, BLOCK_C), b)
     _fused_warp_kernel[grid](features, masks, affines, occ, out, c, H, W, n, h, w, h / H, w / W,
                              HAS_OCC=occlusion is not None, SAME_SIZE=(h, w) == (H, W),
-                             BLOCK_P=block_p, BLOCK_C=block_c)
+                             BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C)
     return out
