@@ -152,7 +152,7 @@ def random_motion(rng: np.random.Generator, frames: int) -> ClipMotion:
         blink=pulse_curve(rng, frames, mean_gap=rng.uniform(20, 40), width=1.5),
         brow=positive(1.0, (0.01, 0.04)) ** 2,
         wobble=np.stack([curve(0.003) for _ in range(9)], -1),
-        background_pan=np.stack([curve(0.5), curve(0.5)], -1),
+        background_pan=np.stack([curve(0.2), curve(0.2)], -1),  # a drifting camera, not a sliding backdrop
     )
 
 
@@ -215,6 +215,10 @@ def render_clip(subject: Subject, background: np.ndarray, motion: ClipMotion, si
     grid = coordinate_grid(size, size).reshape(1, -1, 2)
     controls = coordinate_grid(3, 3).reshape(-1, 2) * 0.7
     zoom = rng.uniform(0.45, 0.8)
+    # Shrink the background so the view samples it about 1:1: minifying by sampling alone aliases
+    # textures into pixel noise that no motion model can (or should) reproduce.
+    shrink = min(1.0, size / (zoom * min(background.shape[:2])))
+    background = cv2.resize(background, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
     radii = rng.uniform(0.8, 0.95), rng.uniform(0.9, 1.0)
     for t in range(len(motion.angle)):
         theta = pose_theta(motion.angle[t], motion.scale[t], motion.shift[t], motion.yaw[t])
