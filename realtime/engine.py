@@ -46,11 +46,15 @@ class NewestFrame:
         self._closed = False
         self.dropped = 0
 
-    def put(self, frame: Frame, wait: bool) -> None:
-        """Replace an unread frame (live input) or wait until it was read (input that can wait)."""
+    def wait_empty(self) -> None:
+        """Until the frame was taken: input that can wait is read just in time, never dropped."""
         with self._cond:
-            while wait and self._frame is not None and not self._closed:
+            while self._frame is not None and not self._closed:
                 self._cond.wait(0.1)
+
+    def put(self, frame: Frame) -> None:
+        """Replace an unread frame (counted as dropped) so the loop always gets the newest."""
+        with self._cond:
             if self._closed:
                 return  # the loop has stopped: a frame read meanwhile is not a drop
             if self._frame is not None:
@@ -146,6 +150,8 @@ class Engine:
         index = 0
         try:
             while not self.stop.is_set():
+                if not self.source.live:
+                    self.slot.wait_empty()
                 self.source.wait(self.stop)
                 start = time.perf_counter()
                 image = self.source.read(self.stop)
@@ -154,7 +160,7 @@ class Engine:
                 now = time.perf_counter()
                 self.stats.add("capture", now - start)
                 t = now if self.source.live else index / self.source.fps
-                self.slot.put(Frame(index, image, now, t), wait=not self.source.live)
+                self.slot.put(Frame(index, image, now, t))
                 index += 1
         except Exception as err:  # re-raised in the loop's thread, with its own message
             self.capture_error = err

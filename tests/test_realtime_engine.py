@@ -179,17 +179,19 @@ def test_quit_request_stops_an_endless_input(puppeteer, astronaut_png):
     assert engine.run().frames > 0
 
 
-def test_newest_frame_slot_replaces_or_waits():
+def test_newest_frame_slot_replaces_and_counts_drops():
     slot = NewestFrame()
-    slot.put("a", wait=False)
-    slot.put("b", wait=False)
+    slot.put("a")
+    slot.put("b")
     assert slot.dropped == 1 and slot.get(0.01) == "b" and slot.get(0.01) is None
-    slot.put("c", wait=True)
+    slot.put("c")
     threading.Timer(0.05, slot.get, [0.01]).start()
-    slot.put("d", wait=True)  # waits for "c" to be taken
+    slot.wait_empty()  # returns once "c" was taken
+    slot.put("d")
     assert slot.dropped == 1 and slot.get(0.01) == "d"
     slot.close()
-    assert slot.finished
+    slot.put("e")  # after the loop stopped: discarded, not a drop
+    assert slot.finished and slot.dropped == 1
 
 
 def rss_mb() -> float:
