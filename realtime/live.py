@@ -69,11 +69,16 @@ def open_sink(spec: str, size: tuple[int, int], fps: float, controls: Controls) 
 def default_sink(size: tuple[int, int], fps: float, controls: Controls) -> Sink:
     """The virtual camera when one exists, else a window."""
     from realtime.sinks.vcam import VirtualCameraError
+    from realtime.sinks.window import WindowError
     try:
         return open_sink("vcam", size, fps, controls)
     except VirtualCameraError as err:
         print(f"{err}\nshowing a window instead", file=sys.stderr)
-    return open_sink("window", size, fps, controls)
+    try:
+        return open_sink("window", size, fps, controls)
+    except WindowError:
+        raise WindowError("no output available: no virtual camera (v4l2loopback / OBS Virtual Camera) and no "
+                          "display for a window; pass --output http:8080, FILE.mp4 or a frame folder") from None
 
 
 def _coseg_model(options: LiveOptions, needed: bool) -> tuple[str, str] | None:

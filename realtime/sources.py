@@ -92,7 +92,13 @@ class WebcamSource:
         """The driver paces a camera: read() blocks until its next frame."""
 
     def _open(self) -> cv2.VideoCapture | None:
-        capture = self.factory(self.index)
+        """The capture, or None; OpenCV's own multi-line warnings are hushed: our message says it all."""
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            capture = self.factory(self.index)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not capture.isOpened():
             capture.release()
             return None
