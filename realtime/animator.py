@@ -17,7 +17,7 @@ from motion.geometry import resize_map, warp
 from motion.keypoints import Keypoints
 from realtime.avatars import Avatar, Puppeteer, foreground
 from realtime.controls import Controls
-from realtime.face import FaceTracker, centre_box, crop, resize_uint8
+from realtime.face import DEFAULT_MARGIN, FaceTracker, centre_box, crop, resize_uint8
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 from realtime.stats import Stats
 
@@ -40,7 +40,7 @@ class Animator:
     """Per-frame stages with their state: calibration pose, smoothing filters, held pose."""
 
     def __init__(self, puppeteer: Puppeteer, avatars: list[Avatar], controls: Controls, stats: Stats,
-                 size: tuple[int, int], tracker: FaceTracker | None = None, margin: float = 0.3,
+                 size: tuple[int, int], tracker: FaceTracker | None = None, margin: float = DEFAULT_MARGIN,
                  relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
                  swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
                  swap_parts: Sequence[int] = (), want_alpha: bool = False):
@@ -73,14 +73,15 @@ class Animator:
         return rendered
 
     def _hold(self, frame: np.ndarray) -> Rendered:
-        """No face: keep showing the last pose; the next face eases back in from it."""
+        """No face: keep showing the last pose (or the avatar at rest, before any or after a switch); the
+        next face eases back in from it."""
         self.returning.lost()
         self.jitter_raw.gap()
         self.jitter_smoothed.gap()
         if self.smoother is not None:
             self.smoother.reset()
         preview = resize_uint8(crop(frame, centre_box(frame.shape)), self.size)
-        if self.last is None:
+        if self.last is None or self.last.avatar != self.avatar.name:
             return Rendered(self.avatar.image, preview, self._still_alpha(), False, self.avatar.name, False)
         return replace(self.last, preview=preview, face=False)
 

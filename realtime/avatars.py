@@ -16,7 +16,7 @@ from animation.media import MediaError, frame_files, to_model_frame
 from animation.puppeteer import SwapAvatar, SwapPuppeteer
 from motion.geometry import resize_map
 from motion.keypoints import Keypoints
-from realtime.face import HaarFaceDetector, crop
+from realtime.face import DEFAULT_MARGIN, HaarFaceDetector, crop
 from realtime.sources import to_rgb
 
 
@@ -81,7 +81,7 @@ def foreground(segments_map: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
 
 def prepare_avatars(paths: Sequence[str | Path], puppeteer: Puppeteer, size: tuple[int, int],
                     swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
-                    margin: float = 0.3, detector: HaarFaceDetector | None = None) -> list[Avatar]:
+                    margin: float = DEFAULT_MARGIN, detector: HaarFaceDetector | None = None) -> list[Avatar]:
     detector = detector or HaarFaceDetector()
     avatars = []
     for path in avatar_paths(paths):

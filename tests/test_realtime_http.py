@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -155,8 +154,9 @@ def test_port_in_use_is_a_clear_error():
 
 
 def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
+    return subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           "--no-first-run",
                            f"--user-data-dir={profile}", "--virtual-time-budget=3000", *args],
                           capture_output=True, text=True, timeout=60)
 

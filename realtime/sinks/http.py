@@ -66,7 +66,8 @@ class HttpSink:
             if err.errno == errno.EADDRINUSE:
                 raise PortInUseError(f"port {port} on {host} is in use; pass another, e.g. --output http:{port + 1}, "
                                      "or stop the program using it") from None
-            raise UserError(f"cannot serve on {host}:{port} ({err.strerror}); pick another --output http:PORT") from None
+            raise UserError(f"cannot serve on {host}:{port} ({err.strerror}); pick another --output http:PORT"
+                            ) from None
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://{host}:{self.port}/"
