@@ -72,8 +72,9 @@ def cmd_live(args: argparse.Namespace) -> None:
                          seg_config=args.seg_config, seg_checkpoint=args.seg_checkpoint, input=args.input,
                          outputs=args.output or (), swap=args.swap or (), relative=args.relative,
                          adapt_scale=args.adapt_scale, smooth=not args.no_smooth, track_face=args.crop == "face",
-                         margin=LiveOptions.margin if args.margin is None else args.margin, pace=args.pace, max_frames=args.max_frames, stats=args.stats,
-                         cpu=args.cpu, backend=args.backend))
+                         margin=LiveOptions.margin if args.margin is None else args.margin, pace=args.pace,
+                         max_frames=args.max_frames, stats=args.stats, cpu=args.cpu, backend=args.backend,
+                         threads=args.threads))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -84,7 +85,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     from realtime.bench import run_bench
     run_bench(args.config, args.checkpoint, backend=args.backend, frames=args.frames, avatar=args.avatar,
-              cpu=args.cpu, stats_path=args.stats)
+              cpu=args.cpu, stats_path=args.stats, threads=args.threads)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stats", help="write latency, FPS and drop figures to this JSON file on exit")
     live.add_argument("--backend", default="torch", help="inference backend: torch (default) or another of "
                       "export/backends.py BACKENDS, e.g. onnxruntime")
+    live.add_argument("--threads", type=int, help="inference threads (default: the usable cores but one)")
     live.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     live.set_defaults(func=cmd_live)
 
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--frames", type=int, default=100, help="frames timed in each loop")
     bench.add_argument("--avatar", help="avatar photo (default: the bundled one, else the astronaut)")
     bench.add_argument("--stats", help="also write both loops' figures to this JSON file")
+    bench.add_argument("--threads", type=int, help="inference threads (default: the usable cores but one)")
     bench.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     bench.add_argument("--compare", metavar="BACKENDS", help="instead, time these backends side by side per stage, "
                        "e.g. torch,official,torch-bf16,onnxruntime (first = baseline; official = the official "

@@ -19,7 +19,7 @@ from motion.errors import UserError
 from realtime.animator import Animator
 from realtime.avatars import Puppeteer, prepare_avatars
 from realtime.controls import Controls
-from realtime.engine import Engine
+from realtime.engine import Engine, inference_threads
 from realtime.face import DEFAULT_MARGIN, FaceTracker, HaarFaceDetector, centre_box, crop
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import SyntheticSource
@@ -79,26 +79,29 @@ def default_avatar() -> str:
 
 
 def run_bench(config: str | None = None, checkpoint: str | None = None, backend: str = "torch", frames: int = 100,
-              avatar: str | None = None, cpu: bool = False, stats_path: str | None = None) -> dict:
+              avatar: str | None = None, cpu: bool = False, stats_path: str | None = None,
+              threads: int | None = None) -> dict:
     if frames < 2:
         raise UserError("--frames must be at least 2")
     config_path, checkpoint = resolve_model("fomm", config, checkpoint)
     loaded = load_config_for("fomm", config_path)
     device = pick_device(cpu)
-    puppeteer = open_backend(backend, loaded, checkpoint, device)
+    threads = inference_threads(threads)
+    puppeteer = open_backend(backend, loaded, checkpoint, device, threads=threads)
     avatar = avatar or default_avatar()
     naive_loop(puppeteer, to_model_frame(SyntheticSource().photo, loaded.size), loaded.size, WARM_UP)
     pipelined = pipelined_loop(puppeteer, avatar, loaded.size, frames)
     naive = naive_loop(puppeteer, prepare_avatars([avatar], puppeteer, loaded.size)[0].image, loaded.size, frames)
     speedup = pipelined.fps / naive.fps if naive.fps else 0.0
-    print(f"{backend} backend, {loaded.path} ({loaded.size[0]}x{loaded.size[1]}), {device}, {frames} frames",
-          file=sys.stderr)
+    print(f"{backend} backend, {loaded.path} ({loaded.size[0]}x{loaded.size[1]}), {device}, {threads} inference "
+          f"thread(s), {frames} frames", file=sys.stderr)
     print(pipelined.table("real-time loop (threaded, avatar cached, face tracked)"))
     print()
     print(naive.table("naive loop (one thread, avatar recomputed, face searched every frame)"))
     print()
     print(f"end-to-end: {pipelined.fps:.1f} FPS vs {naive.fps:.1f} FPS naive: {speedup:.2f}x faster")
-    result = {"backend": backend, "config": str(loaded.path), "device": str(device), "frames": frames,
+    result = {"backend": backend, "config": str(loaded.path), "device": str(device), "threads": threads,
+              "frames": frames,
               "pipelined": pipelined.summary(), "naive": naive.summary(), "speedup": round(speedup, 3)}
     if stats_path:
         import json

@@ -16,8 +16,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from animation.media import to_uint8
+from export.ort_runner import cpu_threads
 from realtime.animator import Animator
 from realtime.controls import Controls
 from realtime.sinks import Packet, Sink
@@ -27,6 +29,15 @@ from realtime.stats import Stats
 JOIN_S = 3.0
 RECORDING_QUEUE = 32  # a recording absorbs an encoder's hiccups (start-up, a slow disk) before it drops
 CLOSE_S = 15.0  # a video file may need a moment to flush
+
+
+def inference_threads(requested: int | None = None) -> int:
+    """Set and return the intra-op threads for inference: the usable cores but one, which capture, face
+    tracking and the outputs need. More threads than free cores fight: on a busy 2-core machine two torch
+    threads made the loop ~100x slower than one."""
+    threads = requested or max(1, cpu_threads() - 1)
+    torch.set_num_threads(threads)
+    return threads
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from motion.errors import UserError
 from realtime.animator import Animator
 from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
-from realtime.engine import Engine
+from realtime.engine import Engine, inference_threads
 from realtime.face import DEFAULT_MARGIN, FaceTracker
 from realtime.sinks import Sink
 from realtime.smoothing import KeypointSmoother
@@ -46,6 +46,7 @@ class LiveOptions:
     stats: str | None = None
     cpu: bool = False
     backend: str = "torch"
+    threads: int | None = None  # inference threads; default: the usable cores but one
 
 
 def open_sink(spec: str, size: tuple[int, int], fps: float, controls: Controls) -> Sink:
@@ -124,7 +125,8 @@ def run_live(options: LiveOptions) -> Stats:
         elif want_alpha:
             print("no co-part segmentation model: PNG frames are opaque (pass --seg-config/--seg-checkpoint "
                   "for a transparent background)", file=sys.stderr)
-        puppeteer = open_backend(options.backend, config, checkpoint, device)
+        puppeteer = open_backend(options.backend, config, checkpoint, device,
+                                 threads=inference_threads(options.threads))
         avatars = prepare_avatars(options.avatars, puppeteer, config.size, swapper, swap_size, options.margin)
         controls.avatars = [a.name for a in avatars]
         controls.swap_available = swapper is not None and bool(options.swap)
