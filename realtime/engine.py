@@ -1,9 +1,11 @@
 """The real-time loop: capture, inference and output on separate threads so latency never builds up.
 
 - capture thread: reads the source into a one-frame slot; a live source overwrites an unread frame
-  (counted as dropped), so inference always starts from the newest frame;
+  (counted as dropped), so inference always starts from the newest frame; an input that can wait (an
+  unpaced file) is read just in time instead, and nothing is dropped;
 - inference (the calling thread, so Ctrl-C lands here): the animator's stages, then one packet per sink;
-- one thread per sink behind a bounded queue that drops its oldest packet when full.
+- one thread per sink behind a bounded queue that drops its oldest packet when full (a recording of an
+  input that can wait blocks instead, so it keeps every frame).
 Stopping (end of input, --max-frames, a closed window, /control quit, Ctrl-C) releases the source and
 closes every sink after it has written what it was given, so files are always finalised.
 """
