@@ -32,11 +32,11 @@ def animate_frames(nets: dict[str, nn.Module] | FommPuppeteer, source: np.ndarra
         yield puppeteer.render(avatar, puppeteer.motion(avatar, kp_norm))
 
 
-def check_swap_index(swap_index: Sequence[int], num_segments: int) -> None:
+def check_swap_index(swap_index: Sequence[int], num_segments: int, flag: str = "--swap-index") -> None:
     bad = [i for i in swap_index if not 0 <= i <= num_segments]
     if bad or not swap_index:
-        raise UserError(f"--swap-index {','.join(map(str, swap_index))} is invalid: parts are numbered 1 to "
-                        f"{num_segments} (0 is the background); pass e.g. --swap-index 1,2,3")
+        raise UserError(f"{flag} {','.join(map(str, swap_index))} is invalid: parts are numbered 1 to "
+                        f"{num_segments} (0 is the background); pass e.g. {flag} 1,2,3")
 
 
 def swap_frames(nets: dict[str, nn.Module], source: np.ndarray, frames: Iterable[np.ndarray],

@@ -120,7 +120,7 @@ def run_live(options: LiveOptions) -> Stats:
         if coseg is not None:
             seg_config = load_config_for("coseg", coseg[0])
             if options.swap:
-                check_swap_index(options.swap, seg_config.model.num_segments)
+                check_swap_index(options.swap, seg_config.model.num_segments, flag="--swap")
             swapper, swap_size = SwapPuppeteer(load_model(seg_config, coseg[1], device), device), seg_config.size
         elif want_alpha:
             print("no co-part segmentation model: PNG frames are opaque (pass --seg-config/--seg-checkpoint "
