@@ -58,7 +58,7 @@ def cmd_make_data(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from training.run import run_train
     run_train(args.config, args.data, args.out, resume=args.resume, epochs=args.epochs, cpu=args.cpu,
-              vgg=args.vgg, sheet_every=args.sheet_every, max_steps=args.max_steps, seed=args.seed)
+              vgg=args.vgg, sheet_every=args.sheet_every, max_steps=args.max_steps, seed=args.seed, init=args.init)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, help="dataset folder with train/ and test/ (videos or frame folders)")
     train.add_argument("--out", default="runs/train", help="folder for checkpoint.pth.tar and sample sheets")
     train.add_argument("--resume", help="checkpoint to continue from (optimizer, schedule and RNG included)")
+    train.add_argument("--init", help="start a new run from another checkpoint's tensors where names and shapes fit")
     train.add_argument("--epochs", type=int, help="train until this many epochs are done (default: the config's)")
     train.add_argument("--vgg", help="torchvision VGG-19 weights for the perceptual loss (never downloaded)")
     train.add_argument("--sheet-every", type=int, default=200, help="write a sample sheet every N steps (0: never)")

@@ -74,12 +74,12 @@ def check_state_dict(module: nn.Module, state: Any, name: str, path: str | Path)
                               "pass the config the checkpoint was trained with")
 
 
-def _partial_from_fomm(module: nn.Module, state: dict[str, torch.Tensor], renames: dict[str, str]) -> int:
+def load_matching(module: nn.Module, state: dict[str, torch.Tensor], renames: dict[str, str] | None = None) -> int:
     """Copy the tensors whose (renamed) key and shape fit; returns how many were taken."""
     own = module.state_dict()
     taken = {}
     for key, value in state.items():
-        for old, new in renames.items():
+        for old, new in (renames or {}).items():
             if key.startswith(old):
                 key = new + key[len(old):]
         if key in own and own[key].shape == value.shape:
@@ -101,7 +101,7 @@ def load_state(nets: dict[str, nn.Module], data: dict[str, Any], config: Config,
         return
     if config.kind == "coseg" and all(k in data for k in INFERENCE_KEYS["fomm"]):
         for name, (source, renames) in FOMM_TO_COSEG.items():
-            _partial_from_fomm(nets[name], data[source], renames)
+            load_matching(nets[name], data[source], renames)
         return
     raise CheckpointError(f"checkpoint {path} has {_describe(data)} but the config {config.path} describes "
                           f"{MODEL_NAMES[config.kind]} (needs {', '.join(wanted)}); pass the matching --config")

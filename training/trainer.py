@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from motion.checkpoint import load_state, read_checkpoint, save_checkpoint
+from motion.checkpoint import load_matching, load_state, read_checkpoint, save_checkpoint
 from motion.config import Config, TrainParams
 from motion.errors import UserError
 from motion.networks import build_networks
@@ -134,13 +134,23 @@ def _check_train(config: Config) -> TrainParams:
     return config.train
 
 
+def initialise_from(nets: dict[str, nn.Module], path: str | Path) -> dict[str, tuple[int, int]]:
+    """Start from another checkpoint's tensors wherever name and shape fit (e.g. a trained keypoint
+    detector under a wider generator); returns {network: (tensors taken, tensors in the network)}."""
+    data = read_checkpoint(path)
+    return {name: (load_matching(net, data[name]), len(net.state_dict()))
+            for name, net in nets.items() if isinstance(data.get(name), dict)}
+
+
 def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | Path | None = None,
           epochs: int | None = None, device: torch.device | str = "cpu", vgg: str | None = None,
           sheet_every: int = 200, max_steps: int | None = None, seed: int = 0,
-          on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, dict[str, float]], None] | None = None,
+          init: str | Path | None = None) -> TrainResult:
     """Train until ``epochs`` (default: the config's num_epochs) epochs are done.
 
     Each epoch visits every training video num_repeats times. Ctrl-C saves a checkpoint first.
+    ``init`` starts a new run from the fitting tensors of another checkpoint; ``resume`` continues one.
     """
     params = _check_train(config)
     out_dir = Path(out_dir)
@@ -149,7 +159,11 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-    nets = {name: net.to(device) for name, net in build_networks(config).items()}
+    nets = build_networks(config)
+    if init is not None:
+        for name, (taken, total) in initialise_from(nets, init).items():
+            print(f"{name}: {taken} of {total} tensors initialised from {init}", file=sys.stderr)
+    nets = {name: net.to(device) for name, net in nets.items()}
     optimizers = {}
     for name, net in nets.items():
         key = LEARNING_RATE_KEYS[name]
