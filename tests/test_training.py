@@ -95,3 +95,20 @@ def test_ctrl_c_saves_a_checkpoint_first(clips, tmp_path):
     saved = read_checkpoint(tmp_path / "checkpoint.pth.tar")
     assert saved["step"] == 3 and saved["epoch"] == 2  # two whole epochs done when step 3 was interrupted
     load_model(config, tmp_path / "checkpoint.pth.tar")
+
+
+def test_init_takes_the_tensors_that_fit(tiny_fomm, tmp_path):
+    import yaml
+    from motion.config import parse_config
+    from motion.networks import build_networks
+    from training.trainer import initialise_from
+    values = yaml.safe_load((TEST_CONFIGS / "tiny-fomm.yaml").read_text())
+    values["model_params"]["generator_params"]["block_expansion"] = 12  # a wider encoder/decoder
+    nets = build_networks(parse_config(values))
+    counts = initialise_from(nets, tiny_fomm[1])
+    source = read_checkpoint(tiny_fomm[1])
+    assert counts["kp_detector"] == (len(source["kp_detector"]), len(source["kp_detector"]))
+    taken, total = counts["generator"]
+    assert 0 < taken < total  # dense motion fits, the widened encoder/decoder does not
+    assert torch.equal(nets["generator"].dense_motion_network.mask.weight,
+                       source["generator"]["dense_motion_network.mask.weight"])
