@@ -11,9 +11,9 @@ from puppet import main
 from training.synthetic import generate_dataset
 
 CHECKPOINTS = ROOT / "checkpoints"
-# The bar is L1 <= 0.5 x the identity baseline's. The shipped checkpoints measure 0.53 (README); this
+# The bar is L1 <= 0.5 x the identity baseline's. The shipped checkpoints measure 0.52 / 0.51 (README); this
 # limit guards what they do reach against regressions, it is not the bar.
-RATIO_LIMIT = 0.56
+RATIO_LIMIT = 0.55
 
 
 @pytest.fixture(scope="module")
