@@ -20,7 +20,7 @@ import torch
 from skimage import data as skdata
 from tqdm import tqdm
 
-from animation.media import FrameWriter
+from animation.media import FrameWriter, read_frames
 from motion.errors import UserError
 from motion.geometry import coordinate_grid, tps_warp_points
 
@@ -270,8 +270,6 @@ def generate_dataset(out: str | Path, videos: int = 48, test_videos: int = 8, fr
 def write_demo_assets(data: str | Path, out: str | Path, size: int = 256) -> tuple[Path, Path]:
     """The bundled defaults: the astronaut's face crop (the avatar) and the first held-out test clip
     (the driving video), so `animate` and `live` run with no arguments."""
-    from animation.media import read_frames  # noqa: PLC0415 - only this command needs video reading
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     photo = skdata.astronaut()
