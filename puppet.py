@@ -58,7 +58,8 @@ def cmd_make_data(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from training.run import run_train
     run_train(args.config, args.data, args.out, resume=args.resume, epochs=args.epochs, cpu=args.cpu,
-              vgg=args.vgg, sheet_every=args.sheet_every, max_steps=args.max_steps, seed=args.seed, init=args.init)
+              vgg=args.vgg, sheet_every=args.sheet_every, max_steps=args.max_steps, seed=args.seed, init=args.init,
+              minutes=args.minutes, workers=args.workers)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--vgg", help="torchvision VGG-19 weights for the perceptual loss (never downloaded)")
     train.add_argument("--sheet-every", type=int, default=200, help="write a sample sheet every N steps (0: never)")
     train.add_argument("--max-steps", type=int, help="stop after this many steps (for quick runs)")
+    train.add_argument("--minutes", type=float, help="train for this long instead of --epochs; the learning-rate "
+                       "milestones keep the config's fractions of the run")
+    train.add_argument("--workers", type=int, default=0, help="processes loading batches (a GPU wants 4 or more)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     train.set_defaults(func=cmd_train)

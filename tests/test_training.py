@@ -12,7 +12,7 @@ from puppet import main
 from training.dataset import VideoDataset
 from training.evaluate import evaluate
 from training.synthetic import generate_dataset
-from training.trainer import train
+from training.trainer import fit_schedule, train
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,29 @@ def test_init_takes_the_tensors_that_fit(tiny_fomm, tmp_path):
     assert 0 < taken < total  # dense motion fits, the widened encoder/decoder does not
     assert torch.equal(nets["generator"].dense_motion_network.mask.weight,
                        source["generator"]["dense_motion_network.mask.weight"])
+
+
+@pytest.mark.parametrize("seconds_left,epoch_seconds,done,milestones,expected", [
+    (99.0, 1.0, 1, [14], (100, [70])),   # 100 epochs fit: the drop at 70 %, as 14 of 20
+    (9.5, 1.0, 1, [14], (10, [7])),      # a short budget keeps its low-learning-rate tail
+    (0.5, 1.0, 3, [14], (3, [4])),       # no time for another epoch: the run ends
+    (50.0, 1.0, 80, [70], (130, [70])),  # a milestone already passed stays
+    (1.0, 1.0, 1, [14], (2, [2])),       # never moved to an epoch already done
+])
+def test_fit_schedule(seconds_left, epoch_seconds, done, milestones, expected):
+    assert fit_schedule(seconds_left, epoch_seconds, done, 20, [14], milestones) == expected
+
+
+def test_time_budget_fits_the_schedule(clips, tmp_path):
+    config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
+    result = train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path / "t", minutes=0.05,
+                   sheet_every=0, workers=2)
+    saved = read_checkpoint(result.checkpoint)
+    assert result.epochs_done >= 1 and saved["epoch"] == result.epochs_done
+    scheduler = saved["scheduler_generator"]
+    assert scheduler["last_epoch"] == result.epochs_done
+    lr = config.train.learning_rates["generator"]
+    low = result.epochs_done >= min(scheduler["milestones"])  # the run ended in its low-learning-rate phase
+    assert saved["optimizer_generator"]["param_groups"][0]["lr"] == pytest.approx(lr * (0.1 if low else 1))
+    with pytest.raises(UserError, match="either --epochs or --minutes"):
+        train(config, VideoDataset.from_config(config, clips), tmp_path / "u", epochs=1, minutes=1)

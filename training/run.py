@@ -17,7 +17,7 @@ from training.trainer import train
 
 def run_train(config_path: str, data: str, out: str, resume: str | None = None, epochs: int | None = None,
               cpu: bool = False, vgg: str | None = None, sheet_every: int = 200, max_steps: int | None = None,
-              seed: int = 0, init: str | None = None) -> Path:
+              seed: int = 0, init: str | None = None, minutes: float | None = None, workers: int = 0) -> Path:
     config = load_config(config_path)
     dataset = VideoDataset.from_config(config, data, "train", seed=seed)
     device = pick_device(cpu)
@@ -25,7 +25,8 @@ def run_train(config_path: str, data: str, out: str, resume: str | None = None, 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         result = train(config, dataset, out, resume=resume, epochs=epochs, device=device, vgg=vgg,
-                       sheet_every=sheet_every, max_steps=max_steps, seed=seed, init=init)
+                       sheet_every=sheet_every, max_steps=max_steps, seed=seed, init=init, minutes=minutes,
+                       workers=workers)
     print(f"trained {result.steps} steps ({result.epochs_done} epochs) in {time.time() - started:.0f} s on "
           f"{device}; checkpoint: {result.checkpoint}", file=sys.stderr)
     return result.checkpoint

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import random
 import sys
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import imageio.v2 as imageio
 import numpy as np
@@ -142,17 +144,35 @@ def initialise_from(nets: dict[str, nn.Module], path: str | Path) -> dict[str, t
             for name, net in nets.items() if isinstance(data.get(name), dict)}
 
 
+def fit_schedule(seconds_left: float, epoch_seconds: float, epochs_done: int, num_epochs: int,
+                 config_milestones: Sequence[int], milestones: Sequence[int]) -> tuple[int, list[int]]:
+    """The epoch count and learning-rate milestones that fit a time budget at the last epoch's pace.
+
+    The run gets as many more epochs as the time left holds; each milestone not yet passed moves to the
+    same fraction of the run as the config puts it (14 of 20 epochs -> 70 %), so a short budget still
+    ends with its low-learning-rate phase. Milestones already passed stay where they were.
+    """
+    total = epochs_done + max(0, int(seconds_left // max(epoch_seconds, 1e-9)))
+    moved = [m if m <= epochs_done else max(epochs_done + 1, round(c / num_epochs * total))
+             for c, m in zip(config_milestones, milestones)]
+    return total, moved
+
+
 def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | Path | None = None,
           epochs: int | None = None, device: torch.device | str = "cpu", vgg: str | None = None,
           sheet_every: int = 200, max_steps: int | None = None, seed: int = 0,
           on_step: Callable[[int, dict[str, float]], None] | None = None,
-          init: str | Path | None = None) -> TrainResult:
+          init: str | Path | None = None, minutes: float | None = None, workers: int = 0) -> TrainResult:
     """Train until ``epochs`` (default: the config's num_epochs) epochs are done.
 
     Each epoch visits every training video num_repeats times. Ctrl-C saves a checkpoint first.
     ``init`` starts a new run from the fitting tensors of another checkpoint; ``resume`` continues one.
+    ``minutes`` replaces the epoch count by a time budget (see fit_schedule); ``workers`` loads
+    batches in that many processes, which a GPU needs to stay busy.
     """
     params = _check_train(config)
+    if minutes is not None and epochs is not None:
+        raise UserError("give either --epochs or --minutes, not both: a time budget sets the number of epochs")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     total_epochs = params.num_epochs if epochs is None else epochs
@@ -192,16 +212,21 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
         extra = {f"scheduler_{n}": s.state_dict() for n, s in schedulers.items()}
         save_checkpoint(checkpoint, nets, optimizers, epoch, {**extra, "step": step, "rng": _rng_state(dataset)})
 
-    loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, drop_last=True, num_workers=0)
+    loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                        persistent_workers=workers > 0)
     if len(loader) == 0:
         raise UserError(f"the training data has {len(dataset)} samples, fewer than one batch of "
                         f"{params.batch_size}; add videos or lower train_params.batch_size")
     history: list[dict[str, float]] = []
     epoch = start_epoch
+    deadline = None if minutes is None else time.monotonic() + 60 * minutes
+    if deadline is not None:
+        total_epochs = start_epoch + 1  # re-planned after each epoch, at the pace measured
     for net in nets.values():
         net.train()
     try:
-        for epoch in range(start_epoch, total_epochs):
+        while epoch < total_epochs:
+            started, stop = time.monotonic(), False
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", file=sys.stderr, disable=None)
             for batch in bar:
                 source, driving = batch["source"].to(device), batch["driving"].to(device)
@@ -220,15 +245,25 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
                     on_step(step, record)
                 if sheet_every and step % sheet_every == 0:
                     write_sheet(objective, source, driving, out_dir / f"sheet_{step:06d}.png")
-                if max_steps is not None and step >= max_steps:
+                stop = ((max_steps is not None and step >= max_steps)
+                        or (deadline is not None and time.monotonic() > deadline))
+                if stop:
                     break
             for scheduler in schedulers.values():
                 scheduler.step()
-            if max_steps is not None and step >= max_steps:
-                save(epoch + 1)
-                return TrainResult(checkpoint, epoch + 1, step, history)
-            if (epoch + 1) % params.checkpoint_freq == 0 or epoch + 1 == total_epochs:
-                save(epoch + 1)
+            epoch += 1
+            if stop:
+                save(epoch)
+                return TrainResult(checkpoint, epoch, step, history)
+            if deadline is not None:
+                milestones = sorted(schedulers[next(iter(schedulers))].milestones.elements())
+                total_epochs, milestones = fit_schedule(deadline - time.monotonic(), time.monotonic() - started,
+                                                        epoch, params.num_epochs, params.epoch_milestones,
+                                                        milestones)
+                for scheduler in schedulers.values():
+                    scheduler.milestones = Counter(milestones)
+            if epoch % params.checkpoint_freq == 0 or epoch == total_epochs:
+                save(epoch)
     except KeyboardInterrupt:
         save(epoch)
         print(f"\ninterrupted: checkpoint saved to {checkpoint} (resume with --resume {checkpoint})", file=sys.stderr)
