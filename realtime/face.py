@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from motion.errors import UserError
 from realtime.smoothing import OneEuroFilter
 
 CASCADE = "haarcascade_frontalface_default.xml"
@@ -35,13 +36,23 @@ def centre_box(shape: tuple[int, ...]) -> Box:
     return Box(w / 2, h / 2, float(min(h, w)))
 
 
+def load_face_cascade() -> "cv2.CascadeClassifier":
+    """OpenCV's bundled frontal-face cascade; minimal OpenCV builds (some GPU images) lack the detector."""
+    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+        raise UserError(f"this OpenCV build ({cv2.__version__}) has no Haar face detector; "
+                        "install the full package: pip install opencv-python")
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
+    if cascade.empty():
+        raise UserError(f"OpenCV's {CASCADE} is missing from {cv2.data.haarcascades}; "
+                        "reinstall it: pip install --force-reinstall opencv-python")
+    return cascade
+
+
 class HaarFaceDetector:
     """Largest (or nearest to a hint) frontal face in an RGB frame, or None."""
 
     def __init__(self) -> None:
-        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
-        if self.cascade.empty():
-            raise RuntimeError(f"OpenCV's {CASCADE} is missing from {cv2.data.haarcascades}; reinstall opencv-python")
+        self.cascade = load_face_cascade()
 
     def detect(self, frame: np.ndarray, near: Box | None = None) -> Box | None:
         """The face near `near` (a search a few times cheaper than the whole frame's: a miss there is

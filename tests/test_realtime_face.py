@@ -88,3 +88,15 @@ def test_centre_box_and_resize():
     box = centre_box((100, 160, 3))
     assert (box.cx, box.cy, box.side) == (80, 50, 100)
     assert resize_uint8(np.zeros((100, 100, 3), np.uint8), (64, 48)).shape == (64, 48, 3)
+
+
+def test_opencv_without_the_face_detector_is_named(monkeypatch, tmp_path, capsys):
+    """Minimal OpenCV builds (seen on a GPU image) lack CascadeClassifier: one line naming the package."""
+    import cv2
+
+    from puppet import main
+
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    assert main(["make-data", "--out", str(tmp_path / "d"), "--videos", "1", "--test-videos", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no Haar face detector" in err and "pip install opencv-python" in err and "Traceback" not in err

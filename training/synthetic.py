@@ -23,6 +23,7 @@ from tqdm import tqdm
 from animation.media import FrameWriter, read_frames
 from motion.errors import UserError
 from motion.geometry import coordinate_grid, tps_warp_points
+from realtime.face import load_face_cascade
 
 Point = tuple[float, float]
 SUBJECT_FILL = 0.9  # half-size of the subject in the frame, in [-1, 1] units: the face fills most of the crop
@@ -41,8 +42,7 @@ class Subject:
 
 def detect_face(image: np.ndarray) -> tuple[int, int, int, int]:
     """(x, y, w, h) of the largest frontal face the Haar cascade finds in an RGB uint8 image."""
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    faces = cascade.detectMultiScale(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), scaleFactor=1.1, minNeighbors=5)
+    faces = load_face_cascade().detectMultiScale(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), scaleFactor=1.1, minNeighbors=5)
     if len(faces) == 0:
         raise UserError("the Haar face cascade found no face in the photo; use a frontal face photo")
     x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
