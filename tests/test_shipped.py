@@ -11,9 +11,9 @@ from puppet import main
 from training.synthetic import generate_dataset
 
 CHECKPOINTS = ROOT / "checkpoints"
-# The bar is L1 <= 0.5 x the identity baseline's. The shipped checkpoints measure 0.52 / 0.51 (README); this
-# limit guards what they do reach against regressions, it is not the bar.
-RATIO_LIMIT = 0.55
+# The bar is L1 <= 0.5 x the identity baseline's. fomm-small meets it (0.476, README); coseg-small
+# measures 0.513, so its limit guards what it does reach against regressions and is not the bar.
+RATIO_LIMITS = {"fomm-small": 0.5, "coseg-small": 0.55}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def held_out(tmp_path_factory):
                             size=128, seed=0, progress=False)
 
 
-@pytest.mark.parametrize("name", ["fomm-small", "coseg-small"])
+@pytest.mark.parametrize("name", sorted(RATIO_LIMITS))
 def test_shipped_checkpoint_loads_small_and_meets_the_bar(name, held_out, tmp_path, capsys):
     config, checkpoint = CHECKPOINTS / f"{name}.yaml", CHECKPOINTS / f"{name}.pth.tar"
     assert checkpoint.stat().st_size < 50 * 2 ** 20
@@ -34,7 +34,7 @@ def test_shipped_checkpoint_loads_small_and_meets_the_bar(name, held_out, tmp_pa
     import json
     figures = json.loads(report.read_text())
     assert figures["videos"] == 8 and figures["frames"] == 512
-    assert figures["l1"] <= RATIO_LIMIT * figures["identity_l1"], figures
+    assert figures["l1"] <= RATIO_LIMITS[name] * figures["identity_l1"], figures
 
 
 def test_default_animate_follows_the_driving_clip(tmp_path, capsys):
