@@ -1,5 +1,7 @@
 """The checkpoints we ship: they load, stay small, meet the held-out reconstruction bar, and the bundled
 default run makes the avatar follow the driving clip."""
+import json
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,6 @@ def test_shipped_checkpoint_loads_small_and_meets_the_bar(name, held_out, tmp_pa
     report = tmp_path / "eval.json"
     assert main(["eval", "--config", str(config), "--checkpoint", str(checkpoint), "--data", str(held_out),
                  "--json", str(report), "--cpu"]) == 0
-    import json
     figures = json.loads(report.read_text())
     assert figures["videos"] == 8 and figures["frames"] == 512
     assert figures["l1"] <= RATIO_LIMITS[name] * figures["identity_l1"], figures

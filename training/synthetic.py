@@ -42,7 +42,8 @@ class Subject:
 
 def detect_face(image: np.ndarray) -> tuple[int, int, int, int]:
     """(x, y, w, h) of the largest frontal face the Haar cascade finds in an RGB uint8 image."""
-    faces = load_face_cascade().detectMultiScale(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), scaleFactor=1.1, minNeighbors=5)
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    faces = load_face_cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5)
     if len(faces) == 0:
         raise UserError("the Haar face cascade found no face in the photo; use a frontal face photo")
     x, y, w, h = max(faces, key=lambda f: f[2] * f[3])

@@ -256,10 +256,10 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
                 save(epoch)
                 return TrainResult(checkpoint, epoch, step, history)
             if deadline is not None:
-                milestones = sorted(schedulers[next(iter(schedulers))].milestones.elements())
-                total_epochs, milestones = fit_schedule(deadline - time.monotonic(), time.monotonic() - started,
-                                                        epoch, params.num_epochs, params.epoch_milestones,
-                                                        milestones)
+                now = time.monotonic()
+                current = sorted(next(iter(schedulers.values())).milestones.elements())  # the same for every network
+                total_epochs, milestones = fit_schedule(deadline - now, now - started, epoch, params.num_epochs,
+                                                        params.epoch_milestones, current)
                 for scheduler in schedulers.values():
                     scheduler.milestones = Counter(milestones)
             if epoch % params.checkpoint_freq == 0 or epoch == total_epochs:
