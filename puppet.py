@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, help="dataset folder with train/ and test/ (videos or frame folders)")
     train.add_argument("--out", default="runs/train", help="folder for checkpoint.pth.tar and sample sheets")
     train.add_argument("--resume", help="checkpoint to continue from (optimizer, schedule and RNG included)")
-    train.add_argument("--init", help="start a new run from another checkpoint's tensors where names and shapes fit")
+    train.add_argument("--init", help="start a new run from another checkpoint's tensors where names and shapes "
+                       "fit (heads with more parts or keypoints keep the trained channels)")
     train.add_argument("--epochs", type=int, help="train until this many epochs are done (default: the config's)")
     train.add_argument("--vgg", help="torchvision VGG-19 weights for the perceptual loss (never downloaded)")
     train.add_argument("--sheet-every", type=int, default=200, help="write a sample sheet every N steps (0: never)")

@@ -74,16 +74,35 @@ def check_state_dict(module: nn.Module, state: Any, name: str, path: str | Path)
                               "pass the config the checkpoint was trained with")
 
 
-def load_matching(module: nn.Module, state: dict[str, torch.Tensor], renames: dict[str, str] | None = None) -> int:
-    """Copy the tensors whose (renamed) key and shape fit; returns how many were taken."""
+def _grown(own: torch.Tensor, value: torch.Tensor) -> torch.Tensor | None:
+    """``own`` with its leading entries along dim 0 replaced by ``value``'s, when only dim 0 differs and
+    ``own`` is the larger (a head with more output channels: more parts or keypoints); else None."""
+    if own.dim() == 0 or own.shape[1:] != value.shape[1:] or own.shape[0] <= value.shape[0]:
+        return None
+    out = own.clone()
+    out[:value.shape[0]] = value
+    return out
+
+
+def load_matching(module: nn.Module, state: dict[str, torch.Tensor], renames: dict[str, str] | None = None,
+                  grow: bool = False) -> int:
+    """Copy the tensors whose (renamed) key and shape fit; returns how many were taken.
+
+    With ``grow``, a tensor that only has more output channels than the saved one keeps its fresh
+    initialisation in the extra channels and takes the saved ones in the others.
+    """
     own = module.state_dict()
     taken = {}
     for key, value in state.items():
         for old, new in (renames or {}).items():
             if key.startswith(old):
                 key = new + key[len(old):]
-        if key in own and own[key].shape == value.shape:
+        if key not in own:
+            continue
+        if own[key].shape == value.shape:
             taken[key] = value
+        elif grow and (grown := _grown(own[key], value)) is not None:
+            taken[key] = grown
     module.load_state_dict(taken, strict=False)
     return len(taken)
 

@@ -114,6 +114,30 @@ def test_init_takes_the_tensors_that_fit(tiny_fomm, tmp_path):
                        source["generator"]["dense_motion_network.mask.weight"])
 
 
+def test_init_grows_a_model_to_more_parts(tiny_coseg):
+    import yaml
+    from motion.config import parse_config
+    from motion.networks import build_networks
+    from training.trainer import initialise_from
+    values = yaml.safe_load((TEST_CONFIGS / "tiny-coseg.yaml").read_text())
+    values["model_params"]["common_params"]["num_segments"] = 6  # 4 trained parts + 2 new ones
+    torch.manual_seed(1)
+    nets = build_networks(parse_config(values))
+    fresh = {k: v.clone() for k, v in nets["segmentation_module"].state_dict().items()}
+    counts = initialise_from(nets, tiny_coseg[1])
+    saved = read_checkpoint(tiny_coseg[1])["segmentation_module"]
+    assert counts["segmentation_module"] == (len(saved), len(saved))  # every tensor taken, heads grown
+    own = nets["segmentation_module"].state_dict()
+    for key, channels in [("segmentation.weight", 5), ("shift.bias", 4), ("affine.weight", 16)]:
+        assert own[key].shape[0] > saved[key].shape[0]
+        assert torch.equal(own[key][:channels], saved[key])  # background + the 4 trained parts
+        assert torch.equal(own[key][channels:], fresh[key][channels:])  # new parts: their fresh init
+    assert torch.equal(own["affine.bias"][16:], torch.tensor([1.0, 0, 0, 1]).repeat(2))  # new affines start at I
+    image = torch.rand(1, 3, 64, 64)
+    segments = nets["segmentation_module"].eval()(image)
+    assert segments.segmentation.shape[1] == 7 and segments.affine.shape[1] == 6
+
+
 @pytest.mark.parametrize("seconds_left,epoch_seconds,done,milestones,expected", [
     (99.0, 1.0, 1, [14], (100, [70])),   # 100 epochs fit: the drop at 70 %, as 14 of 20
     (9.5, 1.0, 1, [14], (10, [7])),      # a short budget keeps its low-learning-rate tail

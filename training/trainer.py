@@ -138,9 +138,10 @@ def _check_train(config: Config) -> TrainParams:
 
 def initialise_from(nets: dict[str, nn.Module], path: str | Path) -> dict[str, tuple[int, int]]:
     """Start from another checkpoint's tensors wherever name and shape fit (e.g. a trained keypoint
-    detector under a wider generator); returns {network: (tensors taken, tensors in the network)}."""
+    detector under a wider generator); heads with more output channels (more parts) take the saved
+    channels first. Returns {network: (tensors taken, tensors in the network)}."""
     data = read_checkpoint(path)
-    return {name: (load_matching(net, data[name]), len(net.state_dict()))
+    return {name: (load_matching(net, data[name], grow=True), len(net.state_dict()))
             for name, net in nets.items() if isinstance(data.get(name), dict)}
 
 
