@@ -55,11 +55,16 @@ def cmd_make_data(args: argparse.Namespace) -> None:
         print(f"wrote the default avatar {avatar} and driving clip {driving}")
 
 
+def cmd_average(args: argparse.Namespace) -> None:
+    from training.run import run_average
+    run_average(args.config, args.checkpoints, args.data, args.out, batches=args.batches, cpu=args.cpu)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from training.run import run_train
     run_train(args.config, args.data, args.out, resume=args.resume, epochs=args.epochs, cpu=args.cpu,
               vgg=args.vgg, sheet_every=args.sheet_every, max_steps=args.max_steps, seed=args.seed, init=args.init,
-              minutes=args.minutes, workers=args.workers)
+              minutes=args.minutes, workers=args.workers, snapshots=args.snapshots)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -143,9 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--minutes", type=float, help="train for this long instead of --epochs; the learning-rate "
                        "milestones keep the config's fractions of the run")
     train.add_argument("--workers", type=int, default=0, help="processes loading batches (a GPU wants 4 or more)")
+    train.add_argument("--snapshots", action="store_true", help="also keep every epoch's checkpoint as "
+                       "checkpoint_<epoch>.pth.tar (for `average`)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     train.set_defaults(func=cmd_train)
+
+    average = sub.add_parser("average", help="average the weights of a run's last checkpoints (better, steadier)")
+    average.add_argument("checkpoints", nargs="+", help="checkpoints of one run, e.g. its --snapshots")
+    average.add_argument("--config", required=True, help="the config they were trained with")
+    average.add_argument("--data", required=True, help="training data; BatchNorm statistics are re-measured on it")
+    average.add_argument("--out", required=True, help="the averaged checkpoint (official layout, no optimizer)")
+    average.add_argument("--batches", type=int, default=60, help="training batches for the BatchNorm statistics")
+    average.add_argument("--cpu", action="store_true")
+    average.set_defaults(func=cmd_average)
 
     evaluation = sub.add_parser("eval", help="mean L1 reconstruction on held-out videos vs the identity baseline")
     evaluation.add_argument("--config", required=True)

@@ -163,3 +163,43 @@ def test_time_budget_fits_the_schedule(clips, tmp_path, capsys):
     assert main(["train", "--config", str(TEST_CONFIGS / "tiny-fomm.yaml"), "--data", str(clips), "--out",
                  str(tmp_path / "u"), "--epochs", "1", "--minutes", "1"]) == 2
     assert "either --epochs or --minutes" in capsys.readouterr().err
+
+
+def test_average_states_means_floats_and_keeps_counters():
+    from training.averaging import average_states
+    a = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(4)}
+    b = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)}
+    out = average_states([a, b])
+    assert torch.equal(out["w"], torch.tensor([2.0, 4.0])) and int(out["n"]) == 9
+
+
+def test_snapshots_and_average_command(clips, tmp_path, tiny_fomm, capsys):
+    config_path = TEST_CONFIGS / "tiny-coseg.yaml"
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config_path), "--data", str(clips), "--out", str(out), "--epochs", "2",
+                 "--snapshots", "--sheet-every", "0", "--cpu"]) == 0
+    snaps = [out / "checkpoint_001.pth.tar", out / "checkpoint_002.pth.tar"]
+    assert torch.equal(read_checkpoint(snaps[1])["segmentation_module"]["shift.weight"],
+                       read_checkpoint(out / "checkpoint.pth.tar")["segmentation_module"]["shift.weight"])
+    averaged = tmp_path / "average.pth.tar"
+    args = ["average", *map(str, snaps), "--config", str(config_path), "--data", str(clips), "--batches", "1",
+            "--cpu", "--out"]
+    assert main(args + [str(averaged)]) == 0
+    first, second, mean = (read_checkpoint(p) for p in (*snaps, averaged))
+    for key in ("shift.weight", "predictor.encoder.down_blocks.0.conv.weight"):
+        expected = (first["segmentation_module"][key] + second["segmentation_module"][key]) / 2
+        assert torch.allclose(mean["segmentation_module"][key], expected), key
+    # BatchNorm statistics are measured again for the mean weights, the same way every time
+    bn = "predictor.encoder.down_blocks.0.norm.running_mean"
+    assert not torch.allclose(mean["segmentation_module"][bn],
+                              (first["segmentation_module"][bn] + second["segmentation_module"][bn]) / 2)
+    assert main(args + [str(tmp_path / "again.pth.tar")]) == 0
+    assert torch.equal(read_checkpoint(tmp_path / "again.pth.tar")["segmentation_module"][bn],
+                       mean["segmentation_module"][bn])
+    assert mean["epoch"] == 2
+    load_model(load_config(config_path), averaged)
+    # a checkpoint of another model is refused with a message, not a traceback
+    capsys.readouterr()
+    assert main(["average", str(snaps[0]), "--config", str(tiny_fomm[0]), "--data", str(clips),
+                 "--out", str(tmp_path / "bad.pth.tar"), "--cpu"]) == 2
+    assert "--config" in capsys.readouterr().err

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from animation.pipeline import pick_device
 from motion.checkpoint import load_model
+from motion.checkpoint import save_checkpoint
 from motion.config import load_config
+from training.averaging import average_checkpoints
 from training.dataset import VideoDataset
 from training.evaluate import evaluate
 from training.trainer import train
@@ -17,7 +19,8 @@ from training.trainer import train
 
 def run_train(config_path: str, data: str, out: str, resume: str | None = None, epochs: int | None = None,
               cpu: bool = False, vgg: str | None = None, sheet_every: int = 200, max_steps: int | None = None,
-              seed: int = 0, init: str | None = None, minutes: float | None = None, workers: int = 0) -> Path:
+              seed: int = 0, init: str | None = None, minutes: float | None = None, workers: int = 0,
+              snapshots: bool = False) -> Path:
     config = load_config(config_path)
     dataset = VideoDataset.from_config(config, data, "train", seed=seed)
     device = pick_device(cpu)
@@ -26,7 +29,7 @@ def run_train(config_path: str, data: str, out: str, resume: str | None = None, 
         warnings.simplefilter("always")
         result = train(config, dataset, out, resume=resume, epochs=epochs, device=device, vgg=vgg,
                        sheet_every=sheet_every, max_steps=max_steps, seed=seed, init=init, minutes=minutes,
-                       workers=workers)
+                       workers=workers, snapshots=snapshots)
     print(f"trained {result.steps} steps ({result.epochs_done} epochs) in {time.time() - started:.0f} s on "
           f"{device}; checkpoint: {result.checkpoint}", file=sys.stderr)
     return result.checkpoint
@@ -44,3 +47,15 @@ def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, js
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
     return report
+
+
+def run_average(config_path: str, checkpoints: list[str], data: str, out: str, batches: int = 60,
+                cpu: bool = False) -> Path:
+    config = load_config(config_path)
+    device = pick_device(cpu)
+    nets, epoch = average_checkpoints(config, checkpoints, VideoDataset.from_config(config, data, "train", seed=0),
+                                      batches, device)
+    save_checkpoint(out, nets, {}, epoch, {"averaged_checkpoints": len(checkpoints)})
+    print(f"averaged {len(checkpoints)} checkpoints, BatchNorm statistics from {batches} training batches: {out}",
+          file=sys.stderr)
+    return Path(out)

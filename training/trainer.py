@@ -6,6 +6,7 @@ plus scheduler and random-generator states, so a resumed run continues exactly a
 from __future__ import annotations
 
 import random
+import shutil
 import sys
 import time
 from collections import Counter
@@ -32,12 +33,25 @@ LEARNING_RATE_KEYS = {"kp_detector": "kp_detector", "generator": "generator",
                       "segmentation_module": "segmentation", "reconstruction_module": "reconstruction"}
 
 
+def predict(kind: str, nets: dict[str, nn.Module], source: torch.Tensor,
+            driving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The driving frame rebuilt from the source, as training sees it: (prediction, source anchors,
+    driving anchors) of a FOMM ("fomm") or co-part ("coseg") model."""
+    if kind == "fomm":
+        kp_source, kp_driving = nets["kp_detector"](source), nets["kp_detector"](driving)
+        return nets["generator"](source, kp_driving, kp_source).prediction, kp_source.value, kp_driving.value
+    seg_source, seg_target = nets["segmentation_module"](source), nets["segmentation_module"](driving)
+    prediction = nets["reconstruction_module"](source, seg_target, seg_source)
+    return prediction, seg_source.shift, seg_target.shift
+
+
 class Objective:
     """The losses of one model on a batch of (source, driving) pairs, and what to draw of them."""
 
     def __init__(self, config: Config, nets: dict[str, nn.Module], vgg: str | None):
         train = _check_train(config)
         self.nets = nets
+        self.kind = config.kind
         self.weights = train.loss_weights
         self.transform_params = train.transform_params
         self.reconstruction = ReconstructionLoss(train.scales, train.loss_weights.perceptual, vgg,
@@ -49,7 +63,7 @@ class Objective:
 
     def predict(self, source: torch.Tensor, driving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(prediction, source anchors, driving anchors)."""
-        raise NotImplementedError
+        return predict(self.kind, self.nets, source, driving)
 
     def losses(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, torch.Tensor]:
         prediction, _, _ = self.predict(source, driving)
@@ -75,12 +89,6 @@ class FommObjective(Objective):
         kp = self.nets["kp_detector"](image)
         return kp.value, kp.jacobian
 
-    def predict(self, source, driving):
-        kp_source = self.nets["kp_detector"](source)
-        kp_driving = self.nets["kp_detector"](driving)
-        out = self.nets["generator"](source, kp_driving, kp_source)
-        return out.prediction, kp_source.value, kp_driving.value
-
     def equivariance_weights(self):
         return self.weights.equivariance_value, self.weights.equivariance_jacobian
 
@@ -89,12 +97,6 @@ class CosegObjective(Objective):
     def detect(self, image):
         seg = self.nets["segmentation_module"](image)
         return seg.shift, seg.affine
-
-    def predict(self, source, driving):
-        seg_source = self.nets["segmentation_module"](source)
-        seg_target = self.nets["segmentation_module"](driving)
-        prediction = self.nets["reconstruction_module"](source, seg_target, seg_source)
-        return prediction, seg_source.shift, seg_target.shift
 
     def equivariance_weights(self):
         return self.weights.equivariance, self.weights.equivariance
@@ -163,13 +165,15 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
           epochs: int | None = None, device: torch.device | str = "cpu", vgg: str | None = None,
           sheet_every: int = 200, max_steps: int | None = None, seed: int = 0,
           on_step: Callable[[int, dict[str, float]], None] | None = None,
-          init: str | Path | None = None, minutes: float | None = None, workers: int = 0) -> TrainResult:
+          init: str | Path | None = None, minutes: float | None = None, workers: int = 0,
+          snapshots: bool = False) -> TrainResult:
     """Train until ``epochs`` (default: the config's num_epochs) epochs are done.
 
     Each epoch visits every training video num_repeats times. Ctrl-C saves a checkpoint first.
     ``init`` starts a new run from the fitting tensors of another checkpoint; ``resume`` continues one.
     ``minutes`` replaces the epoch count by a time budget (see fit_schedule); ``workers`` loads
-    batches in that many processes, which a GPU needs to stay busy.
+    batches in that many processes, which a GPU needs to stay busy. ``snapshots`` also keeps each
+    epoch's checkpoint as checkpoint_<epoch>.pth.tar (for `puppet.py average`).
     """
     params = _check_train(config)
     if minutes is not None and epochs is not None:
@@ -212,6 +216,8 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
     def save(epoch: int) -> None:
         extra = {f"scheduler_{n}": s.state_dict() for n, s in schedulers.items()}
         save_checkpoint(checkpoint, nets, optimizers, epoch, {**extra, "step": step, "rng": _rng_state(dataset)})
+        if snapshots:
+            shutil.copyfile(checkpoint, out_dir / f"checkpoint_{epoch:03d}.pth.tar")
 
     loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, drop_last=True, num_workers=workers,
                         persistent_workers=workers > 0)
