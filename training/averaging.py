@@ -31,6 +31,7 @@ def reestimate_batchnorm(kind: str, nets: dict[str, nn.Module], dataset: Dataset
     """Replace every BatchNorm's running mean and variance by their plain average over ``batches``
     training batches, seen as training sees them; the networks end in eval mode."""
     norms = [m for net in nets.values() for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average
@@ -42,8 +43,8 @@ def reestimate_batchnorm(kind: str, nets: dict[str, nn.Module], dataset: Dataset
         if index == batches:
             break
         predict(kind, nets, batch["source"].to(device), batch["driving"].to(device))
-    for norm in norms:
-        norm.momentum = 0.1
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
     for net in nets.values():
         net.eval()
 
