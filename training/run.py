@@ -8,8 +8,7 @@ import warnings
 from pathlib import Path
 
 from animation.pipeline import pick_device
-from motion.checkpoint import load_model
-from motion.checkpoint import save_checkpoint
+from motion.checkpoint import load_model, save_checkpoint
 from motion.config import load_config
 from training.averaging import average_checkpoints
 from training.dataset import VideoDataset
