@@ -60,6 +60,12 @@ def cmd_average(args: argparse.Namespace) -> None:
     run_average(args.config, args.checkpoints, args.data, args.out, batches=args.batches, cpu=args.cpu)
 
 
+def cmd_split_parts(args: argparse.Namespace) -> None:
+    from training.run import run_split_parts
+    run_split_parts(args.config, args.checkpoint, args.data, args.out, min_share=args.min_share,
+                    noise=args.noise, batches=args.batches, cpu=args.cpu)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from training.run import run_train
     run_train(args.config, args.data, args.out, resume=args.resume, epochs=args.epochs, cpu=args.cpu,
@@ -117,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     swap = sub.add_parser("swap", help="swap parts of a photo into a driving video (co-part segmentation)")
     _model_args(swap)
     _media_args(swap)
-    swap.add_argument("--swap-index", type=_parts, default=[1, 2, 5],
-                      help="parts to take from the source, comma separated (0 is the background)")
+    swap.add_argument("--swap-index", type=_parts, help="parts to take from the source, comma separated (0 is "
+                      "the background; default: the config's part_swap_params.swap_index, else 1,2,5)")
     swap.add_argument("--source-segmentation", action="store_true",
                       help="choose the parts on the source's segmentation instead of the driving frame's")
     swap.set_defaults(func=cmd_swap)
@@ -162,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument("--batches", type=int, default=60, help="training batches for the BatchNorm statistics")
     average.add_argument("--cpu", action="store_true")
     average.set_defaults(func=cmd_average)
+
+    split = sub.add_parser("split-parts", help="give a co-part model's empty parts mass by splitting its "
+                           "heaviest parts (then train on with --init)")
+    split.add_argument("checkpoint", help="co-part checkpoint whose config has more parts than it uses")
+    split.add_argument("--config", required=True, help="the config it was trained with")
+    split.add_argument("--data", required=True, help="training data; the parts' shares are measured on it")
+    split.add_argument("--out", required=True, help="the split checkpoint (official layout, no optimizer)")
+    split.add_argument("--min-share", type=float, default=0.005, help="a part with less of the image is empty")
+    split.add_argument("--noise", type=float, default=0.05, help="relative noise on the copied heads")
+    split.add_argument("--batches", type=int, default=20, help="training batches to measure the shares on")
+    split.add_argument("--cpu", action="store_true")
+    split.set_defaults(func=cmd_split_parts)
 
     evaluation = sub.add_parser("eval", help="mean L1 reconstruction on held-out videos vs the identity baseline")
     evaluation.add_argument("--config", required=True)

@@ -68,10 +68,11 @@ def run_animate(config: str | None, checkpoint: str | None, source: str | None, 
 
 
 def run_swap(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
-             swap_index: Sequence[int], use_source_segmentation: bool = False, cpu: bool = False,
+             swap_index: Sequence[int] | None, use_source_segmentation: bool = False, cpu: bool = False,
              sheet: str | None = None) -> int:
     config, checkpoint = resolve_model("coseg", config, checkpoint)
     loaded = load_config_for("coseg", config)
+    swap_index = loaded.swap_index if swap_index is None else swap_index
     check_swap_index(swap_index, loaded.model.num_segments)
     return _run(loaded, checkpoint, source, driving, output, cpu, swap_frames, sheet=sheet,
                 swap_index=swap_index, use_source_segmentation=use_source_segmentation)

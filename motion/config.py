@@ -133,6 +133,13 @@ ModelParams = Union[FommParams, CosegParams]
 
 
 @dataclass(frozen=True)
+class PartSwapParams:
+    """Parts `swap` moves by default: which channels hold the face differs from model to model, so our
+    configs name them; without the section, the official part_swap.py default."""
+    swap_index: tuple[int, ...] = (1, 2, 5)
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     model: ModelParams
@@ -140,6 +147,7 @@ class Config:
     train: TrainParams | None
     dataset: dict[str, Any]
     animate: dict[str, Any]
+    swap_index: tuple[int, ...]
 
     @property
     def kind(self) -> str:
@@ -234,8 +242,10 @@ def parse_config(values: dict, path: str = "<config>") -> Config:
         raise ConfigError(f"{path}: dataset_params frame shape {shape} must be [height, width, "
                           f"{params.num_channels}] to match model_params.common_params.num_channels")
     train = _train(values["train_params"], path) if "train_params" in values else None
+    swap = _fields(PartSwapParams, values.get("part_swap_params") or {}, "part_swap_params", path)
     return Config(path=path, model=params, frame_shape=tuple(int(s) for s in shape), train=train,
-                  dataset=dataset, animate=dict(values.get("animate_params") or {}))
+                  dataset=dataset, animate=dict(values.get("animate_params") or {}),
+                  swap_index=tuple(int(i) for i in swap.swap_index))
 
 
 def load_config(path: str | Path) -> Config:

@@ -118,6 +118,7 @@ def test_official_configs_parse_to_official_values():
     coseg = load_config(CONFIGS / "vox-256-sem-10segments.yaml")
     assert coseg.kind == "coseg" and coseg.model.num_segments == 10
     assert coseg.model.reconstruction.estimate_visibility is True
+    assert coseg.swap_index == (1, 2, 5)  # no part_swap_params: the official part_swap.py default
     nets = build_networks(coseg)
     assert nets["segmentation_module"].temperature == 0.1
 

@@ -150,6 +150,11 @@ def test_swap_index_and_model_kind_errors(tiny_fomm, tiny_coseg, astronaut_png, 
     code, err = run_cli(capsys, "swap", "--config", tiny_coseg[0], "--checkpoint", tiny_coseg[1], *base,
                         "--swap-index", "1,9")
     assert code == 2 and "parts are numbered 1 to 4" in err
+    # without --swap-index the config's part_swap_params.swap_index is used (here a wrong one)
+    config = tmp_path / "parts.yaml"
+    config.write_text(open(tiny_coseg[0]).read() + "part_swap_params: {swap_index: [2, 7]}\n")
+    code, err = run_cli(capsys, "swap", "--config", config, "--checkpoint", tiny_coseg[1], *base)
+    assert code == 2 and "--swap-index 2,7 is invalid" in err
     code, err = run_cli(capsys, "swap", "--config", tiny_fomm[0], "--checkpoint", tiny_fomm[1], *base)
     assert code == 2 and "use `puppet.py animate`" in err
 

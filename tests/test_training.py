@@ -203,3 +203,57 @@ def test_snapshots_and_average_command(clips, tmp_path, tiny_fomm, capsys):
     assert main(["average", str(snaps[0]), "--config", str(tiny_fomm[0]), "--data", str(clips),
                  "--out", str(tmp_path / "bad.pth.tar"), "--cpu"]) == 2
     assert "--config" in capsys.readouterr().err
+
+
+def test_split_plan_gives_each_empty_part_half_of_the_heaviest():
+    from training.part_split import split_plan
+    shares = torch.tensor([0.3, 0.0, 0.1, 0.001, 0.2])
+    # part 1 halves part 0 (0.3 -> 0.15 + 0.15); then part 4 (0.2) is the heaviest and gives part 3 half
+    assert split_plan(shares, 0.005) == [(0, 1), (4, 3)]
+    assert split_plan(torch.tensor([0.2, 0.1]), 0.005) == []
+    assert split_plan(torch.zeros(3), 0.005) == []  # nothing to split from
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_split_parts_keeps_the_prediction(noise):
+    import yaml
+    from motion.config import parse_config
+    from motion.networks import build_networks
+    from training.part_split import split_parts
+    from training.trainer import predict
+    values = yaml.safe_load((TEST_CONFIGS / "tiny-coseg.yaml").read_text())
+    values["model_params"]["common_params"]["num_segments"] = 6
+    torch.manual_seed(2)
+    nets = {k: v.eval() for k, v in build_networks(parse_config(values)).items()}
+    segmentation = nets["segmentation_module"]
+    with torch.no_grad():
+        segmentation.affine.weight.normal_(std=0.01)  # parts with affines of their own, not all I
+        segmentation.segmentation.bias[5:] = -1e4  # parts 4 and 5 (channels 5, 6) are empty
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        before, masks = predict("coseg", nets, source, driving)[0], segmentation(driving).segmentation
+        split_parts(segmentation, [(0, 4), (2, 5)], noise=noise)
+        after, split = predict("coseg", nets, source, driving)[0], segmentation(driving).segmentation
+    assert split[:, 5].mean() > 0.2 * masks[:, 1].mean()  # the new parts carry mass
+    if noise:
+        assert not torch.allclose(split[:, 1], split[:, 5], atol=1e-4)  # the halves can drift apart
+        assert (after - before).abs().mean() < 0.02
+    else:
+        assert torch.allclose(split[:, 1], split[:, 5]) and torch.allclose(split[:, 3], split[:, 6])
+        assert torch.allclose(split[:, 1] + split[:, 5], masks[:, 1], atol=1e-6)
+        assert torch.allclose(split[:, [0, 2, 4]], masks[:, [0, 2, 4]], atol=1e-6)
+        assert torch.allclose(after, before, atol=1e-5)
+
+
+def test_split_parts_command(clips, tmp_path, tiny_coseg, tiny_fomm, capsys):
+    out = tmp_path / "split.pth.tar"
+    assert main(["split-parts", str(tiny_coseg[1]), "--config", str(tiny_coseg[0]), "--data", str(clips),
+                 "--out", str(out), "--batches", "1", "--min-share", "0.2", "--cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "parts in use" in err and str(out) in err
+    plan = read_checkpoint(out)["split_parts"]
+    assert plan and ", ".join(f"{p + 1} <- {d + 1}" for d, p in plan) in err  # numbered as --swap-index
+    load_model(load_config(tiny_coseg[0]), out)
+    assert main(["split-parts", str(tiny_fomm[1]), "--config", str(tiny_fomm[0]), "--data", str(clips),
+                 "--out", str(tmp_path / "bad.pth.tar"), "--cpu"]) == 2
+    assert "co-part segmentation config" in capsys.readouterr().err

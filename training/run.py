@@ -10,9 +10,11 @@ from pathlib import Path
 from animation.pipeline import pick_device
 from motion.checkpoint import load_model, save_checkpoint
 from motion.config import load_config
+from motion.errors import UserError
 from training.averaging import average_checkpoints
 from training.dataset import VideoDataset
 from training.evaluate import evaluate
+from training.part_split import part_shares, split_parts, split_plan
 from training.trainer import train
 
 
@@ -57,4 +59,26 @@ def run_average(config_path: str, checkpoints: list[str], data: str, out: str, b
     save_checkpoint(out, nets, {}, epoch, {"averaged_checkpoints": len(checkpoints)})
     print(f"averaged {len(checkpoints)} checkpoints, BatchNorm statistics from {batches} training batches: {out}",
           file=sys.stderr)
+    return Path(out)
+
+
+def run_split_parts(config_path: str, checkpoint: str, data: str, out: str, min_share: float = 0.005,
+                    noise: float = 0.05, batches: int = 20, cpu: bool = False) -> Path:
+    config = load_config(config_path)
+    if config.kind != "coseg":
+        raise UserError(f"{config_path} configures a First Order Motion Model; split-parts needs a co-part "
+                        "segmentation config (num_segments in common_params)")
+    device = pick_device(cpu)
+    nets = load_model(config, checkpoint, device)
+    segmentation = nets["segmentation_module"]
+    batch_size = config.train.batch_size if config.train else 8
+    shares = part_shares(segmentation, VideoDataset.from_config(config, data, "train", seed=0), batches,
+                         batch_size, device)
+    plan = split_plan(shares, min_share)
+    split_parts(segmentation, plan, noise)
+    save_checkpoint(out, nets, {}, 0, {"split_parts": plan})
+    used = ", ".join(f"{k + 1}: {100 * s:.1f} %" for k, s in enumerate(shares.tolist()) if s >= min_share)
+    print(f"parts in use (share of the image): {used}", file=sys.stderr)
+    print(f"split {len(plan)} empty parts off the heaviest ones (part <- donor, numbered as --swap-index): "
+          + (", ".join(f"{p + 1} <- {d + 1}" for d, p in plan) or "none") + f"; {out}", file=sys.stderr)
     return Path(out)
