@@ -11,11 +11,12 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from motion.checkpoint import load_model, read_checkpoint
 from motion.config import Config
 from motion.errors import UserError
+from training.dataset import seeded_batches
 from training.trainer import predict
 
 
@@ -37,11 +38,7 @@ def reestimate_batchnorm(kind: str, nets: dict[str, nn.Module], dataset: Dataset
         norm.momentum = None  # cumulative average
     for net in nets.values():
         net.train()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(seed))
-    for index, batch in enumerate(loader):
-        if index == batches:
-            break
+    for batch in seeded_batches(dataset, batches, batch_size, seed):
         predict(kind, nets, batch["source"].to(device), batch["driving"].to(device))
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from animation.media import VIDEO_SUFFIXES, frame_files, read_frames, read_image
 from motion.config import Config
@@ -224,3 +224,14 @@ class VideoDataset(Dataset):
         first, second = np.sort(rng.choice(len(frames), size=2, replace=True))
         source, driving = self.augment(self._frame(frames, first), self._frame(frames, second), rng)
         return {"source": _chw(source), "driving": _chw(driving), "name": video.name}
+
+
+def seeded_batches(dataset: Dataset, count: int, batch_size: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """The first ``count`` full training batches of a seeded shuffle: the same pairs on every call, for
+    measurements taken on a trained model (BatchNorm statistics, part shares)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(seed))
+    for index, batch in enumerate(loader):
+        if index == count:
+            return
+        yield batch

@@ -10,21 +10,18 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from motion.segmentation import SegmentationModule
+from training.dataset import seeded_batches
 
 
 @torch.no_grad()
 def part_shares(segmentation: SegmentationModule, dataset: Dataset, batches: int, batch_size: int,
                 device: torch.device | str = "cpu", seed: int = 0) -> torch.Tensor:
     """(K,) mean share of the image area each part's mask holds over ``batches`` seeded training batches."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(seed))
     total, seen = 0, 0
-    for index, batch in enumerate(loader):
-        if index == batches:
-            break
+    for batch in seeded_batches(dataset, batches, batch_size, seed):
         total = total + segmentation(batch["source"].to(device)).segmentation[:, 1:].mean((2, 3)).sum(0).cpu()
         seen += batch["source"].shape[0]
     if not seen:
