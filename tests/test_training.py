@@ -253,7 +253,10 @@ def test_split_parts_command(clips, tmp_path, tiny_coseg, tiny_fomm, capsys):
     assert "parts in use" in err and str(out) in err
     plan = read_checkpoint(out)["split_parts"]
     assert plan and ", ".join(f"{p + 1} <- {d + 1}" for d, p in plan) in err  # numbered as --swap-index
-    load_model(load_config(tiny_coseg[0]), out)
+    segmentation = load_model(load_config(tiny_coseg[0]), out)["segmentation_module"]
+    from training.part_split import part_shares
+    with pytest.raises(UserError, match="fewer than 8 pairs"):  # too little data: a message, not a traceback
+        part_shares(segmentation, [{"source": torch.rand(3, 64, 64)}], batches=1, batch_size=8)
     assert main(["split-parts", str(tiny_fomm[1]), "--config", str(tiny_fomm[0]), "--data", str(clips),
                  "--out", str(tmp_path / "bad.pth.tar"), "--cpu"]) == 2
     assert "co-part segmentation config" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import math
 import torch
 from torch.utils.data import Dataset
 
+from motion.errors import UserError
 from motion.segmentation import SegmentationModule
 from training.dataset import seeded_batches
 
@@ -25,7 +26,8 @@ def part_shares(segmentation: SegmentationModule, dataset: Dataset, batches: int
         total = total + segmentation(batch["source"].to(device)).segmentation[:, 1:].mean((2, 3)).sum(0).cpu()
         seen += batch["source"].shape[0]
     if not seen:
-        raise ValueError("the dataset holds no full batch to measure the parts on")
+        raise UserError(f"the training data gives fewer than {batch_size} pairs (videos x num_repeats), so no "
+                        "full batch to measure the parts on; pass --data with more training videos")
     return total / seen
 
 
