@@ -145,8 +145,15 @@ def save_checkpoint(path: str | Path, nets: dict[str, nn.Module], optimizers: di
 
 def load_model(config: Config, path: str | Path, device: torch.device | str = "cpu") -> dict[str, nn.Module]:
     """Inference networks of ``config`` with the checkpoint's weights, in eval mode on ``device``."""
+    return model_from_checkpoint(config, read_checkpoint(path), path, device)
+
+
+def model_from_checkpoint(config: Config, data: dict[str, Any], path: str | Path,
+                          device: torch.device | str = "cpu") -> dict[str, nn.Module]:
+    """``load_model`` for a checkpoint already read (``path`` names it in errors), when its other entries
+    are wanted too."""
     from motion.networks import build_networks
 
     nets = build_networks(config)
-    load_state(nets, read_checkpoint(path), config, path)
+    load_state(nets, data, config, path)
     return {name: net.to(device).eval() for name, net in nets.items()}

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from motion.checkpoint import load_model, read_checkpoint
+from motion.checkpoint import model_from_checkpoint, read_checkpoint
 from motion.config import Config
 from motion.errors import UserError
-from training.dataset import seeded_batches
+from training.dataset import measuring_batch_size, seeded_batches
 from training.trainer import predict
 
 
@@ -52,10 +52,12 @@ def average_checkpoints(config: Config, paths: Sequence[str | Path], dataset: Da
     statistics re-measured; also the last checkpoint's epoch."""
     if not paths:
         raise UserError("give at least one checkpoint to average")
-    models = [load_model(config, path, device) for path in paths]
+    models = []
+    for path in paths:
+        data = read_checkpoint(path)
+        models.append(model_from_checkpoint(config, data, path, device))
     nets = models[-1]
     for name, net in nets.items():
         net.load_state_dict(average_states([m[name].state_dict() for m in models]))
-    batch_size = config.train.batch_size if config.train else 8
-    reestimate_batchnorm(config.kind, nets, dataset, batches, batch_size, device)
-    return nets, int(read_checkpoint(paths[-1]).get("epoch", 0))
+    reestimate_batchnorm(config.kind, nets, dataset, batches, measuring_batch_size(config), device)
+    return nets, int(data.get("epoch", 0))

@@ -226,6 +226,12 @@ class VideoDataset(Dataset):
         return {"source": _chw(source), "driving": _chw(driving), "name": video.name}
 
 
+def measuring_batch_size(config: Config) -> int:
+    """Batch size for measurements on a trained model: the training one, so BatchNorm sees batches as in
+    training; 8 for a config without train_params."""
+    return config.train.batch_size if config.train else 8
+
+
 def seeded_batches(dataset: Dataset, count: int, batch_size: int, seed: int = 0) -> Iterator[dict[str, Any]]:
     """The first ``count`` full training batches of a seeded shuffle: the same pairs on every call, for
     measurements taken on a trained model (BatchNorm statistics, part shares)."""

@@ -12,7 +12,7 @@ from motion.checkpoint import load_model, save_checkpoint
 from motion.config import load_config
 from motion.errors import UserError
 from training.averaging import average_checkpoints
-from training.dataset import VideoDataset
+from training.dataset import VideoDataset, measuring_batch_size
 from training.evaluate import evaluate
 from training.part_split import part_shares, split_parts, split_plan
 from training.trainer import train
@@ -71,9 +71,8 @@ def run_split_parts(config_path: str, checkpoint: str, data: str, out: str, min_
     device = pick_device(cpu)
     nets = load_model(config, checkpoint, device)
     segmentation = nets["segmentation_module"]
-    batch_size = config.train.batch_size if config.train else 8
     shares = part_shares(segmentation, VideoDataset.from_config(config, data, "train", seed=0), batches,
-                         batch_size, device)
+                         measuring_batch_size(config), device)
     plan = split_plan(shares, min_share)
     split_parts(segmentation, plan, noise)
     save_checkpoint(out, nets, {}, 0, {"split_parts": plan})
