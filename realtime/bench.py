@@ -20,7 +20,8 @@ from realtime.animator import Animator
 from realtime.avatars import Puppeteer, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
-from realtime.face import DEFAULT_MARGIN, FaceTracker, HaarFaceDetector, centre_box, crop
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop
+from realtime.face import FaceTracker
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import SyntheticSource
 from realtime.stats import Stats
@@ -41,7 +42,7 @@ def naive_loop(puppeteer: Puppeteer, avatar_image: np.ndarray, size: tuple[int, 
             frame = source.frame(index)
         with stats.time("face_crop"):
             box = detector.detect(frame)
-            face = to_model_frame(crop(frame, box.expanded(margin) if box else centre_box(frame.shape)), size)
+            face = to_model_frame(crop(frame, face_crop(box, margin, frame.shape) if box else centre_box(frame.shape)), size)
         with stats.time("prepare"):
             avatar = puppeteer.prepare(avatar_image)
         with stats.time("keypoints"):

@@ -19,7 +19,8 @@ from realtime.animator import Animator
 from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
-from realtime.face import DEFAULT_MARGIN, FaceTracker
+from animation.faces import DEFAULT_MARGIN
+from realtime.face import FaceTracker
 from realtime.sinks import Sink
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import open_source

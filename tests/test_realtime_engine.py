@@ -25,7 +25,8 @@ from realtime.animator import Animator
 from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
-from realtime.face import FaceTracker, centre_box, crop, resize_uint8
+from animation.faces import centre_box, crop, resize_uint8
+from realtime.face import FaceTracker
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import FileSource, SyntheticSource
 from realtime.stats import STAGES, Stats

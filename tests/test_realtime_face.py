@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from realtime.face import Box, FaceTracker, HaarFaceDetector, centre_box, crop, resize_uint8
+from animation.faces import Box, HaarFaceDetector, centre_box, crop, resize_uint8
+from realtime.face import FaceTracker
 from realtime.sources import SyntheticSource
 
 

@@ -4,21 +4,35 @@ identity baseline (the source frame itself as the prediction) says how much moti
 
 Keypoint stability: keypoints of a frame warped by a known random TPS, mapped back through it, should
 land where the frame's own keypoints are; the mean distance is reported in pixels.
+
+With facial landmarks (dlib) also the FOMM paper's AKD and MKR on the reconstructions, and cross-identity
+animation: photos of people not in training, driven in relative mode by the held-out clips, scored by
+how well their landmark motion follows the driver's (training/face_metrics.py). Co-part models report
+the IoU of their foreground matte with a chroma key on held-out blue-screen clips.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, LandmarkDetector, frame_face
+from animation.media import to_model_frame
+from animation.pipeline import animate_frames
 from animation.puppeteer import to_tensor
 from motion.config import Config, TransformParams
+from motion.errors import UserError
 from training.dataset import load_video, split_videos
+from training.face_metrics import akd, chroma_key, iou, missing_rate, motion_correlation
 from training.losses import RandomTps
+
+SCREEN_SHARE = 0.2  # a clip whose first frame is at least this much blue screen scores the matte
+CROSS_FRAMES = 128  # at most this many driving frames of a held-out clip in cross-identity animation
 
 
 def _detector(config: Config, nets: dict[str, nn.Module]) -> nn.Module:
@@ -65,10 +79,25 @@ def keypoint_shift(config: Config, nets: dict[str, nn.Module], frames: list[np.n
     return float(((own - back) * half_size).norm(dim=-1).mean())
 
 
+@torch.no_grad()
+def foreground_masks(nets: dict[str, nn.Module], frames: list[np.ndarray], device: torch.device) -> list[np.ndarray]:
+    """(h, w) bool per frame: where the co-part segmentation puts less than half on the background."""
+    out = []
+    for frame in frames:
+        background = nets["segmentation_module"](to_tensor(frame, device)).segmentation[:, :1]
+        background = torch.nn.functional.interpolate(background, size=frame.shape[:2], mode="bilinear")
+        out.append(background[0, 0].cpu().numpy() < 0.5)
+    return out
+
+
 def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, device: torch.device,
-             stability_frames: int = 8) -> dict:
-    """Mean L1 (intensities in [0, 1]) over all test frames, next to the identity baseline."""
+             stability_frames: int = 8, landmarks: LandmarkDetector | None = None,
+             photos: list[Path] = ()) -> dict:
+    """Mean L1 (intensities in [0, 1]) over all test frames next to the identity baseline; with
+    `landmarks` also AKD and MKR (and their identity baselines), with `photos` cross-identity motion
+    correlation and MKR; co-part models also the matte IoU on blue-screen clips."""
     errors, identity, shifts, count = [], [], [], 0
+    drivers, generated, still, ious = [], [], [], []
     params = config.train.transform_params if config.train else TransformParams()
     videos = split_videos(data, "test")
     for index, video in enumerate(tqdm(videos, desc="eval", unit="video", file=sys.stderr, disable=None)):
@@ -79,7 +108,56 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
         picks = frames[:: max(1, len(frames) // stability_frames)][:stability_frames]
         shifts.append(keypoint_shift(config, nets, picks, device, params, seed=index))
         count += len(frames)
+        if landmarks is not None:
+            drivers.append([landmarks(f) for f in frames])
+            generated.append([landmarks(p) for p in predictions])
+            still.append([drivers[-1][0]] * len(frames))
+        if config.kind == "coseg" and (~chroma_key(frames[0])).mean() >= SCREEN_SHARE:
+            ious += [iou(m, chroma_key(f)) for m, f in zip(foreground_masks(nets, frames, device), frames)]
     l1, base = float(np.mean(errors)), float(np.mean(identity))
-    return {"videos": len(videos), "frames": count, "l1": l1, "identity_l1": base,
-            "ratio_to_identity": l1 / base if base else float("nan"),
-            "keypoint_shift_px": float(np.mean(shifts))}
+    report = {"videos": len(videos), "frames": count, "l1": l1, "identity_l1": base,
+              "ratio_to_identity": l1 / base if base else float("nan"),
+              "keypoint_shift_px": float(np.mean(shifts))}
+    if landmarks is not None:
+        flat = [x for video in drivers for x in video]
+        report.update(akd=akd(flat, [x for video in generated for x in video]),
+                      identity_akd=akd(flat, [x for video in still for x in video]),
+                      mkr=missing_rate([x for video in generated for x in video]), driving_mkr=missing_rate(flat))
+    if ious:
+        report.update(matte_iou=float(np.mean(ious)), matte_frames=len(ious))
+    if photos and landmarks is not None and config.kind == "fomm":
+        report["cross_identity"] = cross_identity(config, nets, videos, photos, landmarks, device)
+    return report
+
+
+def face_photos(paths: list[Path], size: tuple[int, int], landmarks: LandmarkDetector) -> dict[str, np.ndarray]:
+    """Model-size face crops (the live loop's margin) of the photos in which both detectors find a face."""
+    detector, out = HaarFaceDetector(), {}
+    for path in paths:
+        photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if photo is None:
+            raise UserError(f"cannot read photo {path}; pass png or jpg photos")
+        photo = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
+        face = frame_face(photo, detector, DEFAULT_MARGIN)
+        if face is not None:
+            image = to_model_frame(face, size)
+            if landmarks(image) is not None:
+                out[path.stem] = image
+    return out
+
+
+def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path], photos: list[Path],
+                   landmarks: LandmarkDetector, device: torch.device) -> dict:
+    """Photo i driven (relative motion) by held-out clip i (cycling through the clips), at most
+    CROSS_FRAMES frames of it."""
+    faces = face_photos(photos, config.size, landmarks)
+    correlations, results = [], []
+    for number, image in enumerate(tqdm(faces.values(), desc="cross-identity", unit="photo", file=sys.stderr,
+                                        disable=None)):
+        clip = list(load_video(videos[number % len(videos)], config.size))[:CROSS_FRAMES]
+        out = [landmarks(f) for f in animate_frames(nets, image, clip, device, relative=True)]
+        correlations.append(motion_correlation([landmarks(f) for f in clip], out))
+        results += out
+    return {"photos": len(faces), "photos_given": len(photos), "pairs": len(correlations),
+            "motion_correlation": float(np.nanmean(correlations)) if correlations else float("nan"),
+            "mkr": missing_rate(results), "photo_names": sorted(faces)}

@@ -13,7 +13,9 @@ from motion.config import load_config
 from motion.errors import UserError
 from training.averaging import average_checkpoints
 from training.dataset import VideoDataset, measuring_batch_size
+from animation.faces import LandmarkDetector
 from training.evaluate import evaluate
+from training.fetch import eval_photos
 from training.part_split import part_shares, split_parts, split_plan
 from training.trainer import train
 
@@ -36,15 +38,30 @@ def run_train(config_path: str, data: str, out: str, resume: str | None = None, 
     return result.checkpoint
 
 
-def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, json_path: str | None = None) -> dict:
+def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, json_path: str | None = None,
+             landmarks: bool = False, photos: str | None = None) -> dict:
     config = load_config(config_path)
     device = pick_device(cpu)
-    report = evaluate(config, load_model(config, checkpoint, device), data, device)
-    print(f"{report['videos']} test videos, {report['frames']} frames\n"
-          f"  L1 reconstruction      {report['l1']:.4f}\n"
-          f"  L1 identity baseline   {report['identity_l1']:.4f}\n"
-          f"  ratio                  {report['ratio_to_identity']:.3f} (lower is better; < 0.5 is the bar)\n"
-          f"  keypoint shift (px)    {report['keypoint_shift_px']:.2f} under random TPS warps")
+    detector = LandmarkDetector() if landmarks or photos else None
+    photo_paths = eval_photos(photos) if photos else []
+    report = evaluate(config, load_model(config, checkpoint, device), data, device, landmarks=detector,
+                      photos=photo_paths)
+    lines = [f"{report['videos']} test videos, {report['frames']} frames",
+             f"  L1 reconstruction      {report['l1']:.4f}",
+             f"  L1 identity baseline   {report['identity_l1']:.4f}",
+             f"  ratio                  {report['ratio_to_identity']:.3f} (lower is better)",
+             f"  keypoint shift (px)    {report['keypoint_shift_px']:.2f} under random TPS warps"]
+    if "akd" in report:
+        lines += [f"  AKD (px)               {report['akd']:.2f} (identity baseline {report['identity_akd']:.2f})",
+                  f"  MKR                    {100 * report['mkr']:.1f} % (driving frames {100 * report['driving_mkr']:.1f} %)"]
+    if "matte_iou" in report:
+        lines.append(f"  matte IoU              {report['matte_iou']:.3f} on {report['matte_frames']} blue-screen frames")
+    cross = report.get("cross_identity")
+    if cross:
+        lines += [f"  cross-identity ({cross['photos']} of {cross['photos_given']} photos with a face)",
+                  f"    motion correlation   {cross['motion_correlation']:.3f} (a still photo: 0)",
+                  f"    MKR                  {100 * cross['mkr']:.1f} %"]
+    print("\n".join(lines))
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
     return report

