@@ -71,6 +71,19 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
           f"({sum(c.end - c.start for c in chunks)} frames) to {args.out}/train and {args.out}/test")
 
 
+def cmd_personalize(args: argparse.Namespace) -> None:
+    from animation.defaults import resolve_model
+    from animation.pipeline import pick_device
+    from training.personalize import personalize
+    config, checkpoint = resolve_model("fomm", args.config, args.checkpoint)
+    out = args.out or f"runs/personal/{Path(args.video).stem}"
+    result = personalize(args.video, out, config, checkpoint, args.minutes, pick_device(args.cpu),
+                         overwrite=args.overwrite)
+    print(f"held-out L1 {result.before['l1']:.4f} -> {result.after['l1']:.4f} (identity baseline "
+          f"{result.after['identity_l1']:.4f}); use it with:\n"
+          f"  python puppet.py live --config {result.config} --checkpoint {result.checkpoint}")
+
+
 def cmd_average(args: argparse.Namespace) -> None:
     from training.run import run_average
     run_average(args.config, args.checkpoints, args.data, args.out, batches=args.batches, cpu=args.cpu)
@@ -178,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "in live (default %(default)s)")
     prepare.add_argument("--overwrite", action="store_true", help="replace OUT/train and OUT/test if they exist")
     prepare.set_defaults(func=cmd_prepare_data)
+
+    personal = sub.add_parser("personalize", help="fine-tune the shipped model on a recording of your own face")
+    personal.add_argument("video", help="a minute or so of you talking to the camera (any video file)")
+    personal.add_argument("--minutes", type=float, default=10.0, help="fine-tuning time budget (default %(default)s)")
+    personal.add_argument("--out", help="folder for the personal model fomm.yaml + fomm.pth.tar and its data "
+                          "(default: runs/personal/<video name>)")
+    _model_args(personal)
+    personal.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    personal.set_defaults(func=cmd_personalize)
 
     train = sub.add_parser("train", help="train a model (FOMM or co-part segmentation) from its config")
     train.add_argument("--config", required=True, help="YAML config with train_params (official format)")
