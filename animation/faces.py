@@ -172,6 +172,13 @@ class LandmarkDetector:
         return points / scale
 
 
+def landmark_box(landmarks: np.ndarray) -> Box:
+    """The square face box of 68-point landmarks: their bounding rectangle (jaw, brows and chin), which
+    spans about what a Haar box does."""
+    low, high = landmarks.min(0), landmarks.max(0)
+    return Box(float(low[0] + high[0]) / 2, float(low[1] + high[1]) / 2, float((high - low).max()))
+
+
 def inter_ocular(landmarks: np.ndarray) -> float:
     """Distance between the eye centres of 68-point landmarks: the face-size unit of landmark metrics."""
     return float(np.linalg.norm(landmarks[LEFT_EYE].mean(0) - landmarks[RIGHT_EYE].mean(0)))

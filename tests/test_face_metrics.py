@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from animation.faces import inter_ocular
+from animation.faces import Box, inter_ocular, landmark_box
 from training.face_metrics import akd, chroma_key, iou, missing_rate, motion_correlation, normalised_displacements
 from training.fetch import Source, unpack
 
@@ -85,3 +85,8 @@ def test_unpack_takes_only_the_listed_members(tmp_path):
     assert sorted(p.relative_to(dest).as_posix() for p in written) == ["LICENSE", "media/a.mp4", "media/sub/b.jpg"]
     assert (dest / "media" / "sub" / "b.jpg").read_bytes() == b"b"
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_landmark_box_is_the_square_around_the_landmarks():
+    points = np.array([[10.0, 20.0], [30.0, 25.0], [20.0, 60.0]])  # 20 wide, 40 high
+    assert landmark_box(points) == Box(20.0, 40.0, 40.0)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, LandmarkDetector, frame_face
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, LandmarkDetector, crop, face_crop, landmark_box
 from animation.media import to_model_frame
 from animation.pipeline import animate_frames
 from animation.puppeteer import to_tensor
@@ -131,16 +131,20 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
 
 
 def face_photos(paths: list[Path], size: tuple[int, int], landmarks: LandmarkDetector) -> dict[str, np.ndarray]:
-    """Model-size face crops (the live loop's margin) of the photos in which both detectors find a face."""
+    """Model-size face crops (the live loop's margin around the Haar box, or around the landmarks where
+    Haar misses, as on tightly cropped portraits) of the photos whose crop has detectable landmarks."""
     detector, out = HaarFaceDetector(), {}
     for path in paths:
         photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if photo is None:
             raise UserError(f"cannot read photo {path}; pass png or jpg photos")
         photo = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
-        face = frame_face(photo, detector, DEFAULT_MARGIN)
-        if face is not None:
-            image = to_model_frame(face, size)
+        box = detector.detect(photo)
+        if box is None:
+            points = landmarks(photo)
+            box = None if points is None else landmark_box(points)
+        if box is not None:
+            image = to_model_frame(crop(photo, face_crop(box, DEFAULT_MARGIN, photo.shape)), size)
             if landmarks(image) is not None:
                 out[path.stem] = image
     return out

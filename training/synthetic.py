@@ -20,7 +20,7 @@ import torch
 from skimage import data as skdata
 from tqdm import tqdm
 
-from animation.media import FrameWriter, read_frames
+from animation.media import FrameWriter
 from motion.errors import UserError
 from motion.geometry import coordinate_grid, tps_warp_points
 from animation.faces import load_face_cascade
@@ -268,18 +268,13 @@ def generate_dataset(out: str | Path, videos: int = 48, test_videos: int = 8, fr
     return out
 
 
-def write_demo_assets(data: str | Path, out: str | Path, size: int = 256) -> tuple[Path, Path]:
-    """The bundled defaults: the astronaut's face crop (the avatar) and the first held-out test clip
-    (the driving video), so `animate` and `live` run with no arguments."""
+def write_demo_avatar(out: str | Path, size: int = 256) -> Path:
+    """The bundled default avatar: the astronaut's face crop. (The bundled driving clip is real video:
+    see the README's data table.)"""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     photo = skdata.astronaut()
     x0, y0, side = face_crop_box(detect_face(photo), photo.shape)
     avatar = cv2.resize(photo[y0:y0 + side, x0:x0 + side], (size, size), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(out / "avatar.png"), cv2.cvtColor(avatar, cv2.COLOR_RGB2BGR))
-    clip = sorted((Path(data) / "test").iterdir())[0]
-    fps, frames = read_frames(clip, (size // 2, size // 2))
-    with FrameWriter(out / "driving.mp4", fps) as writer:
-        for frame in frames:
-            writer.write((frame * 255).round().astype(np.uint8))
-    return out / "avatar.png", out / "driving.mp4"
+    return out / "avatar.png"
