@@ -33,9 +33,16 @@ def _media_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_animate(args: argparse.Namespace) -> None:
     from animation.run import run_animate
+    from motion.checkpoint import load_model
+    open_model = load_model
+    if args.backend != "torch":
+        from export.backends import open_backend
+
+        def open_model(config, checkpoint, device):
+            return open_backend(args.backend, config, checkpoint, device, args.export_dir)
     run_animate(args.config, args.checkpoint, args.source, args.driving, args.output,
                 relative=args.relative, adapt_scale=args.adapt_scale, cpu=args.cpu, sheet=args.sheet,
-                backend=args.backend, export_dir=args.export_dir)
+                open_model=open_model)
 
 
 def cmd_swap(args: argparse.Namespace) -> None:

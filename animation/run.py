@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from animation.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING, resolve_model
@@ -31,17 +32,17 @@ def _remember(frames: Iterator[np.ndarray], store: list[np.ndarray]) -> Iterator
         yield frame
 
 
+# (config, checkpoint, device) -> the networks, or a puppeteer with FommPuppeteer's stages (a backend)
+ModelOpener = Callable[[Config, str, torch.device], Any]
+
+
 def _run(config: Config, checkpoint: str, source: str | None, driving: str | None, output: str, cpu: bool,
-         loop: Callable[..., Iterator[np.ndarray]], sheet: str | None = None, backend: str = "torch",
-         export_dir: str | None = None, **options) -> int:
+         loop: Callable[..., Iterator[np.ndarray]], sheet: str | None = None, open_model: ModelOpener = load_model,
+         **options) -> int:
     source_image = read_image(source or DEFAULT_AVATAR, config.size)
     fps, frames = read_frames(driving or DEFAULT_DRIVING, config.size)
     device = pick_device(cpu)
-    if backend == "torch":
-        nets = load_model(config, checkpoint, device)
-    else:
-        from export.backends import open_backend
-        nets = open_backend(backend, config, checkpoint, device, export_dir)
+    nets = open_model(config, checkpoint, device)
     seen: list[np.ndarray] = []
     results: list[np.ndarray] = []
     if sheet:
@@ -61,10 +62,11 @@ def _run(config: Config, checkpoint: str, source: str | None, driving: str | Non
 
 def run_animate(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
                 relative: bool = False, adapt_scale: bool = False, cpu: bool = False, sheet: str | None = None,
-                backend: str = "torch", export_dir: str | None = None) -> int:
+                open_model: ModelOpener = load_model) -> int:
+    """`open_model` picks the backend (export/backends.py plugs in here, from the command line's layer)."""
     config, checkpoint = resolve_model("fomm", config, checkpoint)
     return _run(load_config_for("fomm", config), checkpoint, source, driving, output, cpu, animate_frames,
-                sheet=sheet, backend=backend, export_dir=export_dir, relative=relative, adapt_scale=adapt_scale)
+                sheet=sheet, open_model=open_model, relative=relative, adapt_scale=adapt_scale)
 
 
 def run_swap(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
