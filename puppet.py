@@ -77,6 +77,14 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
           f"({sum(c.end - c.start for c in chunks)} frames) to {args.out}/train and {args.out}/test")
 
 
+def cmd_make_face_data(args: argparse.Namespace) -> None:
+    from training.fetch import photos
+    from training.landmark_clips import make_face_data
+    paths = [Path(p) for p in args.photos] if args.photos else photos(args.sources, "train")
+    make_face_data(paths, args.trajectories, args.out, size=args.size, frames=args.frames, per_face=args.per_face,
+                   seed=args.seed)
+
+
 def cmd_personalize(args: argparse.Namespace) -> None:
     from animation.defaults import resolve_model
     from animation.pipeline import pick_device
@@ -197,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "in live (default %(default)s)")
     prepare.add_argument("--overwrite", action="store_true", help="replace OUT/train and OUT/test if they exist")
     prepare.set_defaults(func=cmd_prepare_data)
+
+    faces = sub.add_parser("make-face-data", help="move photos of other people along real clips' landmark "
+                           "trajectories (more identities with real motion; needs dlib)")
+    faces.add_argument("photos", nargs="*", help="photos (default: the fetch-data training photos)")
+    faces.add_argument("--sources", default="data/sources", help="fetch-data folder (default %(default)s)")
+    faces.add_argument("--trajectories", required=True, help="a prepare-data folder whose train clips give the motion")
+    faces.add_argument("--out", required=True, help="dataset folder; clips go to OUT/train")
+    faces.add_argument("--size", type=int, default=128, help="clip width and height (default %(default)s)")
+    faces.add_argument("--frames", type=int, default=64, help="frames per clip (default %(default)s)")
+    faces.add_argument("--per-face", type=int, default=2, help="clips per face, each with another trajectory "
+                       "(default %(default)s)")
+    faces.add_argument("--seed", type=int, default=0, help="which trajectories each face gets")
+    faces.set_defaults(func=cmd_make_face_data)
 
     personal = sub.add_parser("personalize", help="fine-tune the shipped model on a recording of your own face")
     personal.add_argument("video", help="a minute or so of you talking to the camera (any video file)")

