@@ -90,3 +90,54 @@ def test_unpack_takes_only_the_listed_members(tmp_path):
 def test_landmark_box_is_the_square_around_the_landmarks():
     points = np.array([[10.0, 20.0], [30.0, 25.0], [20.0, 60.0]])  # 20 wide, 40 high
     assert landmark_box(points) == Box(20.0, 40.0, 40.0)
+
+
+class BrightnessLandmarks:
+    """A stand-in landmark detector: no face in dark frames, else all 68 points at (100 m, 0) for the
+    frame's mean intensity m, so every landmark figure can be computed by hand from the frames."""
+
+    def __call__(self, image):
+        mean = float(np.asarray(image, np.float64).mean())
+        return None if mean < 0.3 else np.tile([100 * mean, 0.0], (68, 1))
+
+
+def test_evaluate_reports_akd_and_mkr_of_its_frames(tmp_path, tiny_fomm):
+    import imageio.v2 as imageio
+    import torch
+
+    from motion.checkpoint import load_model
+    from motion.config import load_config
+    from training.evaluate import evaluate
+
+    levels = [0.5, 0.6, 0.2, 0.8]  # one frame without a "face"
+    clip = tmp_path / "data" / "test" / "clip"
+    clip.mkdir(parents=True)
+    (tmp_path / "data" / "train").mkdir()
+    for index, level in enumerate(levels):
+        imageio.imwrite(clip / f"frame_{index:05d}.png", np.full((64, 64, 3), round(255 * level), np.uint8))
+    config = load_config(tiny_fomm[0])
+    report = evaluate(config, load_model(config, tiny_fomm[1]), tmp_path / "data", torch.device("cpu"),
+                      landmarks=BrightnessLandmarks())
+    seen = [round(255 * v) / 255 for v in levels]
+    assert report["driving_mkr"] == 0.25
+    # identity baseline: the first frame's landmarks against each frame's that has some
+    expected = np.mean([100 * abs(seen[0] - v) for v in seen if v >= 0.3])
+    assert report["identity_akd"] == pytest.approx(expected, rel=1e-5)
+    assert 0 <= report["mkr"] <= 1 and report["akd"] >= 0
+
+
+def test_dlib_landmarks_find_the_astronaut_eyes():
+    pytest.importorskip("dlib")
+    from pathlib import Path
+
+    from skimage import data as skdata
+
+    from animation.faces import LANDMARK_MODEL, LandmarkDetector
+    if not Path(LANDMARK_MODEL).is_file():
+        pytest.skip(f"{LANDMARK_MODEL} missing (apt-get install libdlib-data)")
+    points = LandmarkDetector()(skdata.astronaut())
+    assert points.shape == (68, 2)
+    # her eyes sit near (195, 100) and (250, 100) in the 512x512 photo; 68-point eye contours 36-47
+    left, right = points[36:42].mean(0), points[42:48].mean(0)
+    assert abs(left[1] - right[1]) < 10 and 35 < right[0] - left[0] < 80 and 80 < left[1] < 130
+    assert LandmarkDetector()(np.zeros((64, 64, 3), np.uint8)) is None
