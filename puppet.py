@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from motion.errors import UserError
+from motion.errors import Interrupted, UserError
 
 
 def _parts(text: str) -> list[int]:
@@ -347,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; files written so far were closed", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        if not isinstance(stop, Interrupted):
+            print("interrupted; files written so far were closed", file=sys.stderr)
         return 130
     return 0
 

@@ -31,24 +31,59 @@ def to_model_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize(image, size)[..., :3].astype(np.float32)
 
 
-def read_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+def picture_to_rgb(image: np.ndarray) -> np.ndarray:
+    """Any decoded picture as (h, w, 3) uint8 RGB: grey replicated, alpha dropped (as the official demo does),
+    16-bit scaled to 8, floats read as [0, 1] unless their values run to 255 (then as 0-255)."""
+    image = np.asarray(image)
+    if image.dtype.kind == "f":
+        image = np.nan_to_num(image.astype(np.float64))
+        top = 1.0 if image.max() <= 1.0 else 255.0 if image.max() <= 255.0 else float(image.max())
+        image = (np.clip(image / top, 0, 1) * 255).round().astype(np.uint8)
+    elif image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    elif image.dtype != np.uint8:
+        info = np.iinfo(image.dtype)
+        image = (np.clip(image.astype(np.float64), 0, info.max) * 255 / info.max).round().astype(np.uint8)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"unexpected picture layout {image.shape}")
+    if image.shape[-1] in (1, 2):  # grey, grey + alpha
+        image = np.repeat(image[..., :1], 3, axis=-1)
+    return np.ascontiguousarray(image[..., :3])
+
+
+def load_picture(path: str | Path, what: str = "image") -> np.ndarray:
+    """The one way pictures are read: (h, w, 3) uint8 RGB at full size, whatever the file's colour space
+    (CMYK and palette JPEG/PNG converted by Pillow, the first frame of an animation) or sample type.
+    A missing or undecodable file is a MediaError naming it."""
+    from PIL import Image, UnidentifiedImageError
     path = Path(path)
     if not path.is_file():
-        raise MediaError(f"image {path} does not exist; pass the path of a photo (png, jpg, ...)")
+        raise MediaError(f"{what} {path} does not exist or is not a file; pass the path of a photo (png, jpg, ...)")
     try:
-        image = imageio.imread(path)
-    except Exception as err:  # imageio raises many types for undecodable files
-        raise MediaError(f"cannot read image {path} ({type(err).__name__}); pass a png or jpg photo") from None
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
-        raise MediaError(f"image {path} has an unexpected layout {image.shape}; pass a normal RGB photo")
-    if image.ndim == 4:  # an animated image: take its first frame
-        image = image[0]
-    return to_model_frame(image, size)
+        with Image.open(path) as picture:
+            picture.seek(0)
+            if picture.mode in ("CMYK", "YCbCr", "LAB", "HSV", "P", "PA", "1"):
+                picture = picture.convert("RGBA" if "transparency" in picture.info or picture.mode == "PA" else "RGB")
+            array = np.asarray(picture)
+        return picture_to_rgb(array)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        try:  # formats Pillow lacks (float TIFF stacks and the like)
+            array = np.asarray(imageio.imread(path))
+            return picture_to_rgb(array[0] if array.ndim == 4 else array)
+        except Exception:  # imageio raises many types for undecodable files
+            raise MediaError(f"cannot read {what} {path} ({type(err).__name__}); pass a png or jpg file") from None
+
+
+def read_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """A photo as the model's (h, w, 3) float32 frame in [0, 1]."""
+    return to_model_frame(load_picture(path), size)
 
 
 def frame_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    """The pictures in a folder by name (a sub-folder named like a frame is not one)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
@@ -78,7 +113,7 @@ def open_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
         if not files:
             raise MediaError(f"frame folder {path} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                              "put the driving frames there or pass a video file")
-        return 30.0, (np.asarray(imageio.imread(f)) for f in files)
+        return 30.0, (load_picture(f, "frame") for f in files)
     if not path.is_file():
         raise MediaError(f"driving video {path} does not exist; pass a video file or a folder of frames")
     return _video_frames(path)

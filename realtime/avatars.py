@@ -8,16 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from animation.media import MediaError, frame_files, to_model_frame
+from animation.media import MediaError, frame_files, load_picture, to_model_frame
 from animation.puppeteer import SwapAvatar, SwapPuppeteer
 from motion.geometry import resize_map
 from motion.keypoints import Keypoints
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, frame_face
-from realtime.sources import to_rgb
 
 
 class Puppeteer(Protocol):
@@ -44,18 +42,10 @@ class Avatar:
 
 def read_photo(path: str | Path) -> np.ndarray:
     """The photo at full resolution as RGB uint8 (the face is found before resizing)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"avatar {path} does not exist; pass --avatar with the path of a photo (png, jpg, ...)")
-    try:
-        image = np.asarray(imageio.imread(path))
-    except Exception as err:  # imageio raises many types for undecodable files
-        raise MediaError(f"cannot read avatar {path} ({type(err).__name__}); pass a png or jpg photo") from None
-    if image.ndim == 4:  # an animated image: its first frame
-        image = image[0]
-    if image.ndim not in (2, 3) or min(image.shape[:2]) < 8:
+    image = load_picture(path, "avatar")
+    if min(image.shape[:2]) < 8:
         raise MediaError(f"avatar {path} is not a usable picture (shape {image.shape}); pass an RGB photo")
-    return to_rgb(image)
+    return image
 
 
 def avatar_paths(paths: Sequence[str | Path]) -> list[Path]:

@@ -14,7 +14,7 @@ from animation.puppeteer import SwapPuppeteer
 from animation.run import load_config_for
 from export.backends import open_backend
 from motion.checkpoint import load_model
-from motion.errors import UserError
+from motion.errors import Interrupted, UserError
 from realtime.animator import Animator
 from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
@@ -138,11 +138,15 @@ def run_live(options: LiveOptions) -> Stats:
                             swapper, swap_size, options.swap, want_alpha)
         cleanup.pop_all()  # from here the engine owns the source and sinks and closes them
         engine = Engine(source, animator, sinks, stats, controls, options.max_frames)
+        interrupted = False
         try:
             engine.run()
         except KeyboardInterrupt:
+            interrupted = True
             print("stopped (Ctrl-C); camera and outputs released, files finalised", file=sys.stderr)
     print(stats.table("live"), file=sys.stderr)
     if options.stats:
         stats.write_json(options.stats)
+    if interrupted:
+        raise Interrupted  # exit code 130, as for any command stopped by Ctrl-C
     return stats

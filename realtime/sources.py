@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
-from animation.media import open_frames
+from animation.media import open_frames, picture_to_rgb
 from motion.errors import UserError
 
 RETRY_S = 1.0
@@ -37,19 +37,6 @@ class Source(Protocol):
     def read(self, stop: threading.Event) -> np.ndarray | None: ...
 
     def close(self) -> None: ...
-
-
-def to_rgb(frame: np.ndarray) -> np.ndarray:
-    """Grey, RGBA or float frames as (h, w, 3) uint8 RGB."""
-    if frame.dtype.kind == "f":
-        frame = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8)
-    elif frame.dtype != np.uint8:  # 16-bit pictures and the like: keep the top 8 bits
-        frame = (frame.astype(np.uint64) * 255 // np.iinfo(frame.dtype).max).astype(np.uint8)
-    if frame.ndim == 2:
-        frame = frame[..., None]
-    if frame.shape[-1] == 1:
-        frame = np.repeat(frame, 3, axis=-1)
-    return np.ascontiguousarray(frame[..., :3])
 
 
 class Pacer:
@@ -139,7 +126,7 @@ class FileSource:
 
     def read(self, stop: threading.Event) -> np.ndarray | None:
         frame = next(self.frames, None)
-        return None if frame is None else to_rgb(frame)
+        return None if frame is None else picture_to_rgb(frame)
 
     def close(self) -> None:
         self.frames.close()
@@ -202,5 +189,7 @@ def open_source(spec: str, paced: bool = False) -> Source:
                 size = (height, width)
             except ValueError:
                 raise UserError(f"--input {spec}: give the size as HEIGHTxWIDTH, e.g. synthetic:256x256") from None
+            if min(size) < 16:
+                raise UserError(f"--input {spec}: the frame must be at least 16x16 pixels, e.g. synthetic:256x256")
         return SyntheticSource(size, paced=paced)
     return FileSource(spec, paced=paced)

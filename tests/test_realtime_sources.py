@@ -11,7 +11,8 @@ import pytest
 
 import realtime.sources as sources
 from motion.errors import UserError
-from realtime.sources import CameraError, FileSource, SyntheticSource, WebcamSource, open_source, to_rgb
+from animation.media import picture_to_rgb
+from realtime.sources import CameraError, FileSource, SyntheticSource, WebcamSource, open_source
 
 
 def read_all(source) -> list[np.ndarray]:
@@ -65,9 +66,9 @@ def test_synthetic_source_moves_and_ends():
     assert len(read_all(SyntheticSource((16, 16), frames=4))) == 4
 
 
-def test_to_rgb_handles_float_16_bit_and_alpha():
-    assert to_rgb(np.ones((2, 2, 4), np.float32))[0, 0].tolist() == [255, 255, 255]
-    assert to_rgb(np.full((2, 2), 65535, np.uint16))[0, 0].tolist() == [255, 255, 255]
+def test_picture_to_rgb_handles_float_16_bit_and_alpha():
+    assert picture_to_rgb(np.ones((2, 2, 4), np.float32))[0, 0].tolist() == [255, 255, 255]
+    assert picture_to_rgb(np.full((2, 2), 65535, np.uint16))[0, 0].tolist() == [255, 255, 255]
 
 
 def test_no_camera_is_a_clear_error():

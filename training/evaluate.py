@@ -15,18 +15,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, LandmarkDetector, crop, face_crop, landmark_box
-from animation.media import to_model_frame
+from animation.media import load_picture, to_model_frame
 from animation.pipeline import animate_frames
 from animation.puppeteer import to_tensor
 from motion.config import Config, TransformParams
-from motion.errors import UserError
 from training.dataset import load_video, split_videos
 from training.face_metrics import akd, chroma_key, iou, missing_rate, motion_correlation
 from training.losses import RandomTps
@@ -135,10 +133,7 @@ def face_photos(paths: list[Path], size: tuple[int, int], landmarks: LandmarkDet
     Haar misses, as on tightly cropped portraits) of the photos whose crop has detectable landmarks."""
     detector, out = HaarFaceDetector(), {}
     for path in paths:
-        photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if photo is None:
-            raise UserError(f"cannot read photo {path}; pass png or jpg photos")
-        photo = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
+        photo = load_picture(path, "photo")
         box = detector.detect(photo)
         if box is None:
             points = landmarks(photo)

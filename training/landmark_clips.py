@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from animation.faces import DEFAULT_MARGIN, LandmarkDetector, crop, face_crop, landmark_box
-from animation.media import FrameWriter, frame_files
+from animation.media import FrameWriter, frame_files, load_picture
 from motion.errors import UserError
 from training.dataset import split_videos
 
@@ -95,10 +95,7 @@ def photo_faces(paths: list[Path], size: int, landmarks: LandmarkDetector, min_s
     live loop's margin around its landmarks and resized, with its landmarks found again on the crop."""
     faces = []
     for path in paths:
-        photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if photo is None:
-            raise UserError(f"cannot read photo {path}; pass png or jpg photos")
-        photo = np.ascontiguousarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB))
+        photo = load_picture(path, "photo")
         rects = landmarks.detector(photo, 1)
         for number, rect in enumerate(rects):
             if min(rect.width(), rect.height()) < min_side:
@@ -119,8 +116,7 @@ def clip_trajectories(data: str | Path, size: int, landmarks: LandmarkDetector, 
         files = frame_files(video)[:frames] if video.is_dir() else []
         if len(files) < frames:
             continue
-        marks = [landmarks(cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (size, size)))
-                 for f in files]
+        marks = [landmarks(cv2.resize(load_picture(f, "frame"), (size, size))) for f in files]
         if all(m is not None for m in marks):
             tracks.append(smooth(np.stack(marks)))
     if not tracks:
