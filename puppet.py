@@ -17,6 +17,33 @@ def _parts(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of part numbers, e.g. 1,2,3")
 
 
+def _at_least(low: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` that is at least `low` (out-of-range values fail at parse time)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
+        if value < low or value != value:
+            raise argparse.ArgumentTypeError(f"{text} is too small: use {low:g} or more")
+        return value
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number above zero (time budgets)."""
+    value = _at_least(0.0, float)(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is too small: use a number above 0")
+    return value
+
+
+def _picture_path(text: str) -> str:
+    if Path(text).suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a .png or .jpg file name")
+    return text
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config (official format; default: the shipped model's)")
     parser.add_argument("--checkpoint", help="checkpoint .pth.tar (official layout; default: the shipped model)")
@@ -28,7 +55,7 @@ def _media_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--driving", help="driving video (mp4, avi, gif) or folder of frames "
                         "(default: the bundled checkpoints/driving.mp4)")
     parser.add_argument("--output", required=True, help="output video (.mp4, .gif, .avi) or folder for PNG frames")
-    parser.add_argument("--sheet", help="also write a contact sheet PNG: driving frames over the results")
+    parser.add_argument("--sheet", type=_picture_path, help="also write a contact sheet PNG: driving frames over the results")
 
 
 def cmd_animate(args: argparse.Namespace) -> None:
@@ -113,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from training.run import run_train
     run_train(args.config, args.data, args.out, resume=args.resume, epochs=args.epochs, cpu=args.cpu,
               vgg=args.vgg, sheet_every=args.sheet_every, max_steps=args.max_steps, seed=args.seed, init=args.init,
-              minutes=args.minutes, workers=args.workers, snapshots=args.snapshots)
+              minutes=args.minutes, workers=args.workers, snapshots=args.snapshots, overwrite=args.overwrite)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -175,11 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     make_data = sub.add_parser("make-data", help="generate offline training videos from photos that scikit-image ships")
     make_data.add_argument("--out", required=True, help="dataset folder; videos go to OUT/train and OUT/test")
-    make_data.add_argument("--videos", type=int, default=48, help="training videos")
-    make_data.add_argument("--test-videos", type=int, default=8,
+    make_data.add_argument("--videos", type=_at_least(1), default=48, help="training videos")
+    make_data.add_argument("--test-videos", type=_at_least(1), default=8,
                            help="held-out test videos (the first is the astronaut)")
-    make_data.add_argument("--frames", type=int, default=64, help="frames per video")
-    make_data.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
+    make_data.add_argument("--frames", type=_at_least(2), default=64, help="frames per video")
+    make_data.add_argument("--size", type=_at_least(32), default=128, help="frame width and height in pixels")
     make_data.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same videos")
     make_data.add_argument("--assets", help="also write the bundled avatar.png to this folder")
     make_data.set_defaults(func=cmd_make_data)
@@ -192,16 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = sub.add_parser("prepare-data", help="cut real videos into fixed-box face clips (official dataset layout)")
     prepare.add_argument("inputs", nargs="+", help="video files or folders of videos")
     prepare.add_argument("--out", required=True, help="dataset folder; clips go to OUT/train and OUT/test")
-    prepare.add_argument("--size", type=int, default=128, help="clip width and height in pixels (default %(default)s)")
+    prepare.add_argument("--size", type=_at_least(16), default=128, help="clip width and height in pixels (default %(default)s)")
     prepare.add_argument("--test-video", action="append", help="hold this whole video out as test (name or stem); "
                          "repeat for several")
-    prepare.add_argument("--test-fraction", type=float, default=0.15, help="chunks starting in this last share of "
+    prepare.add_argument("--test-fraction", type=_at_least(0.0, float), default=0.15, help="chunks starting in this last share of "
                          "each video are test (default %(default)s)")
-    prepare.add_argument("--min-frames", type=int, default=32, help="shorter chunks are dropped (default %(default)s)")
-    prepare.add_argument("--max-frames", type=int, default=128, help="longer chunks are cut (default %(default)s)")
-    prepare.add_argument("--drift", type=float, default=0.25, help="a chunk is cut when the union of its face boxes "
+    prepare.add_argument("--min-frames", type=_at_least(2), default=32, help="shorter chunks are dropped (default %(default)s)")
+    prepare.add_argument("--max-frames", type=_at_least(2), default=128, help="longer chunks are cut (default %(default)s)")
+    prepare.add_argument("--drift", type=_at_least(0.0, float), default=0.25, help="a chunk is cut when the union of its face boxes "
                          "grows this much beyond their mean size (default %(default)s)")
-    prepare.add_argument("--margin", type=float, default=0.3, help="crop margin around the face box, per side, as "
+    prepare.add_argument("--margin", type=_at_least(0.0, float), default=0.3, help="crop margin around the face box, per side, as "
                          "in live (default %(default)s)")
     prepare.add_argument("--overwrite", action="store_true", help="replace OUT/train and OUT/test if they exist")
     prepare.set_defaults(func=cmd_prepare_data)
@@ -212,16 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_argument("--sources", default="data/sources", help="fetch-data folder (default %(default)s)")
     faces.add_argument("--trajectories", required=True, help="a prepare-data folder whose train clips give the motion")
     faces.add_argument("--out", required=True, help="dataset folder; clips go to OUT/train")
-    faces.add_argument("--size", type=int, default=128, help="clip width and height (default %(default)s)")
-    faces.add_argument("--frames", type=int, default=64, help="frames per clip (default %(default)s)")
-    faces.add_argument("--per-face", type=int, default=2, help="clips per face, each with another trajectory "
+    faces.add_argument("--size", type=_at_least(16), default=128, help="clip width and height (default %(default)s)")
+    faces.add_argument("--frames", type=_at_least(2), default=64, help="frames per clip (default %(default)s)")
+    faces.add_argument("--per-face", type=_at_least(1), default=2, help="clips per face, each with another trajectory "
                        "(default %(default)s)")
     faces.add_argument("--seed", type=int, default=0, help="which trajectories each face gets")
     faces.set_defaults(func=cmd_make_face_data)
 
     personal = sub.add_parser("personalize", help="fine-tune the shipped model on a recording of your own face")
     personal.add_argument("video", help="a minute or so of you talking to the camera (any video file)")
-    personal.add_argument("--minutes", type=float, default=10.0, help="fine-tuning time budget (default %(default)s)")
+    personal.add_argument("--minutes", type=_positive, default=10.0, help="fine-tuning time budget (default %(default)s)")
     personal.add_argument("--out", help="folder for the personal model fomm.yaml + fomm.pth.tar and its data "
                           "(default: runs/personal/<video name>)")
     _model_args(personal)
@@ -235,16 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", help="checkpoint to continue from (optimizer, schedule and RNG included)")
     train.add_argument("--init", help="start a new run from another checkpoint's tensors where names and shapes "
                        "fit (heads with more parts or keypoints keep the trained channels)")
-    train.add_argument("--epochs", type=int, help="train until this many epochs are done (default: the config's)")
+    train.add_argument("--epochs", type=_at_least(1), help="train until this many epochs are done (default: the config's)")
     train.add_argument("--vgg", help="torchvision VGG-19 weights for the perceptual loss (never downloaded)")
-    train.add_argument("--sheet-every", type=int, default=200, help="write a sample sheet every N steps (0: never)")
-    train.add_argument("--max-steps", type=int, help="stop after this many steps (for quick runs)")
-    train.add_argument("--minutes", type=float, help="train for this long instead of --epochs; the learning-rate "
+    train.add_argument("--sheet-every", type=_at_least(0), default=200, help="write a sample sheet every N steps (0: never)")
+    train.add_argument("--max-steps", type=_at_least(1), help="stop after this many steps (for quick runs)")
+    train.add_argument("--minutes", type=_positive, help="train for this long instead of --epochs; the learning-rate "
                        "milestones keep the config's fractions of the run")
-    train.add_argument("--workers", type=int, default=0, help="processes loading batches (a GPU wants 4 or more)")
+    train.add_argument("--workers", type=_at_least(0), default=0, help="processes loading batches (a GPU wants 4 or more)")
     train.add_argument("--snapshots", action="store_true", help="also keep every epoch's checkpoint as "
                        "checkpoint_<epoch>.pth.tar (for `average`)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run")
     train.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     train.set_defaults(func=cmd_train)
 
@@ -253,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument("--config", required=True, help="the config they were trained with")
     average.add_argument("--data", required=True, help="training data; BatchNorm statistics are re-measured on it")
     average.add_argument("--out", required=True, help="the averaged checkpoint (official layout, no optimizer)")
-    average.add_argument("--batches", type=int, default=60, help="training batches for the BatchNorm statistics")
+    average.add_argument("--batches", type=_at_least(1), default=60, help="training batches for the BatchNorm statistics")
     average.add_argument("--cpu", action="store_true")
     average.set_defaults(func=cmd_average)
 
@@ -263,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--config", required=True, help="the config it was trained with")
     split.add_argument("--data", required=True, help="training data; the parts' shares are measured on it")
     split.add_argument("--out", required=True, help="the split checkpoint (official layout, no optimizer)")
-    split.add_argument("--min-share", type=float, default=0.005, help="a part with less of the image is empty")
-    split.add_argument("--noise", type=float, default=0.05, help="relative noise on the copied heads")
-    split.add_argument("--batches", type=int, default=20, help="training batches to measure the shares on")
+    split.add_argument("--min-share", type=_at_least(0.0, float), default=0.005, help="a part with less of the image is empty")
+    split.add_argument("--noise", type=_at_least(0.0, float), default=0.05, help="relative noise on the copied heads")
+    split.add_argument("--batches", type=_at_least(1), default=20, help="training batches to measure the shares on")
     split.add_argument("--cpu", action="store_true")
     split.set_defaults(func=cmd_split_parts)
 
@@ -301,14 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--no-smooth", action="store_true", help="turn off One Euro smoothing of the keypoints")
     live.add_argument("--crop", choices=("face", "full"), default="face",
                       help="follow the face (default) or use the centre square of the frame")
-    live.add_argument("--margin", type=float, help="crop margin around the face box, per side (default 0.3)")
+    live.add_argument("--margin", type=_at_least(0.0, float), help="crop margin around the face box, per side (default 0.3)")
     live.add_argument("--pace", action="store_true", help="replay file or synthetic input at its frame rate "
                       "like a camera (frames are dropped when inference is slower)")
-    live.add_argument("--max-frames", type=int, help="stop after this many output frames")
+    live.add_argument("--max-frames", type=_at_least(1), help="stop after this many output frames")
     live.add_argument("--stats", help="write latency, FPS and drop figures to this JSON file on exit")
     live.add_argument("--backend", default="torch", help="inference backend: torch (default) or another of "
                       "export/backends.py BACKENDS, e.g. onnxruntime")
-    live.add_argument("--threads", type=int, help="inference threads (default: the usable cores but one)")
+    live.add_argument("--threads", type=_at_least(1), help="inference threads (default: the usable cores but one)")
     live.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     live.set_defaults(func=cmd_live)
 
@@ -317,10 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--checkpoint", help="FOMM checkpoint (default: the shipped model)")
     bench.add_argument("--backend", default="torch", help="inference backend: torch (default) or another of "
                        "export/backends.py BACKENDS, e.g. onnxruntime")
-    bench.add_argument("--frames", type=int, default=100, help="frames timed in each loop")
+    bench.add_argument("--frames", type=_at_least(2), default=100, help="frames timed in each loop")
     bench.add_argument("--avatar", help="avatar photo (default: the bundled one, else the astronaut)")
     bench.add_argument("--stats", help="also write both loops' figures to this JSON file")
-    bench.add_argument("--threads", type=int, help="inference threads (default: the usable cores but one)")
+    bench.add_argument("--threads", type=_at_least(1), help="inference threads (default: the usable cores but one)")
     bench.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     bench.add_argument("--compare", metavar="BACKENDS", help="instead, time these backends side by side per stage, "
                        "e.g. torch,official,torch-bf16,onnxruntime (first = baseline; official = the official "

@@ -2,6 +2,7 @@
 skimage resize to the model's frame size, alpha dropped, grey replicated to RGB, floats in [0, 1]."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -96,12 +97,25 @@ def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
         raise MediaError(f"cannot read video {path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                          "pass an mp4, avi or gif file, or a folder of frames") from None
 
+    meta = reader.get_meta_data()
+    announced = meta.get("nframes")
+    if not (isinstance(announced, (int, float)) and np.isfinite(announced)):  # ffmpeg: from the duration
+        ffmpeg = meta.get("plugin") == "ffmpeg" and meta.get("duration")  # (a GIF's duration is per frame)
+        announced = round(float(meta["duration"]) * fps) if ffmpeg and fps else None
+
     def frames() -> Iterator[np.ndarray]:
+        count = 0
         try:
             for frame in reader:
+                count += 1
                 yield np.asarray(frame)
+        except (OSError, RuntimeError, ValueError, IndexError):  # the decoder gave up on damaged data
+            pass
         finally:
             reader.close()
+        if announced and count < announced - max(2, announced // 50):  # containers round their counts
+            print(f"warning: read {count} of the {announced} frames video {path} announces (truncated or "
+                  "damaged?); using those", file=sys.stderr)
     return fps or 30.0, frames()
 
 
@@ -133,6 +147,40 @@ def read_frames(path: str | Path, size: tuple[int, int]) -> tuple[float, Iterato
     return fps, frames()
 
 
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file or folder (links and relative spellings resolved)."""
+    a, b = Path(a), Path(b)
+    try:
+        return a.samefile(b) if a.exists() and b.exists() else a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def check_not_input(output: str | Path, inputs: list[str | Path | None], flag: str = "--output") -> None:
+    """An output that is one of the inputs would overwrite the user's file: refuse it up front."""
+    for item in inputs:
+        if item is not None and same_path(output, item):
+            raise MediaError(f"{flag} {output} is also an input ({item}); writing it would destroy the input: "
+                             "choose another path")
+
+
+def check_writable_file(path: str | Path, flag: str) -> None:
+    """Fail before any work if `path` cannot be written as a file (missing rights, a folder, /proc, ...).
+    The probe appends nothing and removes the file again if it did not exist."""
+    path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{flag} {path} is a folder; pass a file name")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        raise MediaError(f"cannot write {flag} {path} ({err.strerror or err}); choose a writable location") from None
+    if not existed:
+        path.unlink()
+
+
 class FrameWriter:
     """Writes uint8 RGB frames to a video (.mp4, .avi, .gif) or a folder of lossless PNGs.
 
@@ -147,7 +195,7 @@ class FrameWriter:
         suffix = self.path.suffix.lower()
         try:
             if suffix in WRITE_VIDEO_SUFFIXES:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                check_writable_file(self.path, "output")  # ffmpeg would only fail at the first frame
                 if suffix == ".gif":
                     self.writer = imageio.get_writer(self.path, mode="I", duration=1000.0 / fps, loop=0)
                 else:
@@ -181,8 +229,16 @@ class FrameWriter:
     def __enter__(self) -> "FrameWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, error, trace) -> None:
+        """Closed on every exit; on a user error (a bad frame half-way) what was written is removed again,
+        so no half-made output looks like a result. Ctrl-C keeps it, playable."""
         self.close()
+        if kind is not None and issubclass(kind, UserError):
+            if self.path.is_file():
+                self.path.unlink()
+            elif self.path.is_dir():
+                for index in range(self.count):
+                    (self.path / f"frame_{index:05d}.png").unlink(missing_ok=True)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

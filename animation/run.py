@@ -9,7 +9,8 @@ import torch
 from tqdm import tqdm
 
 from animation.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING, resolve_model
-from animation.media import FrameWriter, contact_sheet, read_frames, read_image, to_uint8, write_image
+from animation.media import (FrameWriter, check_not_input, check_writable_file, contact_sheet, read_frames, read_image,
+                             to_uint8, write_image)
 from animation.pipeline import animate_frames, check_swap_index, pick_device, swap_frames
 from motion.checkpoint import MODEL_NAMES, load_model
 from motion.config import Config, load_config
@@ -39,6 +40,9 @@ ModelOpener = Callable[[Config, str, torch.device], Any]
 def _run(config: Config, checkpoint: str, source: str | None, driving: str | None, output: str, cpu: bool,
          loop: Callable[..., Iterator[np.ndarray]], sheet: str | None = None, open_model: ModelOpener = load_model,
          **options) -> int:
+    check_not_input(output, [driving or DEFAULT_DRIVING, source or DEFAULT_AVATAR])
+    if sheet:
+        check_writable_file(sheet, "--sheet")
     source_image = read_image(source or DEFAULT_AVATAR, config.size)
     fps, frames = read_frames(driving or DEFAULT_DRIVING, config.size)
     device = pick_device(cpu)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from animation.media import check_writable_file
 from export.metadata import file_hash
 from export.onnx_export import DEFAULT_OPSET, export_onnx
 from motion.checkpoint import load_model
@@ -26,6 +27,9 @@ def run_export(config: str, checkpoint: str, fmt: str, out: str, fp16: bool = Fa
         from export.tensorrt import require_tensorrt
         require_tensorrt()  # fail before the export, not after
     folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder} is a file; pass a folder for the graphs")
+    check_writable_file(folder / "export.json", "--out")
     metadata = export_onnx(loaded, load_model(loaded, checkpoint), checkpoint, file_hash(checkpoint), folder, opset)
     if fmt == "tensorrt":
         from export.tensorrt import build_engines

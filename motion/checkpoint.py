@@ -107,21 +107,37 @@ def load_matching(module: nn.Module, state: dict[str, torch.Tensor], renames: di
     return len(taken)
 
 
-def load_state(nets: dict[str, nn.Module], data: dict[str, Any], config: Config, path: str | Path) -> None:
-    """Load the inference networks of ``config.kind`` from a checkpoint dict, strictly.
+def start_coseg_from_fomm(nets: dict[str, nn.Module], data: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """A co-part model starts training from a FOMM checkpoint as the official co-seg loader does (kp ->
+    shift, jacobian -> affine, shared encoder/decoder where shapes fit): {network: (taken, total)}."""
+    return {name: (load_matching(nets[name], data[source], renames), len(nets[name].state_dict()))
+            for name, (source, renames) in FOMM_TO_COSEG.items()}
 
-    A co-part model given a FOMM checkpoint starts from it partially, as the official co-seg loader does.
-    """
+
+def check_finite(nets: dict[str, nn.Module], path: str | Path) -> None:
+    """NaN or infinite weights (a diverged run) would render black frames without a word: refuse them."""
+    for name, net in nets.items():
+        for key, value in net.state_dict().items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise CheckpointError(f"checkpoint {path}: {name}.{key} holds NaN or infinite values (a diverged "
+                                      "training run?); use an earlier checkpoint")
+
+
+def load_state(nets: dict[str, nn.Module], data: dict[str, Any], config: Config, path: str | Path) -> None:
+    """Load the inference networks of ``config.kind`` from a checkpoint dict, strictly; a FOMM checkpoint
+    for a co-part config is refused here (its segmentation heads would be random): training can start
+    from one with `train --init`."""
     wanted = INFERENCE_KEYS[config.kind]
     if all(k in data for k in wanted):
         for name in wanted:
             check_state_dict(nets[name], data[name], name, path)
             nets[name].load_state_dict(data[name], strict=True)
+        check_finite(nets, path)
         return
     if config.kind == "coseg" and all(k in data for k in INFERENCE_KEYS["fomm"]):
-        for name, (source, renames) in FOMM_TO_COSEG.items():
-            load_matching(nets[name], data[source], renames)
-        return
+        raise CheckpointError(f"checkpoint {path} is a First Order Motion Model, but {config.path} is a co-part "
+                              "segmentation config: its part heads would be random. Pass a co-part checkpoint "
+                              "(a co-part training run can start from this one with `train --init`)")
     raise CheckpointError(f"checkpoint {path} has {_describe(data)} but the config {config.path} describes "
                           f"{MODEL_NAMES[config.kind]} (needs {', '.join(wanted)}); pass the matching --config")
 

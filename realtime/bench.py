@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from animation.defaults import DEFAULT_AVATAR, resolve_model
-from animation.media import to_model_frame, to_uint8
+from animation.media import check_writable_file, to_model_frame, to_uint8
 from animation.pipeline import pick_device
 from animation.puppeteer import normalize_keypoints
 from animation.run import load_config_for
@@ -84,6 +84,8 @@ def run_bench(config: str | None = None, checkpoint: str | None = None, backend:
               threads: int | None = None) -> dict:
     if frames < 2:
         raise UserError("--frames must be at least 2")
+    if stats_path:
+        check_writable_file(stats_path, "--stats")
     config_path, checkpoint = resolve_model("fomm", config, checkpoint)
     loaded = load_config_for("fomm", config_path)
     device = pick_device(cpu)

@@ -20,6 +20,7 @@ from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
 from animation.faces import DEFAULT_MARGIN
+from animation.media import check_not_input, check_writable_file
 from realtime.face import FaceTracker
 from realtime.sinks import Sink
 from realtime.smoothing import KeypointSmoother
@@ -103,6 +104,11 @@ def run_live(options: LiveOptions) -> Stats:
     config = load_config_for("fomm", config_path)
     device = pick_device(options.cpu)
     stats = Stats()
+    for spec in options.outputs:
+        if spec not in ("vcam", "window") and not spec.startswith("http:"):
+            check_not_input(spec, [options.input, *options.avatars])
+    if options.stats:
+        check_writable_file(options.stats, "--stats")
     with ExitStack() as cleanup:
         source = open_source(options.input, paced=options.pace)
         cleanup.callback(source.close)

@@ -33,7 +33,15 @@ def test_coseg_layout_and_start_from_fomm(tiny_coseg, tmp_path):
     config = load_config(config_path)
     fomm_cfg = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
     assert fomm_cfg.model.num_kp != config.model.num_segments  # so kp -> shift cannot fit and is skipped
-    nets = load_model(config, fomm_like)
+    with pytest.raises(CheckpointError, match="part heads would be random"):
+        load_model(config, fomm_like)  # at inference a FOMM checkpoint is refused
+    from motion.networks import build_networks
+    from training.trainer import initialise_from
+    nets = build_networks(config)
+    counts = initialise_from(nets, fomm_like)  # a training run starts from it
+    reconstruction = nets["reconstruction_module"].state_dict()
+    assert counts["reconstruction_module"] == (len(reconstruction), len(reconstruction))  # encoder/decoder shared
+    assert 0 < counts["segmentation_module"][0] < counts["segmentation_module"][1]  # all but the shift/affine heads
     assert torch.equal(nets["reconstruction_module"].final.weight, fomm_data["generator"]["final.weight"])
     assert torch.equal(nets["segmentation_module"].predictor.encoder.down_blocks[0].conv.weight,
                        fomm_data["kp_detector"]["predictor.encoder.down_blocks.0.conv.weight"])

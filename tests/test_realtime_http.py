@@ -56,13 +56,19 @@ def running(tiny_fomm, tiny_coseg, astronaut_png, tmp_path_factory):
     thread.join(10)
 
 
-def get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
-    request = urllib.request.Request(url, method=method)
+def get(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers["Content-Type"], response.read()
     except urllib.error.HTTPError as err:
         return err.code, err.headers["Content-Type"], err.read()
+
+
+def act(sink: HttpSink, action: str) -> tuple[int, dict]:
+    """POST an action as the server's own page does (with its Origin): (status, JSON answer)."""
+    status, _, body = get(f"{sink.url}control?action={action}", "POST", {"Origin": sink.url.rstrip("/")})
+    return status, json.loads(body)
 
 
 def frame_png(sink: HttpSink) -> np.ndarray:
@@ -126,22 +132,22 @@ def test_control_changes_the_loops_state(running):
     assert state["avatars"] == 2 and state["swap_available"] and not state["swap"]
 
     wait_for(sink, lambda st: st["frame"] >= 0)
-    state = json.loads(get(sink.url + "control?action=next_avatar", "POST")[2])
+    state = act(sink, "next_avatar")[1]
     assert state["avatar"] == 1 and state["avatar_name"] == "chelsea"
     shown = wait_for(sink, lambda st: st["showing"]["avatar"] == "chelsea")
     assert shown["showing"]["swap"] is False and shown["face"] is True and shown["fps"] > 0
 
-    assert json.loads(get(sink.url + "control?action=toggle_swap", "POST")[2])["swap"] is True
+    assert act(sink, "toggle_swap")[1]["swap"] is True
     wait_for(sink, lambda st: st["showing"]["swap"])
-    get(sink.url + "control?action=toggle_swap", "POST")
+    act(sink, "toggle_swap")
     calibrations = controls.recalibrations
-    get(sink.url + "control?action=recalibrate", "POST")
+    act(sink, "recalibrate")
     wait_for(sink, lambda st: st["recalibrations"] == calibrations + 1 and not st["showing"]["swap"])
 
-    status, _, body = get(sink.url + "control?action=explode", "POST")
-    assert status == 400 and "unknown action" in json.loads(body)["error"]
+    status, answer = act(sink, "explode")
+    assert status == 400 and "unknown action" in answer["error"]
     assert get(sink.url + "nothing-here")[0] == 404
-    get(sink.url + "control?action=next_avatar", "POST")  # back to the first avatar
+    act(sink, "next_avatar")  # back to the first avatar
 
 
 def test_port_in_use_is_a_clear_error():

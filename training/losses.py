@@ -55,10 +55,13 @@ class Vgg19Features(nn.Module):
         self.features = nn.Sequential(*layers)
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as err:
+        except Exception as err:  # torch.load raises many types for files that are not checkpoints
             raise UserError(f"cannot read VGG-19 weights {weights} ({err.__class__.__name__}); pass --vgg with "
                             "torchvision's vgg19-dcbb9e9d.pth or omit it to use the L1+SSIM fallback") from None
-        feature_state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        if not isinstance(state, dict):
+            state = {}
+        feature_state = {k[len("features."):]: v for k, v in state.items()
+                         if isinstance(k, str) and k.startswith("features.")}
         try:
             self.features.load_state_dict(feature_state)
         except RuntimeError:

@@ -7,6 +7,7 @@ import time
 import warnings
 from pathlib import Path
 
+from animation.media import check_not_input, check_writable_file
 from animation.pipeline import pick_device
 from motion.checkpoint import load_model, save_checkpoint
 from motion.config import load_config
@@ -23,7 +24,11 @@ from training.trainer import train
 def run_train(config_path: str, data: str, out: str, resume: str | None = None, epochs: int | None = None,
               cpu: bool = False, vgg: str | None = None, sheet_every: int = 200, max_steps: int | None = None,
               seed: int = 0, init: str | None = None, minutes: float | None = None, workers: int = 0,
-              snapshots: bool = False) -> Path:
+              snapshots: bool = False, overwrite: bool = False) -> Path:
+    existing = Path(out) / "checkpoint.pth.tar"
+    if existing.exists() and resume is None and not overwrite:
+        raise UserError(f"{out} already holds a training run ({existing}); continue it with --resume {existing}, "
+                        "start over with --overwrite, or choose another --out")
     config = load_config(config_path)
     dataset = VideoDataset.from_config(config, data, "train", seed=seed)
     device = pick_device(cpu)
@@ -40,6 +45,8 @@ def run_train(config_path: str, data: str, out: str, resume: str | None = None, 
 
 def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, json_path: str | None = None,
              landmarks: bool = False, photos: str | None = None) -> dict:
+    if json_path:
+        check_writable_file(json_path, "--json")
     config = load_config(config_path)
     device = pick_device(cpu)
     detector = LandmarkDetector() if landmarks or photos else None
@@ -69,6 +76,8 @@ def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, js
 
 def run_average(config_path: str, checkpoints: list[str], data: str, out: str, batches: int = 60,
                 cpu: bool = False) -> Path:
+    check_not_input(out, list(checkpoints), "--out")
+    check_writable_file(out, "--out")
     config = load_config(config_path)
     device = pick_device(cpu)
     nets, epoch = average_checkpoints(config, checkpoints, VideoDataset.from_config(config, data, "train", seed=0),

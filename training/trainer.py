@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from motion.checkpoint import load_matching, load_state, read_checkpoint, save_checkpoint
+from motion.checkpoint import load_matching, load_state, read_checkpoint, save_checkpoint, start_coseg_from_fomm
 from motion.config import Config, TrainParams
 from motion.errors import UserError
 from motion.networks import build_networks
@@ -143,6 +143,8 @@ def initialise_from(nets: dict[str, nn.Module], path: str | Path) -> dict[str, t
     detector under a wider generator); heads with more output channels (more parts) take the saved
     channels first. Returns {network: (tensors taken, tensors in the network)}."""
     data = read_checkpoint(path)
+    if "segmentation_module" in nets and all(isinstance(data.get(k), dict) for k in ("kp_detector", "generator")):
+        return start_coseg_from_fomm(nets, data)
     return {name: (load_matching(net, data[name], grow=True), len(net.state_dict()))
             for name, net in nets.items() if isinstance(data.get(name), dict)}
 

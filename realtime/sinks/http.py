@@ -4,12 +4,25 @@
   /stream.mjpg MJPEG stream (multipart/x-mixed-replace; boundary=frame)
   /stream.png  the same stream as RGBA PNGs, background removed with the co-part segmentation matte
   /frame.png   the newest frame as one RGBA PNG
-  /control     GET: state as JSON; POST or GET ?action=recalibrate|next_avatar|toggle_swap|quit
+  /control     GET: the state as JSON; POST ?action=recalibrate|next_avatar|toggle_swap|quit (or the action
+               in a JSON or form body) changes it and answers the new state
 
 Frames are encoded at most once per kind, by the first client that asks, so an idle server costs nothing.
+
+Binding to 127.0.0.1 keeps other machines out, but not the web pages open in the user's browser, nor
+clients that stall. Hence:
+  * a Host other than 127.0.0.1, localhost or [::1] with this port is refused with 421: a DNS-rebinding
+    page reaches 127.0.0.1 under its own name;
+  * only POST changes state, and a POST whose Origin (else Referer) is another site is refused with 403;
+  * a body is framed by one plain Content-Length (400 otherwise, 411 for Transfer-Encoding, 413 over
+    64 KiB) and read fully, and a POST's connection closes after the answer: no body is ever parsed as a
+    second request;
+  * sockets time out after 10 s and at most 32 connections are served at once (503 beyond), so stalled
+    or slow clients cannot pin the server.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import sys
@@ -28,6 +41,12 @@ from realtime.sinks import Packet
 BOUNDARY = "frame"
 PAGE = (Path(__file__).with_name("page.html")).read_bytes()
 FIRST_FRAME_S = 10.0
+HOST = "127.0.0.1"
+LOCAL_NAMES = (HOST, "localhost", "[::1]")
+MAX_BODY = 64 * 1024
+MAX_CLIENTS = 32
+TIMEOUT_S = 10.0
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class PortInUseError(UserError):
@@ -52,7 +71,7 @@ class HttpSink:
     lossless = False
     wants_alpha = True
 
-    def __init__(self, port: int, controls: Controls, host: str = "127.0.0.1"):
+    def __init__(self, port: int, controls: Controls):
         self.controls = controls
         self._cond = threading.Condition()
         self._packet: Packet | None = None
@@ -61,16 +80,19 @@ class HttpSink:
         self.requests: dict[str, int] = {}
         handler = type("Handler", (_Handler,), {"sink": self})
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            self.server = _Server((HOST, port), handler)
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
-                raise PortInUseError(f"port {port} on {host} is in use; pass another, e.g. --output http:{port + 1}, "
+                raise PortInUseError(f"port {port} on {HOST} is in use; pass another, e.g. --output http:{port + 1}, "
                                      "or stop the program using it") from None
-            raise UserError(f"cannot serve on {host}:{port} ({err.strerror}); pick another --output http:PORT"
+            raise UserError(f"cannot serve on {HOST}:{port} ({err.strerror}); pick another --output http:PORT"
                             ) from None
-        self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.url = f"http://{host}:{self.port}/"
+        # What browsers send in Host and Origin for this server (they leave out the default port 80).
+        names = [f"{name}:{self.port}" for name in LOCAL_NAMES] + (list(LOCAL_NAMES) if self.port == 80 else [])
+        self.hosts = frozenset(names)
+        self.origins = frozenset(f"http://{name}" for name in names)
+        self.url = f"http://{HOST}:{self.port}/"
         self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
         self.thread.start()
         print(f"live output at {self.url} (OBS browser source: {self.url}?overlay=1)", file=sys.stderr)
@@ -114,20 +136,91 @@ class HttpSink:
         self.server.server_close()
 
 
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer serving at most MAX_CLIENTS connections at once, quiet about clients that leave."""
+    daemon_threads = True
+    block_on_close = False  # close() must not wait for stalled clients to time out
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
+        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        """A thread for the connection while a slot is free; otherwise 503 and close at once."""
+        if self.slots.acquire(blocking=False):
+            super().process_request(request, client_address)
+            return
+        with contextlib.suppress(OSError):
+            request.sendall(BUSY)
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up or times out (a closed tab, OBS reloading) is normal; a traceback is for bugs."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     sink: HttpSink
     protocol_version = "HTTP/1.1"
+    timeout = TIMEOUT_S  # on every read and write: stalled, idle and slow clients are dropped
 
     def log_message(self, format: str, *args) -> None:
         """Quiet: the terminal belongs to the loop's messages."""
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def parse_request(self) -> bool:
+        """The stdlib's parsing, then what every request must pass: a Host naming this server, a sound body."""
+        if not super().parse_request():
+            return False
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or hosts[0].strip().lower() not in self.sink.hosts:
+            return self._error(421, f"Host must be one of {', '.join(sorted(self.sink.hosts))}")
+        return self._read_body()
+
+    def _read_body(self) -> bool:
+        """Read the whole body into self.body, so it can never be taken for the next request; or answer an error
+        and close without reading it.
+
+        A Content-Length that is not one plain decimal number, or does not fit 31 bits (lengths other HTTP
+        stacks overflow on, a request-smuggling trick), is malformed (400); a sound one over MAX_BODY is 413.
+        """
+        if "Transfer-Encoding" in self.headers:
+            return self._error(411, "send the body with a Content-Length, not a Transfer-Encoding")
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or ["0"]}
+        value = values.pop() if len(values) == 1 else "several"
+        if not (value.isascii() and value.isdigit()) or int(value) >= 2**31:
+            return self._error(400, f"bad Content-Length ({value[:20]!r})")
+        length = int(value)
+        if length > MAX_BODY:
+            return self._error(413, f"the body is over {MAX_BODY} bytes")
+        self.body = self.rfile.read(length)
+        if len(self.body) < length:  # the client hung up mid-body
+            self.close_connection = True
+            return False
+        return True
+
+    def _send(self, status: int, content_type: str, body: bytes, close: bool = False, **headers: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        if close:
+            self.send_header("Connection", "close")  # also sets self.close_connection
         self.end_headers()
         self.wfile.write(body)
+
+    def _error(self, status: int, message: str, **headers: str) -> bool:
+        """Answer {"error": message} and close: whatever else the client sent is never read. False."""
+        self._send(status, "application/json", json.dumps({"error": message}).encode(), close=True, **headers)
+        return False
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
@@ -141,54 +234,71 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/frame.png":
             packet = self.sink.next_packet(-1, FIRST_FRAME_S)
             if packet is None:
-                self._send(503, "text/plain", b"no frame yet\n")
+                self._error(503, "no frame yet")
             else:
                 self._send(200, "image/png", self.sink.encoded(packet, "png"))
         elif url.path == "/control":
-            self._control(parse_qs(url.query).get("action", [None])[0])
+            if "action" in parse_qs(url.query, keep_blank_values=True):
+                self._error(405, "actions change the loop's state: send them with POST", Allow="POST")
+            else:
+                self._send(200, "application/json", json.dumps(self.sink.state()).encode())
         else:
-            self._send(404, "text/plain", b"not found; try /, /stream.mjpg, /stream.png, /frame.png or /control\n")
+            self._error(404, "not found; try /, /stream.mjpg, /stream.png, /frame.png or /control")
 
     def do_POST(self) -> None:
+        """Carry out an action from the query, a JSON body or a form body, for this server's own page or a
+        non-browser client. The connection closes after the answer, so bytes beyond a short Content-Length
+        are dropped, never parsed as a second request (the page's button clicks need no keep-alive)."""
         url = urlparse(self.path)
         if url.path != "/control":
-            self._send(404, "text/plain", b"only /control takes POST\n")
+            self._error(404, "only /control takes POST")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        if not self._own_page():
+            self._error(403, "cross-site request refused: only this server's page may change the loop")
+            return
         action = parse_qs(url.query).get("action", [None])[0]
+        body = self.body.decode("utf-8", "replace")
         if action is None and body:
             try:
                 action = json.loads(body).get("action")
             except (json.JSONDecodeError, AttributeError):
                 action = parse_qs(body).get("action", [None])[0]
-        self._control(action)
-
-    def _control(self, action: str | None) -> None:
         try:
             if action is not None:
                 self.sink.controls.apply(action)
         except ValueError as err:
-            self._send(400, "application/json", json.dumps({"error": str(err)}).encode())
+            self._error(400, str(err))
             return
-        self._send(200, "application/json", json.dumps(self.sink.state()).encode())
+        self._send(200, "application/json", json.dumps(self.sink.state()).encode(), close=True)
+
+    def _own_page(self) -> bool:
+        """Whether the request's Origin, or without one its Referer, is this server; True when it has neither.
+
+        Browsers send Origin with every cross-site POST (fetch, even no-cors, and forms; "null" from sandboxed
+        frames and no-referrer pages, which counts as foreign), so a POST with neither header comes from a
+        program such as curl, not from a web page, and a local program can reach 127.0.0.1 anyway.
+        """
+        origin, referer = self.headers.get("Origin"), self.headers.get("Referer")
+        if origin is not None:
+            return origin.strip().lower() in self.sink.origins
+        if referer is not None:
+            return referer.strip().lower().startswith(tuple(own + "/" for own in self.sink.origins))
+        return True
 
     def _stream(self, kind: str, content_type: str) -> None:
+        """Frames as they come until the sink closes; a client that leaves ends it with an OSError, which the
+        server drops quietly, and one that stops reading times out."""
         self.send_response(200)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
         self.end_headers()
-        self.close_connection = True
         index = -1
-        try:
-            while (packet := self.sink.next_packet(index, 1.0)) is not None or not self.sink.closed:
-                if packet is None:
-                    continue
-                index = packet.index
-                data = self.sink.encoded(packet, kind)
-                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: {content_type}\r\nContent-Length: {len(data)}"
-                                 f"\r\n\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the client went away
+        while (packet := self.sink.next_packet(index, 1.0)) is not None or not self.sink.closed:
+            if packet is None:
+                continue
+            index = packet.index
+            data = self.sink.encoded(packet, kind)
+            self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: {content_type}\r\nContent-Length: {len(data)}"
+                             f"\r\n\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
