@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, TypeVar, Union
 
 import yaml
 
@@ -42,6 +43,7 @@ def _is_number(value: Any) -> bool:
 
 
 def whole(low: int) -> Rule:
+    """A real int (not 10.5, not true) of at least ``low``."""
     return Rule(f"a whole number >= {low}", lambda v: _is_int(v) and v >= low)
 
 
@@ -52,24 +54,24 @@ def number(low: float, high: float | None = None, *, strict: bool = False, words
     return Rule(words, lambda v: _is_number(v) and (v > low if strict else v >= low) and (high is None or v <= high))
 
 
-def listing(item: Rule, *, min_len: int = 0, length: int | None = None, words: str | None = None) -> Rule:
+def listing(item: Rule, *, min_len: int = 0, length: int | None = None) -> Rule:
     """A YAML list whose every item passes ``item``; exactly ``length`` items, or at least ``min_len``."""
     size = f"of {length} items" if length is not None else "(non-empty)" if min_len else "(maybe empty)"
-    return Rule(words or f"a list {size}, each item {item.expected}",
+    return Rule(f"a list {size}, each item {item.expected}",
                 lambda v: isinstance(v, list) and (len(v) == length if length is not None else len(v) >= min_len)
                 and all(item.accepts(x) for x in v))
 
 
 BOOL = Rule("true or false", lambda v: isinstance(v, bool))
 COUNT = whole(1)  # how many kernels, blocks, keypoints, epochs...: zero builds nothing usable
-DEPTH = whole(0)  # down/bottleneck blocks of the encoder-decoder: zero is a valid, shallower network
+NATURAL = whole(0)  # zero means something: no down/bottleneck blocks, no padding, epoch 0, part 0 (background)
 POSITIVE = number(0, strict=True)  # temperatures, variances, learning rates: they divide or scale steps
 NON_NEGATIVE = number(0)  # loss weights, noise sigmas, jitter spreads: zero switches the term off
 # A resize factor. The anti-alias kernel is ~8/scale pixels wide, so tiny factors cannot even be built;
 # 1/256 already shrinks the official 256-pixel frame to one pixel.
 SCALE = number(1 / 256, 1, words="a number in (0, 1], at least 1/256")
 SCALES = listing(SCALE, min_len=1)
-FRAME_SHAPE = listing(COUNT, length=3, words="[height, width, channels], three whole numbers >= 1")
+FRAME_SHAPE = listing(COUNT, length=3)  # [height, width, channels]
 
 
 def checked(rule: Rule, default: Any = dataclasses.MISSING, at_least: str | None = None) -> Any:
@@ -87,7 +89,7 @@ class KeypointDetectorParams:
     temperature: float = checked(POSITIVE)
     scale_factor: float = checked(SCALE, 1)
     single_jacobian_map: bool = checked(BOOL, False)
-    pad: int = checked(DEPTH, 0)
+    pad: int = checked(NATURAL, 0)
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,8 @@ class DenseMotionParams:
 class GeneratorParams:
     block_expansion: int = checked(COUNT)
     max_features: int = checked(COUNT, at_least="block_expansion")
-    num_down_blocks: int = checked(DEPTH)
-    num_bottleneck_blocks: int = checked(DEPTH)
+    num_down_blocks: int = checked(NATURAL)
+    num_bottleneck_blocks: int = checked(NATURAL)
     dense_motion_params: DenseMotionParams
     estimate_occlusion_map: bool = checked(BOOL, False)
 
@@ -143,8 +145,8 @@ class SegmentationParams:
 class ReconstructionParams:
     block_expansion: int = checked(COUNT)
     max_features: int = checked(COUNT, at_least="block_expansion")
-    num_down_blocks: int = checked(DEPTH)
-    num_bottleneck_blocks: int = checked(DEPTH)
+    num_down_blocks: int = checked(NATURAL)
+    num_bottleneck_blocks: int = checked(NATURAL)
     estimate_visibility: bool = checked(BOOL, False)
 
 
@@ -185,7 +187,7 @@ class TrainParams:
     batch_size: int = checked(COUNT)
     scales: tuple[float, ...] = checked(SCALES, (1, 0.5, 0.25, 0.125))
     num_repeats: int = checked(COUNT, 1)
-    epoch_milestones: tuple[int, ...] = checked(listing(DEPTH), ())
+    epoch_milestones: tuple[int, ...] = checked(listing(NATURAL), ())
     checkpoint_freq: int = checked(COUNT, 50)  # epoch % checkpoint_freq
     transform_params: TransformParams = TransformParams()
     loss_weights: LossWeights = LossWeights()
@@ -199,7 +201,7 @@ ModelParams = Union[FommParams, CosegParams]
 class PartSwapParams:
     """Parts `swap` moves by default: which channels hold the face differs from model to model, so our
     configs name them; without the section, the official part_swap.py default."""
-    swap_index: tuple[int, ...] = checked(listing(DEPTH, min_len=1), (1, 2, 5))  # 0 is the background
+    swap_index: tuple[int, ...] = checked(listing(NATURAL, min_len=1), (1, 2, 5))  # 0 is the background
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,10 @@ def _mapping(value: Any, where: str, path: str) -> dict:
     return value
 
 
-def _fields(cls, values: Any, where: str, path: str, nested: dict[str, Any] | None = None):
+_T = TypeVar("_T")
+
+
+def _fields(cls: type[_T], values: Any, where: str, path: str, nested: dict[str, Any] | None = None) -> _T:
     """Build dataclass ``cls`` from a mapping: refuse unknown keys, report missing ones, check every value
     against its field's rule. ``nested`` holds the already built sub-sections, which are not keys here."""
     values = _mapping(values, where, path)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from conftest import CONFIGS, ROOT, TEST_CONFIGS
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import CONFIGS, ROOT, TEST_CONFIGS
 from motion.config import ConfigError, load_config
 from motion.errors import UserError
 from motion.networks import build_networks
@@ -92,9 +92,9 @@ BAD = [  # (config, key, value, words the message must contain besides the key)
     ("vox", f"{MC}.num_kp", 10.5, "a whole number >= 1"),
     ("vox", f"{MC}.num_kp", -3, "a whole number >= 1"),
     ("vox", f"{MC}.num_kp", True, "is true; expected a whole number"),
-    ("vox", "dataset_params.frame_shape", 128, "three whole numbers >= 1"),
-    ("vox", "dataset_params.frame_shape", [256, 256], "three whole numbers"),
-    ("vox", "dataset_params.frame_shape", [256, 256.0, 3], "three whole numbers"),
+    ("vox", "dataset_params.frame_shape", 128, "a list of 3 items, each item a whole number >= 1"),
+    ("vox", "dataset_params.frame_shape", [256, 256], "a list of 3 items"),
+    ("vox", "dataset_params.frame_shape", [256, 256.0, 3], "a list of 3 items"),
     ("vox", f"{KP}.temperature", "hot", "the text 'hot'; expected a finite number > 0"),
     ("vox", f"{KP}.temperature", 0, "> 0"),
     ("vox", f"{TRAIN}.batch_size", "two", "a whole number >= 1"),
@@ -122,7 +122,7 @@ BAD = [  # (config, key, value, words the message must contain besides the key)
     ("vox", "dataset_params.augmentation_params.jitter_param.hue", 0.7, "[0, 0.5]"),
     ("vox", "dataset_params.augmentation_params.flip_param.time_flip", "yes", "true or false"),
     ("sem", f"{MC}.num_segments", 0, "a whole number >= 1"),
-    ("sem", "dataset_params.image_shape", "256x256", "three whole numbers"),
+    ("sem", "dataset_params.image_shape", "256x256", "a list of 3 items"),
     ("sem", "model_params.reconstruction_module_params.estimate_visibility", 1, "true or false"),
     ("tiny-coseg", "part_swap_params", {"swap_index": []}, "a list (non-empty)"),
     ("tiny-coseg", "part_swap_params", {"swap_index": [1, -2]}, "a whole number >= 0"),
@@ -140,9 +140,10 @@ def test_bad_value_names_the_key(tmp_path: Path, name: str, key: str, value: Any
     assert words in message, message
 
 
-# Wrong values of every kind; the small non-negative ints reach the "accepted, now build it" branch.
+# Wrong values of every kind; small whole numbers and fractions also reach the "accepted, now build it" branch.
 JUNK = st.one_of(
-    st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10 ** 12, 3), st.booleans(),
+    st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1), st.integers(-10 ** 12, -1),
+    st.integers(0, 4), st.booleans(),
     st.none(), st.lists(st.one_of(st.integers(-3, 3), st.floats(), st.text(max_size=3), st.none()), max_size=4),
     st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), st.integers(), max_size=3))
 
@@ -160,7 +161,9 @@ def _load_or_refuse(values: Any, directory: Path) -> None:
         config = load_config(path)
     except UserError as err:
         assert "\n" not in str(err) and str(path) in str(err), str(err)
+        event("refused")
         return
+    event("accepted and built")
     # use_kp: true loads (inference never builds the discriminator); MultiScaleDiscriminator refuses it itself
     with_discriminator = config.kind == "fomm" and not config.model.discriminator.use_kp
     build_networks(config, with_discriminator=with_discriminator)

@@ -18,10 +18,10 @@ import pytest
 from realtime.controls import Controls
 from realtime.sinks import Packet
 from realtime.sinks.http import MAX_BODY, MAX_CLIENTS, HttpSink
-from tests.test_realtime_http import get, running, wait_for  # noqa: F401 (running: the real loop, a fixture)
+from tests import test_realtime_http
+from tests.test_realtime_http import get, wait_for
 
-SMUGGLED = "POST /control?action=next_avatar HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
-
+running = test_realtime_http.running  # the real loop on a paced synthetic face (a module fixture)
 
 @pytest.fixture
 def served():
@@ -67,7 +67,12 @@ def exchange(port: int, raw: bytes, timeout: float = 5.0) -> bytes:
 
 
 def statuses(data: bytes) -> list[int]:
-    return [int(code) for code in re.findall(rb"^HTTP/1\.[01] (\d{3}) ", data, re.M)]
+    """The status of each response in data (a response may follow the previous body on the same line)."""
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) [A-Z]", data)]
+
+
+def host(port: int) -> str:
+    return f"Host: 127.0.0.1:{port}\r\n"
 
 
 def origin(sink: HttpSink, name: str = "127.0.0.1") -> str:
@@ -113,20 +118,13 @@ def test_the_servers_own_page_and_plain_clients_control_the_loop(running):
         assert status == 200, headers
         swap = not swap
         assert json.loads(body)["swap"] is swap and controls.swap is swap
-    request = urllib_json_post(sink, {"action": "toggle_swap"})
-    assert request[0] == 200 and controls.swap is not swap
+    connection = http.client.HTTPConnection("127.0.0.1", sink.port, timeout=10)  # the action in a JSON body
+    connection.request("POST", "/control", json.dumps({"action": "toggle_swap"}),
+                       {"Origin": origin(sink), "Content-Type": "application/json"})
+    with connection.getresponse() as response:
+        assert response.status == 200 and json.loads(response.read())["swap"] is not swap
+    connection.close()
     get(sink.url + "control?action=toggle_swap", "POST", {"Origin": origin(sink)})  # as it was
-
-
-def urllib_json_post(sink: HttpSink, payload: dict) -> tuple[int, dict]:
-    connection = http.client.HTTPConnection("127.0.0.1", sink.port, timeout=10)
-    try:
-        connection.request("POST", "/control", json.dumps(payload),
-                           {"Origin": origin(sink), "Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
 
 
 def test_a_get_with_an_action_changes_nothing(running):
@@ -143,27 +141,27 @@ def test_a_foreign_or_missing_host_is_refused(served):
     sink, controls = served
     port = sink.port
     for path in ("/", "/frame.png", "/stream.mjpg", "/stream.png", "/control", "/control?action=quit"):
-        for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}", f"127.0.0.1.evil.example:{port}"):
+        for name in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}", f"127.0.0.1.evil.example:{port}"):
             for method in ("GET", "POST"):
-                answer = exchange(port, f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n".encode())
-                assert statuses(answer) == [421], (method, path, host)
+                request = f"{method} {path} HTTP/1.1\r\nHost: {name}\r\nContent-Length: 0\r\n\r\n"
+                assert statuses(exchange(port, request.encode())) == [421], (method, path, name)
         assert statuses(exchange(port, f"GET {path} HTTP/1.0\r\n\r\n".encode())) == [421], path
         assert statuses(exchange(port, f"GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())) == [421], path
-        twice = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example\r\n\r\n"
+        twice = f"GET {path} HTTP/1.1\r\n{host(port)}Host: evil.example\r\n\r\n"
         assert statuses(exchange(port, twice.encode())) == [421], path
     assert sink.requests == {} and controls.state()["running"]  # nothing reached a handler
-    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"LocalHost:{port}"):
-        answer = exchange(port, f"GET /frame.png HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        assert statuses(answer) == [200] and b"\x89PNG" in answer, host
+    for name in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"LocalHost:{port}"):
+        answer = exchange(port, f"GET /frame.png HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        assert statuses(answer) == [200] and b"\x89PNG" in answer, name
 
 
 def test_malformed_requests_answer_400_without_a_traceback(served, capfd):
     sink, controls = served
     port, before = sink.port, controls.state()
     for length in ("abc", "-5", str(10**12), "0x10", "5 5", "", "\u00b2"):
-        request = f"POST /control?action=next_avatar HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {length}\r\n\r\n"
-        assert statuses(exchange(port, request.encode() + b"hello")) == [400], length
-    two = f"POST /control HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello"
+        request = f"POST /control?action=next_avatar HTTP/1.1\r\n{host(port)}Content-Length: {length}\r\n\r\nhello"
+        assert statuses(exchange(port, request.encode())) == [400], length
+    two = f"POST /control HTTP/1.1\r\n{host(port)}Content-Length: 0\r\nContent-Length: 5\r\n\r\nhello"
     assert statuses(exchange(port, two.encode())) == [400]
     # A broken request line gets the stdlib's error page (without a status line: it can't tell the version).
     assert b"Error code: 400" in exchange(port, b"NONSENSE\r\n\r\n")
@@ -177,36 +175,39 @@ def test_malformed_requests_answer_400_without_a_traceback(served, capfd):
 def test_an_oversized_body_is_413_and_one_at_the_cap_is_read(served):
     sink, controls = served
     port = sink.port
-    head = f"POST /control HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n"
+    head = f"POST /control HTTP/1.1\r\n{host(port)}Content-Length: {MAX_BODY + 1}\r\n\r\n"
     assert statuses(exchange(port, head.encode() + b"x" * (MAX_BODY + 1))) == [413]
     assert not controls.swap
     payload = json.dumps({"action": "toggle_swap", "pad": ""})
     payload = payload.replace('""', '"' + "x" * (MAX_BODY - len(payload)) + '"')
     assert len(payload) == MAX_BODY
-    head = f"POST /control HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {MAX_BODY}\r\n\r\n"
+    head = f"POST /control HTTP/1.1\r\n{host(port)}Content-Length: {MAX_BODY}\r\n\r\n"
     assert statuses(exchange(port, head.encode() + payload.encode())) == [200] and controls.swap
 
 
 def test_a_body_is_never_parsed_as_a_second_request(served):
     sink, controls = served
     port, before = sink.port, controls.state()
-    smuggled = SMUGGLED.format(port=port) + f"GET /control?action=quit HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    host = f"Host: 127.0.0.1:{port}\r\n"
+    # What would change the state if it were parsed: a POST without Origin (allowed) and the brief's GET.
+    own = host(port)
+    smuggled = f"POST /control?action=next_avatar HTTP/1.1\r\n{own}Content-Length: 0\r\n\r\n"
+    smuggled += f"GET /control?action=quit HTTP/1.1\r\n{own}\r\n"
+    chunk = f"{len(smuggled):x}\r\n{smuggled}"
     cases = {  # request -> the only answer expected
-        f"POST /control HTTP/1.1\r\n{host}Content-Length: 2\r\n\r\n{{}}{smuggled}": 200,  # short length
-        f"POST /control HTTP/1.1\r\n{host}Content-Length: abc\r\n\r\n{smuggled}": 400,
-        f"POST /control HTTP/1.1\r\n{host}Content-Length: -5\r\n\r\n{smuggled}": 400,
-        f"POST /elsewhere HTTP/1.1\r\n{host}Content-Length: {len(smuggled)}\r\n\r\n{smuggled}": 404,
-        f"POST /control HTTP/1.1\r\n{host}Origin: http://evil.example\r\nContent-Length: 1\r\n\r\nx{smuggled}": 403,
-        f"POST /control HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n{len(smuggled):x}\r\n{smuggled}\r\n0\r\n\r\n": 411,
+        f"POST /control HTTP/1.1\r\n{own}Content-Length: 2\r\n\r\n{{}}{smuggled}": 200,  # short length
+        f"POST /control HTTP/1.1\r\n{own}Content-Length: abc\r\n\r\n{smuggled}": 400,
+        f"POST /control HTTP/1.1\r\n{own}Content-Length: -5\r\n\r\n{smuggled}": 400,
+        f"POST /elsewhere HTTP/1.1\r\n{own}Content-Length: {len(smuggled)}\r\n\r\n{smuggled}": 404,
+        f"POST /control HTTP/1.1\r\n{own}Origin: http://evil.example\r\nContent-Length: 1\r\n\r\nx{smuggled}": 403,
+        f"POST /control HTTP/1.1\r\n{own}Transfer-Encoding: chunked\r\n\r\n{chunk}\r\n0\r\n\r\n": 411,
         f"GET /control HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 0\r\n\r\n{smuggled}": 421,
-        f"GET /control?action=quit HTTP/1.1\r\n{host}\r\n{smuggled}": 405,
+        f"GET /control?action=quit HTTP/1.1\r\n{own}\r\n{smuggled}": 405,
     }
     for request, status in cases.items():
         assert statuses(exchange(port, request.encode())) == [status], request[:60]
     # A GET's body is read and dropped: the request after it is the next one, the body is not.
-    keep_alive = (f"GET /control HTTP/1.1\r\n{host}Content-Length: {len(smuggled)}\r\n\r\n{smuggled}"
-                  f"GET /control HTTP/1.1\r\n{host}Connection: close\r\n\r\n")
+    keep_alive = (f"GET /control HTTP/1.1\r\n{own}Content-Length: {len(smuggled)}\r\n\r\n{smuggled}"
+                  f"GET /control HTTP/1.1\r\n{own}Connection: close\r\n\r\n")
     assert statuses(exchange(port, keep_alive.encode())) == [200, 200]
     assert controls.state() == before and not controls.quit.is_set()
 
@@ -219,16 +220,16 @@ def test_stalled_clients_do_not_hold_up_others(served):
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             stalled.append(sock)
             if i % 3 == 1:  # half a request
-                sock.sendall(f"GET /control HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+                sock.sendall(f"GET /control HTTP/1.1\r\n{host(port)}".encode())
             elif i % 3 == 2:  # headers, half the body
-                sock.sendall(f"POST /control HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 40\r\n\r\n{{".encode())
+                sock.sendall(f"POST /control HTTP/1.1\r\n{host(port)}Content-Length: 40\r\n\r\n{{".encode())
         start = time.monotonic()
         assert get(sink.url + "control")[0] == 200
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         connection.request("GET", "/stream.mjpg")
         response = connection.getresponse()
         assert response.status == 200 and response.readline() == b"--frame\r\n"
-        connection.close()
+        response.close()
         assert time.monotonic() - start < 3
     finally:
         for sock in stalled:
@@ -255,20 +256,23 @@ def test_connections_beyond_the_limit_get_503_until_slots_free(served):
         time.sleep(0.05)
 
 
-def test_a_client_that_stops_reading_a_stream_is_dropped(served, monkeypatch):
+def test_clients_that_stall_or_stop_reading_a_stream_are_dropped(served, monkeypatch):
     sink, _ = served
-    monkeypatch.setattr(sink.server.RequestHandlerClass, "timeout", 1.0)
+    monkeypatch.setattr(sink.server.RequestHandlerClass, "timeout", 1.0)  # TIMEOUT_S, shortened
+    idle = socket.create_connection(("127.0.0.1", sink.port), timeout=5)  # sends nothing
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.settimeout(5)
     try:
         slow.connect(("127.0.0.1", sink.port))
-        slow.sendall(f"GET /stream.png HTTP/1.1\r\nHost: 127.0.0.1:{sink.port}\r\n\r\n".encode())
-        time.sleep(0.5)  # its buffers fill up
+        slow.sendall(f"GET /stream.png HTTP/1.1\r\n{host(sink.port)}\r\n".encode())  # never read
+        time.sleep(0.5)  # the stream's buffers fill up
         start = time.monotonic()
         assert get(sink.url + "frame.png")[0] == 200 and time.monotonic() - start < 2
-        wait_idle(sink, timeout=20)  # the stalled write timed out and its thread ended
+        assert idle.recv(1) == b""  # closed by the server after its timeout
+        wait_idle(sink, timeout=20)  # the stream's blocked write timed out too
     finally:
+        idle.close()
         slow.close()
 
 
@@ -276,14 +280,15 @@ def test_dropping_a_stream_logs_no_traceback(served, capfd):
     sink, _ = served
     for path in ("/stream.mjpg", "/stream.png"):
         for reset in (False, True):
-            connection = http.client.HTTPConnection("127.0.0.1", sink.port, timeout=5)
-            connection.request("GET", path)
-            response = connection.getresponse()
-            assert response.status == 200 and response.readline() == b"--frame\r\n"
-            if reset:  # RST instead of FIN: the server sees ConnectionResetError rather than BrokenPipeError
-                connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            connection.sock.close()
-            connection.close()
+            with socket.create_connection(("127.0.0.1", sink.port), timeout=5) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\n{host(sink.port)}\r\n".encode())
+                data = b""
+                for _ in range(100):
+                    if b"\r\n--frame\r\n" in (data := data + sock.recv(65536)):
+                        break
+                assert data.startswith(b"HTTP/1.1 200 ") and b"\r\n--frame\r\n" in data
+                if reset:  # RST instead of FIN: the server sees ConnectionResetError rather than BrokenPipeError
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     wait_idle(sink)
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Error" not in err and "stream" not in err, err[-2000:]

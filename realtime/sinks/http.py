@@ -140,6 +140,7 @@ class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer serving at most MAX_CLIENTS connections at once, quiet about clients that leave."""
     daemon_threads = True
     block_on_close = False  # close() must not wait for stalled clients to time out
+    request_queue_size = MAX_CLIENTS  # the stdlib's 5 makes a burst of connections wait a second for SYN retries
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
