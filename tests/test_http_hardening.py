@@ -23,6 +23,7 @@ from tests.test_realtime_http import get, wait_for
 
 running = test_realtime_http.running  # the real loop on a paced synthetic face (a module fixture)
 
+
 @pytest.fixture
 def served():
     """An HttpSink of its own, fed a new 128x128 noise frame (with a matte) every 20 ms, and its Controls: no

@@ -11,8 +11,8 @@ Frames are encoded at most once per kind, by the first client that asks, so an i
 
 Binding to 127.0.0.1 keeps other machines out, but not the web pages open in the user's browser, nor
 clients that stall. Hence:
-  * a Host other than 127.0.0.1, localhost or [::1] with this port is refused with 421: a DNS-rebinding
-    page reaches 127.0.0.1 under its own name;
+  * a request whose Host is missing or is not 127.0.0.1, localhost or [::1] with this port is refused with
+    421: a DNS-rebinding page reaches 127.0.0.1 under its own name;
   * only POST changes state, and a POST whose Origin (else Referer) is another site is refused with 403;
   * a body is framed by one plain Content-Length (400 otherwise, 411 for Transfer-Encoding, 413 over
     64 KiB) and read fully, and a POST's connection closes after the answer: no body is ever parsed as a
@@ -188,8 +188,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Read the whole body into self.body, so it can never be taken for the next request; or answer an error
         and close without reading it.
 
-        A Content-Length that is not one plain decimal number, or does not fit 31 bits (lengths other HTTP
-        stacks overflow on, a request-smuggling trick), is malformed (400); a sound one over MAX_BODY is 413.
+        A Content-Length that is not one plain decimal number, or is 2**31 or more (where other HTTP stacks
+        overflow: a request-smuggling trick, never an honest request here), is malformed (400); a sound one
+        over MAX_BODY is 413.
         """
         if "Transfer-Encoding" in self.headers:
             return self._error(411, "send the body with a Content-Length, not a Transfer-Encoding")
