@@ -61,8 +61,12 @@ def world(tmp_path_factory, tiny_fomm, tiny_coseg, astronaut_png, driving_mp4):
     data = torch.load(nan, weights_only=True)
     data["generator"]["final.weight"][0, 0, 0, 0] = float("nan")
     torch.save(data, nan)
+    from training.synthetic import generate_dataset
+    data = generate_dataset(root / "data", videos=2, test_videos=1, frames=8, size=64, seed=3, progress=False)
+    junk = root / "junk.pth"
+    junk.write_text("not weights")
     return dict(root=root, frames=frames, corrupt=corrupt, nested=nested, nan=nan, fomm=tiny_fomm,
-                coseg=tiny_coseg, png=astronaut_png, mp4=driving_mp4)
+                coseg=tiny_coseg, png=astronaut_png, mp4=driving_mp4, data=data, junk=junk)
 
 
 def fomm_args(world, **override):
@@ -99,6 +103,11 @@ CASES = {
                          "too small"),
     "train: workers -2": (lambda w: ["train", "--config", w["fomm"][0], "--data", w["root"], "--workers", "-2"],
                           "too small"),
+    "train: --vgg not weights": (lambda w: ["train", "--config", w["fomm"][0], "--data", w["data"], "--out",
+                                            w["root"] / "vgg-run", "--max-steps", "1", "--vgg", w["junk"]],
+                                 "cannot read VGG-19 weights"),
+    "export: out in /proc": (lambda w: ["export", "--config", w["fomm"][0], "--checkpoint", w["fomm"][1], "--out",
+                                        "/proc/graphs"], "cannot write --out"),
     "average: batches 0": (lambda w: ["average", w["fomm"][1], "--config", w["fomm"][0], "--data", w["root"],
                                       "--out", w["root"] / "a.pth.tar", "--batches", "0"], "too small"),
     "average: out is an input": (lambda w: ["average", w["fomm"][1], "--config", w["fomm"][0], "--data", w["root"],
