@@ -17,12 +17,13 @@ from skimage.transform import resize
 
 from animation.puppeteer import normalize_keypoints
 from conftest import make_checkpoint
-from export.backends import BACKENDS, open_backend
+from export.backends import open_backend
 from export.bench import compare, format_table
 from export.cache import ensure_export
 from export.metadata import METADATA_FILE, StaleExportError, config_hash, default_export_dir, file_hash
 from export.tensorrt import TensorRTMissingError, trt
 from motion.config import load_config
+from motion.errors import UserError
 from puppet import main
 
 CPU = torch.device("cpu")
@@ -180,8 +181,9 @@ def test_reexport_removes_derived_files(tiny_fomm, tmp_path):
     assert not any(path.exists() for path in stale)
 
 
-def test_registry_lists_every_backend():
-    assert {"torch", "onnxruntime", "tensorrt"} <= set(BACKENDS)
+def test_an_unknown_backend_is_a_message_naming_the_real_ones(tiny_fomm):
+    with pytest.raises(UserError, match="unknown backend 'torch-fast'; choose one of torch, .*onnxruntime-int8"):
+        open_backend("torch-fast", load_config(tiny_fomm[0]), tiny_fomm[1], CPU)
 
 
 def test_bench_prints_backends_side_by_side(exported, tiny_fomm):

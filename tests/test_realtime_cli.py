@@ -85,7 +85,7 @@ def test_bench_reports_stages_and_the_speedup(tiny_fomm, astronaut_png, tmp_path
     for stage in ("capture", "face_crop", "keypoints", "dense_motion", "generator", "output", "end_to_end"):
         assert stage in out
     assert "naive loop" in out and "x faster" in out
-    assert result["speedup"] > 0 and result["pipelined"]["frames"] == result["naive"]["frames"] == 4
+    assert result["pipelined"]["frames"] == result["naive"]["frames"] == 4
     assert "prepare" in result["naive"]["latency_ms"]
     assert json.loads((tmp_path / "bench.json").read_text())["speedup"] == result["speedup"]
 
