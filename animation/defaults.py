@@ -7,7 +7,7 @@ from motion.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"
-SHIPPED_MODELS = {"fomm": "fomm-small", "coseg": "coseg-small"}
+SHIPPED_MODELS = {"fomm": "fomm-face", "coseg": "coseg-face"}
 DEFAULT_AVATAR = CHECKPOINTS / "avatar.png"
 DEFAULT_DRIVING = CHECKPOINTS / "driving.mp4"
 

@@ -176,6 +176,8 @@ class LossWeights:
     generator_gan: float = checked(NON_NEGATIVE, 0)
     discriminator_gan: float = checked(NON_NEGATIVE, 0)
     feature_matching: tuple[float, ...] = checked(listing(NON_NEGATIVE), ())
+    # ours, co-part only: BCE of the foreground (not part 0) against a chroma key on blue-screen frames
+    matte: float = checked(NON_NEGATIVE, 0)
 
 
 LEARNING_RATE = POSITIVE  # the rule of every train_params.lr_<module> key

@@ -6,6 +6,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import torch
 from skimage import data as skdata
 
 from motion.config import load_config
@@ -142,3 +143,45 @@ def test_missing_or_empty_data_folder_says_how_to_fix(tmp_path):
     (tmp_path / "data" / "test" / "empty").mkdir(parents=True)
     with pytest.raises(DatasetError, match="has no videos.*make-data"):
         VideoDataset(tmp_path / "data", "test")
+
+
+def test_blue_screen_frames_carry_a_matte_that_follows_the_flips(tmp_path):
+    """A red square on blue screen drifting right: each item's matte is the square where the returned
+    (possibly mirrored or time-flipped) driving frame has it, and non-screen clips are marked unkeyed."""
+    from training.face_metrics import chroma_key
+    clip = tmp_path / "train" / "screen"
+    clip.mkdir(parents=True)
+    for index in range(6):
+        frame = np.zeros((32, 32, 3), np.uint8)
+        frame[..., 2] = 230
+        frame[8:20, 2 + index * 2:14 + index * 2] = [200, 60, 40]
+        imageio.imwrite(clip / f"frame_{index:05d}.png", frame)
+    plain = tmp_path / "train" / "plain"
+    plain.mkdir()
+    for index in range(6):
+        imageio.imwrite(plain / f"frame_{index:05d}.png", np.full((32, 32, 3), 120, np.uint8))
+    flips = {"flip_param": {"horizontal_flip": True, "time_flip": True}}
+    dataset = VideoDataset(tmp_path, "train", (32, 32), flips, num_repeats=20, seed=0, mattes=True)
+    seen = set()
+    for index in range(len(dataset)):
+        item = dataset[index]
+        driving = item["driving"].permute(1, 2, 0).numpy()
+        if item["name"] == "plain":
+            assert not item["has_matte"]
+            continue
+        assert item["has_matte"]
+        np.testing.assert_array_equal(item["matte"][0].numpy() > 0.5, chroma_key(driving))
+        seen.add(int(np.nonzero(item["matte"][0].numpy().any(0))[0][0]))  # the square's left column
+    assert len(seen) > 3  # squares at several places, mirrored ones among them (columns > 12)
+    assert any(column > 12 for column in seen)
+
+
+def test_matte_loss_is_the_cross_entropy_of_the_foreground():
+    from motion.segmentation import Segments
+    from training.trainer import matte_loss
+    segmentation = torch.zeros(1, 3, 4, 4)
+    segmentation[:, 0] = 0.25  # background
+    segmentation[:, 1:] = 0.375
+    matte = torch.ones(1, 1, 8, 8)
+    loss = matte_loss(Segments(segmentation, torch.zeros(1, 2, 2), None), matte)
+    assert float(loss) == pytest.approx(-np.log(0.75), rel=1e-5)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from animation.media import VIDEO_SUFFIXES, frame_files, read_frames, read_image
 from motion.config import Config
 from motion.errors import UserError
+from training.face_metrics import SCREEN_SHARE, chroma_key
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, the grey PIL's jitter blends with
 
@@ -131,10 +132,19 @@ class PairAugmentation:
 
     def __call__(self, source: np.ndarray, driving: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return self.colour(*self.geometry(source, driving, rng), rng)
+
+    def geometry(self, source: np.ndarray, driving: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The flips (what a mask of the frames must follow too)."""
         if self.time_flip and rng.random() < 0.5:
             source, driving = driving, source
         if self.horizontal_flip and rng.random() < 0.5:
             source, driving = source[:, ::-1], driving[:, ::-1]
+        return source, driving
+
+    def colour(self, source: np.ndarray, driving: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if self.jitter:
             jitter = ColorJitter.sample(self.jitter, rng)
             source, driving = jitter(source), jitter(driving)
@@ -175,11 +185,12 @@ class VideoDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] = (256, 256),
                  augmentation: dict[str, Any] | None = None, num_repeats: int = 1, seed: int | None = None,
-                 cache_bytes: int = 256 << 20):
+                 cache_bytes: int = 256 << 20, mattes: bool = False):
         self.videos = split_videos(root, split)
         self.size = tuple(size)
         self.augment = PairAugmentation(augmentation)
         self.num_repeats = num_repeats
+        self.mattes = mattes
         self.rng = np.random.default_rng(seed)
         self._worker: int | None = None
         self._frames: dict[Path, list[Path]] = {}
@@ -188,11 +199,13 @@ class VideoDataset(Dataset):
     @classmethod
     def from_config(cls, config: Config, root: str | Path, split: str = "train",
                     seed: int | None = None) -> "VideoDataset":
-        """Frame size, augmentations and num_repeats as the config says; the test split is not augmented."""
+        """Frame size, augmentations and num_repeats as the config says; the test split is not augmented.
+        Items carry chroma-key mattes when the config weighs a matte loss."""
         train = split == "train"
         repeats = config.train.num_repeats if train and config.train else 1
         augmentation = config.dataset.get("augmentation_params") if train else None
-        return cls(root, split, config.size, augmentation, repeats, seed)
+        mattes = bool(config.train and config.train.loss_weights.matte)
+        return cls(root, split, config.size, augmentation, repeats, seed, mattes=mattes)
 
     def __len__(self) -> int:
         return len(self.videos) * self.num_repeats
@@ -222,8 +235,14 @@ class VideoDataset(Dataset):
         rng = self._generator()
         frames = self._video_frames(video)
         first, second = np.sort(rng.choice(len(frames), size=2, replace=True))
-        source, driving = self.augment(self._frame(frames, first), self._frame(frames, second), rng)
-        return {"source": _chw(source), "driving": _chw(driving), "name": video.name}
+        source, driving = self.augment.geometry(self._frame(frames, first), self._frame(frames, second), rng)
+        item = {"name": video.name}
+        if self.mattes:  # keyed before the colour jitter, which would move the screen's colour
+            person = chroma_key(driving)
+            item["matte"] = torch.from_numpy(person[None].astype(np.float32))
+            item["has_matte"] = bool((~person).mean() >= SCREEN_SHARE)
+        source, driving = self.augment.colour(source, driving, rng)
+        return {"source": _chw(source), "driving": _chw(driving), **item}
 
 
 def measuring_batch_size(config: Config) -> int:

@@ -26,10 +26,9 @@ from animation.pipeline import animate_frames
 from animation.puppeteer import to_tensor
 from motion.config import Config, TransformParams
 from training.dataset import load_video, split_videos
-from training.face_metrics import akd, chroma_key, iou, missing_rate, motion_correlation
+from training.face_metrics import SCREEN_SHARE, akd, chroma_key, iou, missing_rate, motion_correlation
 from training.losses import RandomTps
 
-SCREEN_SHARE = 0.2  # a clip whose first frame is at least this much blue screen scores the matte
 CROSS_FRAMES = 128  # at most this many driving frames of a held-out clip in cross-identity animation
 
 

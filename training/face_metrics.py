@@ -53,6 +53,9 @@ def motion_correlation(driving: Sequence[Landmarks], result: Sequence[Landmarks]
     return float(np.corrcoef(a, b)[0, 1])
 
 
+SCREEN_SHARE = 0.2  # a frame at least this much blue screen is keyed (a matte label or a matte score)
+
+
 def chroma_key(frame: np.ndarray, dominance: float = 0.12, min_blue: float = 0.35) -> np.ndarray:
     """(h, w) bool: True where the pixel is not blue screen (blue above `min_blue` and above red and green
     by `dominance`); frame float RGB in [0, 1]."""

@@ -25,6 +25,7 @@ from motion.checkpoint import load_matching, load_state, read_checkpoint, save_c
 from motion.config import Config, TrainParams
 from motion.errors import UserError
 from motion.networks import build_networks
+from motion.segmentation import Segments
 from training.losses import RandomTps, ReconstructionLoss, equivariance_losses
 from training.visualize import sample_sheet
 
@@ -43,6 +44,13 @@ def predict(kind: str, nets: dict[str, nn.Module], source: torch.Tensor,
     seg_source, seg_target = nets["segmentation_module"](source), nets["segmentation_module"](driving)
     prediction = nets["reconstruction_module"](source, seg_target, seg_source)
     return prediction, seg_source.shift, seg_target.shift
+
+
+def matte_loss(segments: Segments, matte: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the foreground (everything but the background part 0), at the matte's size,
+    against a person mask (1 = person)."""
+    background = torch.nn.functional.interpolate(segments.segmentation[:, :1], size=matte.shape[2:], mode="bilinear")
+    return torch.nn.functional.binary_cross_entropy((1 - background).clamp(1e-6, 1 - 1e-6), matte)
 
 
 class Objective:
@@ -65,7 +73,9 @@ class Objective:
         """(prediction, source anchors, driving anchors)."""
         return predict(self.kind, self.nets, source, driving)
 
-    def losses(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(self, source: torch.Tensor, driving: torch.Tensor, matte: torch.Tensor | None = None,
+               has_matte: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The weighted loss terms; `matte`/`has_matte` (from a dataset with mattes) feed the matte term."""
         prediction, _, _ = self.predict(source, driving)
         out = {"perceptual": self.reconstruction(prediction, driving)}
         value_weight, jacobian_weight = self.equivariance_weights()
@@ -78,6 +88,11 @@ class Objective:
                 out["equivariance_value"] = value_weight * value_loss
             if jacobian_weight and jacobian_loss is not None:
                 out["equivariance_jacobian"] = jacobian_weight * jacobian_loss
+        if self.kind == "coseg" and self.weights.matte and matte is not None and bool(has_matte.any()):
+            # the whole batch through BatchNorm, as in the other terms; only keyed frames are scored
+            segments = self.nets["segmentation_module"](driving)
+            keyed = Segments(segments.segmentation[has_matte], segments.shift[has_matte], None)
+            out["matte"] = self.weights.matte * matte_loss(keyed, matte[has_matte])
         return out
 
     def equivariance_weights(self) -> tuple[float, float]:
@@ -239,7 +254,8 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", file=sys.stderr, disable=None)
             for batch in bar:
                 source, driving = batch["source"].to(device), batch["driving"].to(device)
-                losses = objective.losses(source, driving)
+                matte = batch["matte"].to(device) if "matte" in batch else None
+                losses = objective.losses(source, driving, matte, batch.get("has_matte"))
                 loss = sum(losses.values())
                 for opt in optimizers.values():
                     opt.zero_grad(set_to_none=True)
