@@ -113,4 +113,6 @@ def test_prepare_data_command_bad_input_is_one_line(tmp_path, capsys):
     assert main(["prepare-data", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
-    assert main(["prepare-data", str(tmp_path), "--out", str(tmp_path / "d"), "--min-frames", "1"]) == 2
+    with pytest.raises(SystemExit) as refused:  # out of range: refused while parsing
+        main(["prepare-data", str(tmp_path), "--out", str(tmp_path / "d"), "--min-frames", "1"])
+    assert refused.value.code == 2 and "--min-frames: 1 is too small" in capsys.readouterr().err

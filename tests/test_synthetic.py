@@ -110,4 +110,6 @@ def test_make_data_cli(tmp_path, capsys):
     assert len(list((out / "test" / "astronaut_000").glob("*.png"))) == 3
     assert main(["make-data", "--out", str(out)]) == 2
     assert "already holds videos" in capsys.readouterr().err
-    assert main(["make-data", "--out", str(tmp_path / "x"), "--frames", "1"]) == 2
+    with pytest.raises(SystemExit) as refused:  # out of range: refused while parsing
+        main(["make-data", "--out", str(tmp_path / "x"), "--frames", "1"])
+    assert refused.value.code == 2 and "--frames: 1 is too small" in capsys.readouterr().err
