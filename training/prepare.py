@@ -86,17 +86,18 @@ def assign_splits(ranges: list[tuple[int, int]], frames: int, test_fraction: flo
 
 
 def detect_boxes(frames: Iterable[np.ndarray], detect: Callable[[np.ndarray, Box | None], Box | None],
-                 desc: str) -> list[Box | None]:
-    """The face box of every frame; the search starts near the last box found."""
+                 desc: str) -> tuple[list[Box | None], tuple[int, ...]]:
+    """The face box of every frame (the search starts near the last box found), and the frame shape."""
     boxes: list[Box | None] = []
-    last = None
+    last, shape = None, (0, 0, 3)
     for frame in tqdm(frames, desc=f"faces {desc}", unit="frame", file=sys.stderr, disable=None, leave=False):
+        shape = frame.shape
         found = detect(frame, last)
         if found is None and last is not None:
             found = detect(frame, None)
         boxes.append(found)
         last = found or last
-    return boxes
+    return boxes, shape
 
 
 def _rgb(frame: np.ndarray) -> np.ndarray:
@@ -139,12 +140,10 @@ def prepare_data(inputs: list[str], out: str | Path, size: int = 128, rules: Chu
     detector = detector or HaarFaceDetector()
     chunks: list[Chunk] = []
     for video in videos:
-        boxes = detect_boxes((_rgb(f) for f in open_frames(video)[1]), detector.detect, video.name)
+        fps, frames = open_frames(video)
+        boxes, shape = detect_boxes((_rgb(f) for f in frames), detector.detect, video.name)
         ranges = cut_chunks(boxes, rules)
         splits = assign_splits(ranges, len(boxes), rules.test_fraction, video.stem in held_out or video.name in held_out)
-        fps, frames = open_frames(video)
-        first = next(iter(frames), None)
-        shape = _rgb(first).shape if first is not None else (0, 0, 3)
         chunks_here = [Chunk(video.stem, a, b, face_crop(union_box(boxes[a:b]), rules.margin, shape), s)
                        for (a, b), s in zip(ranges, splits)]
         _write_chunks(video, chunks_here, out, size, fps)
