@@ -1,8 +1,10 @@
 """Pure tensor math shared by the networks, the training losses and the real-time loop.
 
 Coordinates are normalised to [-1, 1] with the last dimension ordered (x, y), the convention of
-``torch.nn.functional.grid_sample``; pixel centres of an ``h x w`` map sit at ``2 * j / (w - 1) - 1``
-(the official code's grid, used with ``align_corners=False`` sampling, as the official numbers are).
+``torch.nn.functional.grid_sample``. The official code's grid puts pixel j of a width-w map at
+``2 * j / (w - 1) - 1`` (corner to corner), but samples with ``align_corners=False``, whose pixel centres
+sit at ``(2 * j + 1) / w - 1``: the two differ by up to half a pixel. We keep that pairing, as the
+official numbers depend on it (tests/test_motion_modes.py pins it with a naive sampler).
 """
 from __future__ import annotations
 
