@@ -24,7 +24,9 @@ def _at_least(low: float, kind: type = int) -> Callable[[str], float]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
-        if value < low or value != value:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+        if value < low:
             raise argparse.ArgumentTypeError(f"{text} is too small: use {low:g} or more")
         return value
     return parse

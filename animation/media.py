@@ -2,6 +2,7 @@
 skimage resize to the model's frame size, alpha dropped, grey replicated to RGB, floats in [0, 1]."""
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -42,9 +43,9 @@ def picture_to_rgb(image: np.ndarray) -> np.ndarray:
         image = (np.clip(image / top, 0, 1) * 255).round().astype(np.uint8)
     elif image.dtype == bool:
         image = image.astype(np.uint8) * 255
-    elif image.dtype != np.uint8:
-        info = np.iinfo(image.dtype)
-        image = (np.clip(image.astype(np.float64), 0, info.max) * 255 / info.max).round().astype(np.uint8)
+    elif image.dtype != np.uint8:  # 16-bit (Pillow may give them as int32 'I' pictures) and wider ints
+        top = 65535 if image.dtype.itemsize >= 2 and image.max() <= 65535 else np.iinfo(image.dtype).max
+        image = (np.clip(image.astype(np.float64), 0, top) * 255 / top).round().astype(np.uint8)
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
@@ -69,7 +70,7 @@ def load_picture(path: str | Path, what: str = "image") -> np.ndarray:
                 picture = picture.convert("RGBA" if "transparency" in picture.info or picture.mode == "PA" else "RGB")
             array = np.asarray(picture)
         return picture_to_rgb(array)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
         try:  # formats Pillow lacks (float TIFF stacks and the like)
             array = np.asarray(imageio.imread(path))
             return picture_to_rgb(array[0] if array.ndim == 4 else array)
@@ -170,7 +171,7 @@ def check_writable_file(path: str | Path, flag: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise MediaError(f"{flag} {path} is a folder; pass a file name")
-    existed = path.exists()
+    existed = os.path.lexists(path)  # a dangling link is the user's too
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab"):
@@ -192,6 +193,7 @@ class FrameWriter:
         self.path = Path(path)
         self.count = 0
         self.writer = None
+        self.existed = self.path.exists()  # a user's old output stays if we fail before writing to it
         suffix = self.path.suffix.lower()
         try:
             if suffix in WRITE_VIDEO_SUFFIXES:
@@ -234,7 +236,7 @@ class FrameWriter:
         so no half-made output looks like a result. Ctrl-C keeps it, playable."""
         self.close()
         if kind is not None and issubclass(kind, UserError):
-            if self.path.is_file():
+            if self.path.is_file() and (self.count or not self.existed):
                 self.path.unlink()
             elif self.path.is_dir():
                 for index in range(self.count):

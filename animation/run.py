@@ -40,13 +40,15 @@ ModelOpener = Callable[[Config, str, torch.device], Any]
 def _run(config: Config, checkpoint: str, source: str | None, driving: str | None, output: str, cpu: bool,
          loop: Callable[..., Iterator[np.ndarray]], sheet: str | None = None, open_model: ModelOpener = load_model,
          **options) -> int:
-    check_not_input(output, [driving or DEFAULT_DRIVING, source or DEFAULT_AVATAR])
+    inputs = [driving or DEFAULT_DRIVING, source or DEFAULT_AVATAR]
+    check_not_input(output, inputs)
     if sheet:
+        check_not_input(sheet, [*inputs, output], "--sheet")
         check_writable_file(sheet, "--sheet")
+    device = pick_device(cpu)
+    nets = open_model(config, checkpoint, device)  # before the video is opened: a bad checkpoint leaks nothing
     source_image = read_image(source or DEFAULT_AVATAR, config.size)
     fps, frames = read_frames(driving or DEFAULT_DRIVING, config.size)
-    device = pick_device(cpu)
-    nets = open_model(config, checkpoint, device)
     seen: list[np.ndarray] = []
     results: list[np.ndarray] = []
     if sheet:

@@ -2,8 +2,8 @@
 
 For every frame of the held-out real clips, the face region is the convex hull of dlib's 68 landmarks
 grown upwards by half the face's height (hair and forehead); a part belongs to the face when more than
-`--inside` of its mass, summed over all frames, falls in that region, and it holds at least 0.5 % of the
-image. Usage: python scripts/face_parts.py CONFIG CHECKPOINT --data data/real
+`--inside` of its mass, summed over all frames, falls in that region, and it holds at least 0.5 % of all
+the parts' mass (the background, part 0, aside). Usage: python scripts/face_parts.py CONFIG CHECKPOINT --data data/real
 """
 from __future__ import annotations
 
@@ -56,10 +56,13 @@ def main() -> None:
                 region = face_region(points, frame.shape[:2])
                 inside = inside + (parts * region).sum((1, 2))
                 total = total + parts.sum((1, 2))
+    if isinstance(total, int):
+        raise SystemExit("no test frame had facial landmarks")
     share = total / total.sum()
     chosen = [k + 1 for k in range(len(share)) if share[k] >= 0.005 and inside[k] / total[k] > args.inside]
     for k in range(len(share)):
-        print(f"part {k + 1:2d}: {100 * share[k]:5.1f} % of the image, {100 * inside[k] / total[k]:5.1f} % in the face")
+        print(f"part {k + 1:2d}: {100 * share[k]:5.1f} % of the parts' mass, {100 * inside[k] / total[k]:5.1f} % of it "
+              "in the face region")
     print("swap_index:", chosen)
 
 

@@ -137,6 +137,23 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, world):
     assert not (world["root"] / "out.mp4").exists() and not (world["root"] / "swap.mp4").exists()
 
 
+def test_a_users_existing_output_survives_a_bad_input(world, tmp_path):
+    """A bad first frame stops the run before anything is written: yesterday's result.mp4 stays as it was."""
+    old = tmp_path / "result.mp4"
+    old.write_bytes(world["mp4"].read_bytes())
+    corrupt_first = tmp_path / "bad"
+    corrupt_first.mkdir()
+    (corrupt_first / "frame_00000.png").write_bytes(b"not a png")
+    assert_refused(puppet("animate", *fomm_args(world, driving=corrupt_first, output=old)), "cannot read frame")
+    assert old.read_bytes() == world["mp4"].read_bytes()
+
+
+def test_sheet_that_is_an_input_is_refused(world):
+    before = digest(world["png"])
+    assert_refused(puppet("animate", *fomm_args(world), "--sheet", world["png"]), "--sheet .* is also an input")
+    assert digest(world["png"]) == before
+
+
 def test_train_refuses_to_replace_a_run_unless_asked(world, tmp_path):
     from training.synthetic import generate_dataset
     data = generate_dataset(tmp_path / "d", videos=2, test_videos=1, frames=8, size=64, seed=3, progress=False)

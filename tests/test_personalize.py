@@ -26,8 +26,8 @@ def recording(tmp_path_factory):
 def test_personalize_fine_tunes_and_reports_before_and_after(recording, tmp_path, tiny_fomm, capsys):
     config, checkpoint = tiny_fomm
     rules = ChunkRules(min_frames=8, max_frames=15, test_fraction=0.25)
-    result = personalize(str(recording), tmp_path / "me", str(config), str(checkpoint), minutes=0.4,
-                         device=torch.device("cpu"), rules=rules)
+    result = personalize(str(recording), tmp_path / "me", str(config), str(checkpoint), minutes=1,
+                         device=torch.device("cpu"), rules=rules, max_steps=40)
     # 60 frames in chunks of 15: the last one (from frame 45 = 75 %) is held out
     assert sorted(p.name for p in (tmp_path / "me" / "data" / "test").iterdir()) == ["me_003"]
     assert len(list((tmp_path / "me" / "data" / "train").iterdir())) == 3
@@ -42,6 +42,18 @@ def test_personalize_fine_tunes_and_reports_before_and_after(recording, tmp_path
     with pytest.raises(UserError, match="--overwrite"):
         personalize(str(recording), tmp_path / "me", str(config), str(checkpoint), minutes=0.1,
                     device=torch.device("cpu"), rules=rules)
+    # --overwrite replaces what personalize wrote, and nothing else of the folder
+    (tmp_path / "me" / "notes.txt").write_text("mine")
+    personalize(str(recording), tmp_path / "me", str(config), str(checkpoint), minutes=1, device=torch.device("cpu"),
+                rules=rules, overwrite=True, max_steps=2)
+    assert (tmp_path / "me" / "notes.txt").read_text() == "mine"
+    # an input inside the folder it would rewrite is refused before anything is touched
+    inside = tmp_path / "me" / "clip.mp4"
+    inside.write_bytes(recording.read_bytes())
+    with pytest.raises(UserError, match="lies inside --out"):
+        personalize(str(inside), tmp_path / "me", str(config), str(checkpoint), minutes=1,
+                    device=torch.device("cpu"), rules=rules, overwrite=True)
+    assert inside.read_bytes() == recording.read_bytes()
 
 
 def test_personalize_too_short_a_clip_says_so(recording, tmp_path, tiny_fomm):

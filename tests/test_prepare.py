@@ -108,6 +108,19 @@ def test_prepare_data_whole_video_test_and_no_silent_overwrite(fixture_clip, tmp
         prepare_data([str(path)], tmp_path / "other", rules=rules, test_videos=["nope"], detector=SquareDetector())
 
 
+def test_dotted_names_make_clip_folders_and_twins_are_refused(fixture_clip, tmp_path):
+    path, _ = fixture_clip
+    dotted = tmp_path / "talk.part1.mp4"
+    dotted.write_bytes(path.read_bytes())
+    chunks = prepare_data([str(dotted)], tmp_path / "d", size=32, rules=RUN_RULES, detector=SquareDetector())
+    assert {c.video for c in chunks} == {"talk_part1"} and (tmp_path / "d" / "train" / "talk_part1_000").is_dir()
+    other = tmp_path / "b"
+    other.mkdir()
+    (other / "talk.mp4").write_bytes(path.read_bytes())
+    with pytest.raises(UserError, match="several inputs are named talk"):
+        prepare_data([str(path), str(other / "talk.mp4")], tmp_path / "e", rules=RUN_RULES, detector=SquareDetector())
+
+
 def test_prepare_data_command_bad_input_is_one_line(tmp_path, capsys):
     from puppet import main
     assert main(["prepare-data", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "d")]) == 2

@@ -105,7 +105,7 @@ def photo_faces(paths: list[Path], size: int, landmarks: LandmarkDetector, min_s
             image = cv2.resize(crop(photo, box), (size, size), interpolation=cv2.INTER_AREA)
             found = landmarks(image)
             if found is not None:
-                faces.append(Face(f"{path.stem}-{number}", image, found))
+                faces.append(Face(f"{path.stem.replace('.', '_')}-{number}", image, found))
     return faces
 
 

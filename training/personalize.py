@@ -17,7 +17,7 @@ from motion.config import load_config
 from motion.errors import UserError
 from training.dataset import VideoDataset
 from training.evaluate import evaluate
-from training.prepare import ChunkRules, prepare_data
+from training.prepare import ChunkRules, input_videos, prepare_data
 from training.trainer import train
 
 
@@ -29,34 +29,46 @@ class PersonalizeResult:
     after: dict
 
 
+WRITTEN = ("data", "run", "fomm.yaml", "fomm.pth.tar")  # all that personalize puts in --out
+
+
 def personalize(video: str, out: str | Path, config_path: str, checkpoint: str, minutes: float,
                 device, rules: ChunkRules = ChunkRules(), overwrite: bool = False,
-                seed: int = 0) -> PersonalizeResult:
-    """Fine-tune the model on `video` for `minutes` and report held-out L1 before and after."""
+                seed: int = 0, max_steps: int | None = None) -> PersonalizeResult:
+    """Fine-tune the model on `video` for `minutes` (or `max_steps`) and report held-out L1 before and after.
+    With `overwrite`, only what an earlier personalize wrote in `out` is replaced."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the personal model")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    for given, flag in ((video, "the video"), (config_path, "--config"), (checkpoint, "--checkpoint")):
+        if Path(given).resolve().is_relative_to(out.resolve()):
+            raise UserError(f"{flag} {given} lies inside --out {out}, which personalize rewrites; choose another --out")
     if minutes <= 0:
         raise UserError(f"--minutes must be positive (got {minutes})")
     config = load_config(config_path)
     if config.kind != "fomm":
         raise UserError(f"{config_path} configures co-part segmentation; personalize fine-tunes a FOMM model")
-    if out.exists():
-        shutil.rmtree(out)
+    input_videos([video])  # a missing or unreadable input fails before anything is replaced
+    for name in WRITTEN:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
     data = out / "data"
     chunks = prepare_data([video], data, size=config.size[0], rules=rules)
     if not any(c.split == "train" for c in chunks) or not any(c.split == "test" for c in chunks):
         raise UserError(f"{video} gave {len(chunks)} usable chunk(s), too few for a training and a held-out "
-                        "part; record longer (a minute, face in view) or lower --min-frames")
+                        "part; record longer (a minute or so, your face in view all the time)")
     before = evaluate(config, load_model(config, checkpoint, device), data, device)
     print(f"before: held-out L1 {before['l1']:.4f} (identity baseline {before['identity_l1']:.4f}, "
           f"ratio {before['ratio_to_identity']:.3f})", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the perceptual-loss fallback warning says nothing new here
         result = train(config, VideoDataset.from_config(config, data, "train", seed=seed), out / "run",
-                       device=device, init=checkpoint, minutes=minutes, seed=seed, sheet_every=0)
+                       device=device, init=checkpoint, minutes=None if max_steps else minutes, seed=seed,
+                       sheet_every=0, max_steps=max_steps, epochs=10 ** 6 if max_steps else None)
     trained = load_model(config, result.checkpoint, device)
     after = evaluate(config, trained, data, device)
     print(f"after:  held-out L1 {after['l1']:.4f} (identity baseline {after['identity_l1']:.4f}, "

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from animation.faces import DEFAULT_MARGIN, Box, HaarFaceDetector, crop, face_crop, union_box
-from animation.media import VIDEO_SUFFIXES, FrameWriter, MediaError, open_frames
+from animation.media import VIDEO_SUFFIXES, FrameWriter, MediaError, open_frames, picture_to_rgb
 from motion.errors import UserError
 
 
@@ -100,12 +100,6 @@ def detect_boxes(frames: Iterable[np.ndarray], detect: Callable[[np.ndarray, Box
     return boxes, shape
 
 
-def _rgb(frame: np.ndarray) -> np.ndarray:
-    if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=-1)
-    return np.ascontiguousarray(frame[..., :3])
-
-
 def input_videos(inputs: list[str]) -> list[Path]:
     """Video files, and the videos inside folders, in the order given."""
     videos: list[Path] = []
@@ -119,7 +113,17 @@ def input_videos(inputs: list[str]) -> list[Path]:
             videos.append(item)
         else:
             raise MediaError(f"input {item} does not exist; pass video files or folders of videos")
+    names = [clip_name(v) for v in videos]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"several inputs are named {', '.join(twice)}; their clips would overwrite each other: "
+                        "rename one")
     return videos
+
+
+def clip_name(video: Path) -> str:
+    """The video's name for its clip folders (dots would read as a file type)."""
+    return video.stem.replace(".", "_")
 
 
 def prepare_data(inputs: list[str], out: str | Path, size: int = 128, rules: ChunkRules = ChunkRules(),
@@ -127,24 +131,24 @@ def prepare_data(inputs: list[str], out: str | Path, size: int = 128, rules: Chu
                  overwrite: bool = False) -> list[Chunk]:
     """Cut, crop and write every input video; returns the chunks written (also listed in OUT/chunks.json)."""
     out = Path(out)
-    if (out / "train").exists() or (out / "test").exists():
-        if not overwrite:
-            raise UserError(f"{out} already holds a dataset; choose another --out or pass --overwrite")
-        for split in ("train", "test"):
-            shutil.rmtree(out / split, ignore_errors=True)
     videos = input_videos(inputs)
     held_out = set(test_videos)
     unknown = held_out - {v.stem for v in videos} - {v.name for v in videos}
     if unknown:
         raise UserError(f"--test-video {', '.join(sorted(unknown))} is not among the inputs")
+    if (out / "train").exists() or (out / "test").exists():
+        if not overwrite:
+            raise UserError(f"{out} already holds a dataset; choose another --out or pass --overwrite")
+        for split in ("train", "test"):  # only now that the inputs are known to be usable
+            shutil.rmtree(out / split, ignore_errors=True)
     detector = detector or HaarFaceDetector()
     chunks: list[Chunk] = []
     for video in videos:
         fps, frames = open_frames(video)
-        boxes, shape = detect_boxes((_rgb(f) for f in frames), detector.detect, video.name)
+        boxes, shape = detect_boxes((picture_to_rgb(f) for f in frames), detector.detect, video.name)
         ranges = cut_chunks(boxes, rules)
         splits = assign_splits(ranges, len(boxes), rules.test_fraction, video.stem in held_out or video.name in held_out)
-        chunks_here = [Chunk(video.stem, a, b, face_crop(union_box(boxes[a:b]), rules.margin, shape), s)
+        chunks_here = [Chunk(clip_name(video), a, b, face_crop(union_box(boxes[a:b]), rules.margin, shape), s)
                        for (a, b), s in zip(ranges, splits)]
         _write_chunks(video, chunks_here, out, size, fps)
         chunks += chunks_here
@@ -153,7 +157,8 @@ def prepare_data(inputs: list[str], out: str | Path, size: int = 128, rules: Chu
               f"({sum(c.split == 'train' for c in chunks_here)} train, {sum(c.split == 'test' for c in chunks_here)} test)",
               file=sys.stderr)
     if not chunks:
-        raise UserError("no chunk had a face in enough frames; use videos with one visible face, or lower --min-frames")
+        raise UserError("no chunk had a face in enough frames; use videos with one visible face in view, or (prepare-data) "
+                        "lower --min-frames")
     manifest = [{**asdict(c), "box": asdict(c.box), "frames": c.end - c.start} for c in chunks]
     (out / "chunks.json").write_text(json.dumps({"size": size, "rules": asdict(rules), "chunks": manifest}, indent=1))
     return chunks
@@ -170,7 +175,7 @@ def _write_chunks(video: Path, chunks: list[Chunk], out: Path, size: int, fps: f
                 if chunk.start <= index < chunk.end:
                     if number not in writers:
                         writers[number] = FrameWriter(out / chunk.split / f"{chunk.video}_{number:03d}", fps)
-                    face = cv2.resize(crop(_rgb(frame), chunk.box), (size, size), interpolation=cv2.INTER_AREA)
+                    face = cv2.resize(crop(picture_to_rgb(frame), chunk.box), (size, size), interpolation=cv2.INTER_AREA)
                     writers[number].write(face)
     finally:
         for writer in writers.values():

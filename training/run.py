@@ -26,9 +26,12 @@ def run_train(config_path: str, data: str, out: str, resume: str | None = None, 
               seed: int = 0, init: str | None = None, minutes: float | None = None, workers: int = 0,
               snapshots: bool = False, overwrite: bool = False) -> Path:
     existing = Path(out) / "checkpoint.pth.tar"
-    if existing.exists() and resume is None and not overwrite:
-        raise UserError(f"{out} already holds a training run ({existing}); continue it with --resume {existing}, "
-                        "start over with --overwrite, or choose another --out")
+    if existing.exists() and resume is None:
+        if not overwrite:
+            raise UserError(f"{out} already holds a training run ({existing}); continue it with --resume {existing}, "
+                            "start over with --overwrite, or choose another --out")
+        for old in [existing, *Path(out).glob("checkpoint_*.pth.tar"), *Path(out).glob("sheet_*.png")]:
+            old.unlink()  # the old run's snapshots would mix into a later `average`
     config = load_config(config_path)
     dataset = VideoDataset.from_config(config, data, "train", seed=seed)
     device = pick_device(cpu)
