@@ -2,7 +2,7 @@
 
 For every frame of the held-out real clips, the face region is the convex hull of dlib's 68 landmarks
 grown upwards by half the face's height (hair and forehead); a part belongs to the face when more than
-`--inside` of its mass, summed over all frames, falls in that region, and it holds at least 0.5 % of all
+`--inside` (65 %) of its mass, summed over all frames, falls in that region, and it holds at least 0.5 % of all
 the parts' mass (the background, part 0, aside). Usage: python scripts/face_parts.py CONFIG CHECKPOINT --data data/real
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("checkpoint")
     parser.add_argument("--data", required=True)
-    parser.add_argument("--inside", type=float, default=0.7)
+    parser.add_argument("--inside", type=float, default=0.65)
     parser.add_argument("--step", type=int, default=8, help="every N-th frame")
     args = parser.parse_args()
     config = load_config(args.config)
