@@ -4,6 +4,7 @@ and dlib's 68-point landmarks (optional: PyPI dlib-bin with Debian's libdlib-dat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -147,7 +148,6 @@ class LandmarkDetector:
             import dlib
         except ImportError:
             raise UserError("facial landmarks need dlib: pip install dlib-bin") from None
-        from pathlib import Path
         if not Path(model).is_file():
             raise UserError(f"dlib's 68-point landmark model {model} is missing; install it: "
                             "apt-get install libdlib-data")

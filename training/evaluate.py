@@ -157,5 +157,6 @@ def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path
         correlations.append(motion_correlation([landmarks(f) for f in clip], out))
         results += out
     return {"photos": len(faces), "photos_given": len(photos), "pairs": len(correlations),
-            "motion_correlation": float(np.nanmean(correlations)) if correlations else float("nan"),
+            # a pair whose motion cannot be measured (no landmarks, no motion) counts as not following: 0
+            "motion_correlation": float(np.mean(np.nan_to_num(correlations))) if correlations else float("nan"),
             "mkr": missing_rate(results), "photo_names": sorted(faces)}
