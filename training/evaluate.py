@@ -123,7 +123,7 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
     if ious:
         report.update(matte_iou=float(np.mean(ious)), matte_frames=len(ious))
     if photos and landmarks is not None and config.kind == "fomm":
-        report["cross_identity"] = cross_identity(config, nets, videos, photos, landmarks, device)
+        report["cross_identity"] = cross_identity(config, nets, videos, photos, landmarks, device, drivers)
     return report
 
 
@@ -145,16 +145,17 @@ def face_photos(paths: list[Path], size: tuple[int, int], landmarks: LandmarkDet
 
 
 def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path], photos: list[Path],
-                   landmarks: LandmarkDetector, device: torch.device) -> dict:
+                   landmarks: LandmarkDetector, device: torch.device,
+                   driver_marks: list[list[np.ndarray | None]]) -> dict:
     """Photo i driven (relative motion) by held-out clip i (cycling through the clips), at most
-    CROSS_FRAMES frames of it."""
+    CROSS_FRAMES frames of it; `driver_marks[i]` are the landmarks of clip i's frames, found already."""
     faces = face_photos(photos, config.size, landmarks)
     correlations, results = [], []
     for number, image in enumerate(tqdm(faces.values(), desc="cross-identity", unit="photo", file=sys.stderr,
                                         disable=None)):
         clip = list(load_video(videos[number % len(videos)], config.size))[:CROSS_FRAMES]
         out = [landmarks(f) for f in animate_frames(nets, image, clip, device, relative=True)]
-        correlations.append(motion_correlation([landmarks(f) for f in clip], out))
+        correlations.append(motion_correlation(driver_marks[number % len(videos)][:CROSS_FRAMES], out))
         results += out
     return {"photos": len(faces), "photos_given": len(photos), "pairs": len(correlations),
             # a pair whose motion cannot be measured (no landmarks, no motion) counts as not following: 0
