@@ -118,10 +118,11 @@ def face_crop(face: Box, margin: float, shape: tuple[int, ...]) -> Box:
     return Box(cx, cy, side)
 
 
-def frame_face(photo: np.ndarray, detector: HaarFaceDetector, margin: float) -> np.ndarray | None:
-    """The largest face cropped with the driving frames' margin, or None when there is no face."""
+def avatar_box(photo: np.ndarray, detector: HaarFaceDetector, margin: float) -> Box | None:
+    """Where the avatar's model crop is cut: the largest face with the driving frames' margin, or None
+    when there is no face (then the whole picture is animated)."""
     box = detector.detect(photo)
-    return None if box is None else crop(photo, face_crop(box, margin, photo.shape))
+    return None if box is None else face_crop(box, margin, photo.shape)
 
 
 def union_box(boxes: list[Box]) -> Box:

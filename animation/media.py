@@ -10,6 +10,7 @@ from typing import Iterator
 
 import imageio.v2 as imageio
 import numpy as np
+from skimage import data as skdata
 from skimage import img_as_ubyte
 from skimage.transform import resize
 
@@ -266,3 +267,15 @@ def contact_sheet(source: np.ndarray, driving: list[np.ndarray], outputs: list[n
     top = np.concatenate([to_uint8(source)] + [to_uint8(driving[i]) for i in picks], axis=1)
     bottom = np.concatenate([blank] + [to_uint8(outputs[i]) for i in picks], axis=1)
     return np.concatenate([top, bottom], axis=0)
+
+
+def sample_clip(size: tuple[int, int], frames: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(avatar, driving frames): the astronaut photo, and it sliding and zooming a little. The input of the
+    backend benchmark and of INT8 calibration: a real photo, so PSNR and activation ranges mean something."""
+    photo = skdata.astronaut()
+    avatar = to_model_frame(photo, size)
+    driving = []
+    for i in range(frames):
+        crop = 8 * (i % 4)
+        driving.append(to_model_frame(np.roll(photo, 6 * (i % 5), axis=1)[crop:512 - crop, crop:512 - crop], size))
+    return avatar, driving

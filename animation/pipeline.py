@@ -1,15 +1,32 @@
-"""The offline loops over a driving clip: animate a photo with FOMM, or swap parts with co-part
-segmentation. The avatar is prepared once; each frame pays only for its own stages."""
+"""The one per-frame pipeline. Every user of the networks — `animate`, `swap`, `live`, both benchmarks,
+INT8 calibration, evaluation and the tests — runs frames through these objects, so relative motion,
+recalibration and the stage cut exist once.
+
+FOMM: the avatar is prepared once; the first driving frame (or the first after recalibrate()) is the
+reference pose; each frame then pays for keypoints -> normalise -> dense motion -> generator. The stage
+functions come from a puppeteer (animation.puppeteer.FommPuppeteer or an export backend), so backends plug
+in without another loop. Co-part swap: the avatar prepared once, per frame segments -> swap.
+"""
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from animation.puppeteer import FommPuppeteer, SwapPuppeteer, normalize_keypoints
+from animation.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer, normalize_keypoints
 from motion.errors import UserError
+from motion.keypoints import Keypoints
+
+# stage name -> a context manager around that stage's work (e.g. Stats.time); the default times nothing
+StageTimer = Callable[[str], AbstractContextManager]
+FOMM_STAGES = ("keypoints", "dense_motion", "generator")
+SWAP_STAGES = ("keypoints", "generator")  # segmentation of the driving frame, then the swap generator
+
+
+def untimed(stage: str) -> AbstractContextManager:
+    return nullcontext()
 
 
 def pick_device(cpu: bool) -> torch.device:
@@ -17,34 +34,70 @@ def pick_device(cpu: bool) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
 
 
-def animate_frames(nets: dict[str, nn.Module] | FommPuppeteer, source: np.ndarray, frames: Iterable[np.ndarray],
-                   device: torch.device, relative: bool = True, adapt_scale: bool = False) -> Iterator[np.ndarray]:
-    """Yield the avatar (float (h, w, 3) in [0, 1]) following each driving frame; the first driving
-    frame is the reference pose of relative motion. ``nets`` may also be a ready puppeteer with
-    FommPuppeteer's stages, e.g. an export backend (export.backends.open_backend)."""
-    puppeteer = FommPuppeteer(nets, device) if isinstance(nets, dict) else nets
-    avatar = puppeteer.prepare(source)
-    kp_initial = None
-    for frame in frames:
-        kp_driving = puppeteer.keypoints(frame)
-        kp_initial = kp_driving if kp_initial is None else kp_initial
-        kp_norm = normalize_keypoints(avatar.kp, kp_driving, kp_initial, relative, adapt_scale)
-        yield puppeteer.render(avatar, puppeteer.motion(avatar, kp_norm))
+class FommPipeline:
+    """An avatar following a driver. ``avatar`` may be replaced between frames (live avatar switching):
+    the reference pose belongs to the driver, so it survives the switch."""
+
+    def __init__(self, puppeteer: Puppeteer, avatar_image: np.ndarray | None = None, relative: bool = True,
+                 adapt_scale: bool = False, timer: StageTimer = untimed):
+        self.puppeteer, self.relative, self.adapt_scale, self.timer = puppeteer, relative, adapt_scale, timer
+        self.avatar: Any = None if avatar_image is None else puppeteer.prepare(avatar_image)
+        self.reference: Keypoints | None = None
+
+    def set_avatar(self, image: np.ndarray) -> Any:
+        """Prepare (keypoints, encoding: once) and show this avatar."""
+        self.avatar = self.puppeteer.prepare(image)
+        return self.avatar
+
+    def recalibrate(self) -> None:
+        """The next driving frame becomes the reference pose (the avatar's own pose under relative motion)."""
+        self.reference = None
+
+    def keypoints(self, frame: np.ndarray) -> Keypoints:
+        with self.timer("keypoints"):
+            return self.puppeteer.keypoints(frame)
+
+    def drive(self, kp_driving: Keypoints) -> Keypoints:
+        """The driver's keypoints as motion for the avatar (relative to the reference pose, or absolute)."""
+        if self.reference is None:
+            self.reference = kp_driving
+        return normalize_keypoints(self.avatar.kp, kp_driving, self.reference, self.relative, self.adapt_scale)
+
+    def render(self, kp_avatar: Keypoints) -> tuple[np.ndarray, Any]:
+        """(the avatar's frame, the dense motion that made it) for keypoints from drive()."""
+        with self.timer("dense_motion"):
+            motion = self.puppeteer.motion(self.avatar, kp_avatar)
+        with self.timer("generator"):
+            return self.puppeteer.render(self.avatar, motion), motion
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """One float (h, w, 3) driving frame in [0, 1] at the model's size -> the avatar's frame."""
+        return self.render(self.drive(self.keypoints(frame)))[0]
 
 
-def check_swap_index(swap_index: Sequence[int], num_segments: int, flag: str = "--swap-index") -> None:
+def check_swap_index(swap_index: Sequence[int], num_segments: int) -> None:
+    """--parts names existing parts (1..K; 0 is the background)."""
     bad = [i for i in swap_index if not 0 <= i <= num_segments]
     if bad or not swap_index:
-        raise UserError(f"{flag} {','.join(map(str, swap_index))} is invalid: parts are numbered 1 to "
-                        f"{num_segments} (0 is the background); pass e.g. {flag} 1,2,3")
+        raise UserError(f"--parts {','.join(map(str, swap_index))} is invalid: parts are numbered 1 to "
+                        f"{num_segments} (0 is the background); pass e.g. --parts 1,2,3")
 
 
-def swap_frames(nets: dict[str, nn.Module], source: np.ndarray, frames: Iterable[np.ndarray],
-                device: torch.device, swap_index: Sequence[int],
-                use_source_segmentation: bool = False) -> Iterator[np.ndarray]:
-    """Yield each driving frame with the chosen parts replaced by the source's, moved into its pose."""
-    puppeteer = SwapPuppeteer(nets, device)
-    avatar = puppeteer.prepare(source)
-    for frame in frames:
-        target, seg_target = puppeteer.segments(frame)
-        yield puppeteer.swap(avatar, target, seg_target, swap_index, use_source_segmentation)
+class SwapPipeline:
+    """Chosen parts of an avatar moved into each driving frame (co-part segmentation)."""
+
+    def __init__(self, swapper: SwapPuppeteer, parts: Sequence[int], avatar_image: np.ndarray | None = None,
+                 source_segmentation: bool = False, timer: StageTimer = untimed):
+        self.swapper, self.parts, self.source_segmentation, self.timer = swapper, list(parts), source_segmentation, timer
+        self.avatar: SwapAvatar | None = None if avatar_image is None else swapper.prepare(avatar_image)
+
+    def step(self, frame: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """(the frame with the avatar's parts, the frame's part probabilities (1, K+1, h, w))."""
+        with self.timer("keypoints"):
+            target, segments = self.swapper.segments(frame)
+        with self.timer("generator"):
+            image = self.swapper.swap(self.avatar, target, segments, self.parts, self.source_segmentation)
+        return image, segments.segmentation
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.step(frame)[0]

@@ -7,7 +7,7 @@ Co-part: prepare(avatar) once -> per frame segments(frame) -> swap(avatar, frame
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,19 @@ def normalize_keypoints(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_
     if kp_driving.jacobian is not None and kp_source.jacobian is not None:
         jacobian = relative_jacobians(kp_source.jacobian, kp_driving.jacobian, kp_driving_initial.jacobian)
     return Keypoints(value, jacobian)
+
+
+class Puppeteer(Protocol):
+    """The FOMM stages, cut where the loop caches and times: FommPuppeteer, and every export backend
+    (export/backends.py BACKENDS). The prepared avatar carries its keypoints as ``.kp``."""
+
+    def prepare(self, image: np.ndarray) -> Any: ...
+
+    def keypoints(self, frame: np.ndarray) -> Keypoints: ...
+
+    def motion(self, avatar: Any, kp_driving: Keypoints) -> Any: ...
+
+    def render(self, avatar: Any, motion: Any) -> np.ndarray: ...
 
 
 @dataclass

@@ -1,24 +1,26 @@
-"""What `puppet.py animate` and `swap` do: load, stream frames through the loop, write, report."""
+"""What `puppet.py animate` and `swap` do: load, stream frames through the pipeline, write, report."""
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from animation.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING, resolve_model
-from animation.media import (FrameWriter, check_not_input, check_writable_file, contact_sheet, read_frames, read_image,
-                             to_uint8, write_image)
-from animation.pipeline import animate_frames, check_swap_index, pick_device, swap_frames
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box, crop
+from animation.media import (FrameWriter, check_not_input, check_writable_file, contact_sheet, load_picture, read_frames,
+                             read_image, to_model_frame, to_uint8, write_image)
+from animation.options import AnimateOptions, ClipOptions, SwapOptions
+from animation.paste import Portrait
+from animation.pipeline import FommPipeline, SwapPipeline, check_swap_index, pick_device
+from animation.puppeteer import FommPuppeteer, SwapPuppeteer
 from motion.checkpoint import MODEL_NAMES, load_model
 from motion.config import Config, load_config
 from motion.errors import UserError
 
 COMMAND_OF_KIND = {"fomm": "animate", "coseg": "swap"}
-
-
 def load_config_for(kind: str, path: str) -> Config:
     config = load_config(path)
     if config.kind != kind:
@@ -33,54 +35,82 @@ def _remember(frames: Iterator[np.ndarray], store: list[np.ndarray]) -> Iterator
         yield frame
 
 
-# (config, checkpoint, device) -> the networks, or a puppeteer with FommPuppeteer's stages (a backend)
+# (config, checkpoint, device) -> a puppeteer with FommPuppeteer's stages (an export backend plugs in here)
 ModelOpener = Callable[[Config, str, torch.device], Any]
+# (config, checkpoint, device, avatar image) -> the per-frame pipeline
+PipelineOpener = Callable[[Config, str, torch.device, np.ndarray], Callable[[np.ndarray], np.ndarray]]
+# (avatar path, config) -> (the avatar at the model's size, model-size frame -> output frame)
+AvatarLoader = Callable[[str, Config], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 
 
-def _run(config: Config, checkpoint: str, source: str | None, driving: str | None, output: str, cpu: bool,
-         loop: Callable[..., Iterator[np.ndarray]], sheet: str | None = None, open_model: ModelOpener = load_model,
-         **options) -> int:
-    inputs = [driving or DEFAULT_DRIVING, source or DEFAULT_AVATAR]
-    check_not_input(output, inputs)
-    if sheet:
-        check_not_input(sheet, [*inputs, output], "--sheet")
-        check_writable_file(sheet, "--sheet")
-    device = pick_device(cpu)
-    nets = open_model(config, checkpoint, device)  # before the video is opened: a bad checkpoint leaks nothing
-    source_image = read_image(source or DEFAULT_AVATAR, config.size)
-    fps, frames = read_frames(driving or DEFAULT_DRIVING, config.size)
+def official_avatar(path: str, config: Config) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The official demo's preparation: the whole photo resized to the model; frames written as rendered."""
+    return read_image(path, config.size), to_uint8
+
+
+def portrait_avatar(full_frame: bool, size: tuple[int, int] | None) -> AvatarLoader:
+    """The avatar for --full-frame (its face crop, pasted back into the photo) and/or --size (letterboxed)."""
+    def load(path: str, config: Config) -> tuple[np.ndarray, Portrait]:
+        if not full_frame:
+            avatar, _ = official_avatar(path, config)
+            return avatar, Portrait(avatar, None, config.size, False, size)
+        photo = load_picture(path, "avatar")
+        box = avatar_box(photo, HaarFaceDetector(), DEFAULT_MARGIN)
+        if box is None:
+            print(f"no face found in avatar {path}; animating the whole picture", file=sys.stderr)
+        return to_model_frame(photo if box is None else crop(photo, box), config.size), \
+            Portrait(photo, box, config.size, True, size)
+    return load
+
+
+def _run(options: ClipOptions, config: Config, checkpoint: str, open_pipeline: PipelineOpener,
+         load_avatar: AvatarLoader = official_avatar) -> int:
+    inputs = [options.driving or DEFAULT_DRIVING, options.avatar or DEFAULT_AVATAR]
+    check_not_input(options.output, inputs)
+    if options.sheet:
+        check_not_input(options.sheet, [*inputs, options.output], "--sheet")
+        check_writable_file(options.sheet, "--sheet")
+    device = pick_device(options.cpu)
+    avatar, present = load_avatar(str(options.avatar or DEFAULT_AVATAR), config)
+    pipeline = open_pipeline(config, checkpoint, device, avatar)  # before the video: a bad checkpoint leaks nothing
+    fps, frames = read_frames(options.driving or DEFAULT_DRIVING, config.size)
     seen: list[np.ndarray] = []
     results: list[np.ndarray] = []
-    if sheet:
+    if options.sheet:
         frames = _remember(frames, seen)
-    with FrameWriter(output, fps) as writer:
-        for frame in tqdm(loop(nets, source_image, frames, device, **options), desc="frames", unit="frame",
-                          file=sys.stderr, disable=None):
-            writer.write(to_uint8(frame))
-            if sheet:
+    with FrameWriter(options.output, fps) as writer:
+        for frame in tqdm(map(pipeline, frames), desc="frames", unit="frame", file=sys.stderr, disable=None):
+            writer.write(present(frame))
+            if options.sheet:
                 results.append(frame)
-    print(f"wrote {writer.count} frames to {output}", file=sys.stderr)
-    if sheet and results:
-        write_image(sheet, contact_sheet(source_image, seen, results))
-        print(f"wrote the contact sheet {sheet}", file=sys.stderr)
+    print(f"wrote {writer.count} frames to {options.output}", file=sys.stderr)
+    if options.sheet and results:
+        write_image(options.sheet, contact_sheet(avatar, seen, results))
+        print(f"wrote the contact sheet {options.sheet}", file=sys.stderr)
     return writer.count
 
 
-def run_animate(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
-                relative: bool = False, adapt_scale: bool = False, cpu: bool = False, sheet: str | None = None,
-                open_model: ModelOpener = load_model) -> int:
+def torch_model(config: Config, checkpoint: str, device: torch.device) -> FommPuppeteer:
+    return FommPuppeteer(load_model(config, checkpoint, device), device)
+
+
+def run_animate(options: AnimateOptions, open_model: ModelOpener = torch_model) -> int:
     """`open_model` picks the backend (export/backends.py plugs in here, from the command line's layer)."""
-    config, checkpoint = resolve_model("fomm", config, checkpoint)
-    return _run(load_config_for("fomm", config), checkpoint, source, driving, output, cpu, animate_frames,
-                sheet=sheet, open_model=open_model, relative=relative, adapt_scale=adapt_scale)
+    config, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
+
+    def open_pipeline(loaded: Config, path: str, device: torch.device, avatar: np.ndarray) -> FommPipeline:
+        return FommPipeline(open_model(loaded, path, device), avatar, options.relative, options.adapt_scale)
+    loader = portrait_avatar(options.full_frame, options.size) if options.full_frame or options.size else official_avatar
+    return _run(options, load_config_for("fomm", config), checkpoint, open_pipeline, loader)
 
 
-def run_swap(config: str | None, checkpoint: str | None, source: str | None, driving: str | None, output: str,
-             swap_index: Sequence[int] | None, use_source_segmentation: bool = False, cpu: bool = False,
-             sheet: str | None = None) -> int:
-    config, checkpoint = resolve_model("coseg", config, checkpoint)
+def run_swap(options: SwapOptions) -> int:
+    config, checkpoint = resolve_model("coseg", options.config, options.checkpoint)
     loaded = load_config_for("coseg", config)
-    swap_index = loaded.swap_index if swap_index is None else swap_index
-    check_swap_index(swap_index, loaded.model.num_segments)
-    return _run(loaded, checkpoint, source, driving, output, cpu, swap_frames, sheet=sheet,
-                swap_index=swap_index, use_source_segmentation=use_source_segmentation)
+    chosen = loaded.swap_index if options.parts is None else options.parts
+    check_swap_index(chosen, loaded.model.num_segments)
+
+    def open_pipeline(loaded: Config, path: str, device: torch.device, avatar: np.ndarray) -> SwapPipeline:
+        swapper = SwapPuppeteer(load_model(loaded, path, device), device)
+        return SwapPipeline(swapper, chosen, avatar, options.source_segmentation)
+    return _run(options, loaded, checkpoint, open_pipeline)

@@ -15,13 +15,14 @@ import copy
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from animation.puppeteer import FommAvatar, FommPuppeteer, to_image, to_tensor
+from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.fused_warp import FusedMotion, fused_warp, motion_affines
+from export.graphs import GraphPuppeteer
 from motion.checkpoint import load_model
 from motion.config import Config
 from motion.dense_motion import DenseMotion
@@ -80,41 +81,6 @@ class Bf16TorchBackend(FommPuppeteer):
     def render(self, avatar: FommAvatar, motion: DenseMotion) -> np.ndarray:
         warped = warp_features(avatar.features, motion.deformation, motion.occlusion)
         return to_image(self.decoder.decode(warped.to(torch.bfloat16, memory_format=torch.channels_last)))
-
-
-class GraphRunner(Protocol):
-    def run(self, graph: str, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]: ...
-
-
-class GraphPuppeteer:
-    """The FOMM stages over the exported graphs; the runner (ONNX Runtime, TensorRT) executes them."""
-
-    def __init__(self, runner: GraphRunner, device: torch.device):
-        self.runner = runner
-        self.device = device
-
-    def _keypoints(self, image: torch.Tensor) -> Keypoints:
-        out = self.runner.run("keypoints", {"image": image})
-        return Keypoints(out["kp_value"], out.get("kp_jacobian"))
-
-    def prepare(self, image: np.ndarray) -> FommAvatar:
-        source = to_tensor(image, self.device)
-        out = self.runner.run("avatar", {"image": source})
-        return FommAvatar(source, self._keypoints(source), out["features"], out["source_small"])
-
-    def keypoints(self, frame: np.ndarray) -> Keypoints:
-        return self._keypoints(to_tensor(frame, self.device))
-
-    def motion(self, avatar: FommAvatar, kp_driving: Keypoints) -> DenseMotion:
-        out = self.runner.run("motion", {
-            "source_small": avatar.small, "kp_driving_value": kp_driving.value, "kp_source_value": avatar.kp.value,
-            "kp_driving_jacobian": kp_driving.jacobian, "kp_source_jacobian": avatar.kp.jacobian})
-        return DenseMotion(out["deformation"], out["mask"], out.get("occlusion"), out["sparse_deformed"])
-
-    def render(self, avatar: FommAvatar, motion: DenseMotion) -> np.ndarray:
-        out = self.runner.run("render", {"features": avatar.features, "deformation": motion.deformation,
-                                         "occlusion": motion.occlusion})
-        return to_image(out["prediction"])
 
 
 def onnxruntime_backend(options: BackendOptions, int8: bool = False) -> GraphPuppeteer:

@@ -11,39 +11,25 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from skimage import data as skdata
 
 from animation.defaults import resolve_model
-from animation.media import to_model_frame
-from animation.puppeteer import FommAvatar, FommPuppeteer, normalize_keypoints, to_image
+from animation.media import sample_clip
+from animation.pipeline import FOMM_STAGES, FommPipeline
+from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.backends import open_backend
 from motion.checkpoint import load_model, save_checkpoint
 from motion.config import Config, load_config
 from motion.keypoints import Keypoints
 from motion.networks import build_networks
 
-STAGES = ("keypoints", "motion", "render")
 DEFAULT_COMPARE = "torch,official,torch-bf16,onnxruntime"
-
-
-@dataclass
-class BackendRun:
-    """One backend's prepared avatar, reference keypoints, per-stage samples (seconds) and frames."""
-    name: str
-    puppeteer: Any
-    avatar: Any = None
-    kp_initial: Any = None
-    times: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*STAGES, "frame")})
-    frames: list[np.ndarray] = field(default_factory=list)
-
-    def median_ms(self, stage: str) -> float:
-        return 1000 * statistics.median(self.times[stage])
 
 
 def _sync(device: torch.device) -> None:
@@ -51,33 +37,33 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def clip(size: tuple[int, int], frames: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(avatar, driving frames): the astronaut photo, and it sliding and zooming a little."""
-    photo = skdata.astronaut()
-    avatar = to_model_frame(photo, size)
-    driving = []
-    for i in range(frames):
-        crop = 8 * (i % 4)
-        driving.append(to_model_frame(np.roll(photo, 6 * (i % 5), axis=1)[crop:512 - crop, crop:512 - crop], size))
-    return avatar, driving
+@dataclass
+class BackendRun:
+    """One backend's pipeline, per-stage samples (seconds) and frames."""
+    name: str
+    puppeteer: Any
+    device: torch.device
+    pipeline: FommPipeline | None = None
+    times: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*FOMM_STAGES, "frame")})
+    frames: list[np.ndarray] = field(default_factory=list)
 
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """The pipeline's stage timer, synchronised on a GPU so a stage's time is its own."""
+        start = time.perf_counter()
+        yield
+        _sync(self.device)
+        self.times[stage].append(time.perf_counter() - start)
 
-def time_frame(run: BackendRun, frame: np.ndarray, device: torch.device) -> None:
-    """One driving frame through the three stages, each timed (synchronised on a GPU)."""
-    marks = [time.perf_counter()]
-    kp = run.puppeteer.keypoints(frame)
-    _sync(device)
-    marks.append(time.perf_counter())
-    if run.kp_initial is None:
-        run.kp_initial = kp
-    motion = run.puppeteer.motion(run.avatar, normalize_keypoints(run.avatar.kp, kp, run.kp_initial, True, False))
-    _sync(device)
-    marks.append(time.perf_counter())
-    run.frames.append(run.puppeteer.render(run.avatar, motion))
-    marks.append(time.perf_counter())
-    for stage, start, end in zip(STAGES, marks, marks[1:]):
-        run.times[stage].append(end - start)
-    run.times["frame"].append(marks[-1] - marks[0])
+    def start(self, avatar: np.ndarray) -> None:
+        self.pipeline = FommPipeline(self.puppeteer, avatar, timer=self.timed)
+
+    def step(self, frame: np.ndarray) -> None:
+        with self.timed("frame"):
+            self.frames.append(self.pipeline(frame))
+
+    def median_ms(self, stage: str) -> float:
+        return 1000 * statistics.median(self.times[stage])
 
 
 class OfficialLoop(FommPuppeteer):
@@ -96,8 +82,8 @@ def open_run(name: str, config: Config, checkpoint: str | Path, device: torch.de
              export_dir: str | Path | None, threads: int | None) -> BackendRun:
     """A backend by its registry name, or "official" for the official per-frame path."""
     if name == "official":
-        return BackendRun(name, OfficialLoop(load_model(config, checkpoint, device), device))
-    return BackendRun(name, open_backend(name, config, checkpoint, device, export_dir, threads))
+        return BackendRun(name, OfficialLoop(load_model(config, checkpoint, device), device), device)
+    return BackendRun(name, open_backend(name, config, checkpoint, device, export_dir, threads), device)
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
@@ -109,16 +95,16 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
 def compare(names: Sequence[str], config: Config, checkpoint: str | Path, device: torch.device, frames: int = 20,
             export_dir: str | Path | None = None, threads: int | None = None) -> list[BackendRun]:
     """Prepare every backend, warm each up on one frame, then time ``frames`` frames round-robin."""
-    avatar, driving = clip(config.size, frames + 1)
+    avatar, driving = sample_clip(config.size, frames + 1)
     runs = [open_run(name, config, checkpoint, device, export_dir, threads) for name in names]
     for run in runs:
-        run.avatar = run.puppeteer.prepare(avatar)
-        time_frame(run, driving[0], device)  # warm-up: allocations, kernel selection, lazy init
-        run.times = {s: [] for s in (*STAGES, "frame")}
+        run.start(avatar)
+        run.step(driving[0])  # warm-up and reference pose: allocations, kernel selection, lazy init
+        run.times = {s: [] for s in (*FOMM_STAGES, "frame")}
         run.frames.clear()
     for frame in driving[1:]:
         for run in runs:
-            time_frame(run, frame, device)
+            run.step(frame)
     return runs
 
 
@@ -127,14 +113,14 @@ def format_table(runs: Sequence[BackendRun]) -> str:
     "official" run when there is one), and the worst-frame PSNR against the first run's frames."""
     base = runs[0]
     official = next((run for run in runs if run.name == "official"), None)
-    head = f"{'backend':<18}" + "".join(f"{s + ' ms':>13}" for s in STAGES) + \
+    head = f"{'backend':<18}" + "".join(f"{s + ' ms':>16}" for s in FOMM_STAGES) + \
         f"{'frame ms':>11}{'FPS':>8}{'vs ' + base.name:>11}" + (f"{'vs official':>13}" if official else "") + \
         f"{'PSNR dB':>9}"
     lines = [head]
     for run in runs:
         frame_ms = run.median_ms("frame")
         quality = min(psnr(a, b) for a, b in zip(run.frames, base.frames))
-        lines.append(f"{run.name:<18}" + "".join(f"{run.median_ms(s):>13.1f}" for s in STAGES) +
+        lines.append(f"{run.name:<18}" + "".join(f"{run.median_ms(s):>16.1f}" for s in FOMM_STAGES) +
                      f"{frame_ms:>11.1f}{1000 / frame_ms:>8.1f}{base.median_ms('frame') / frame_ms:>10.2f}x" +
                      (f"{official.median_ms('frame') / frame_ms:>12.2f}x" if official else "") +
                      (f"{'ref':>9}" if run is base else f"{quality:>9.1f}"))

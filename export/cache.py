@@ -25,6 +25,6 @@ def ensure_export(config: Config, checkpoint: str | Path, export_dir: str | Path
     check_fresh(metadata, out, config, sha)
     missing = [g["file"] for g in metadata["graphs"].values() if not (out / g["file"]).is_file()]
     if missing:
-        raise ExportError(f"export in {out} lacks {', '.join(missing)}; re-export with `puppet.py export --out {out}` "
+        raise ExportError(f"export in {out} lacks {', '.join(missing)}; re-export with `puppet.py export --output {out}` "
                           f"or delete {out}")
     return out, metadata

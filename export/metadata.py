@@ -83,4 +83,4 @@ def check_fresh(metadata: dict[str, Any], out_dir: Path, config: Config, checkpo
                     f"{str(metadata.get('checkpoint_sha256'))[:12]}, now sha256 {checkpoint_sha256[:12]})")
     if what:
         raise StaleExportError(f"stale export in {out_dir}: the {' and the '.join(what)} changed; re-export with "
-                               f"`puppet.py export --out {out_dir}` or delete {out_dir}")
+                               f"`puppet.py export --output {out_dir}` or delete {out_dir}")

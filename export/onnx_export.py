@@ -25,11 +25,11 @@ import torch
 from torch import nn
 
 from export.metadata import ExportError, config_hash, write_metadata
+from export.options import DEFAULT_OPSET
 from motion.config import Config
 from motion.generator import warp_features
 from motion.keypoints import Keypoints
 
-DEFAULT_OPSET = 17  # GridSample arrived in 16; TensorRT 8.6 parses up to 17
 EXPORTER_OPSET = 18  # what torch.onnx writes natively; lower opsets are converted afterwards
 DERIVED_SUFFIXES = (".engine", ".int8.onnx")  # made from the graphs later: TensorRT engines, INT8 graphs
 

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from animation.puppeteer import normalize_keypoints
+from animation.media import sample_clip
+from animation.pipeline import FommPipeline
+from export.graphs import GraphPuppeteer
 
 INT8_GRAPHS = ("motion", "render")
 CALIBRATION_FRAMES = 8
@@ -46,8 +48,6 @@ def int8_files(export_dir: Path, metadata: dict[str, Any]) -> dict[str, str]:
     """graph -> INT8 file name for the quantised graphs, quantising them first when missing."""
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    from export.backends import GraphPuppeteer
-    from export.bench import clip
     from export.ort_runner import OrtRunner
 
     files = {name: f"{name}.int8.onnx" for name in INT8_GRAPHS}
@@ -57,13 +57,10 @@ def int8_files(export_dir: Path, metadata: dict[str, Any]) -> dict[str, str]:
           file=sys.stderr)
     fp32 = {name: graph["file"] for name, graph in metadata["graphs"].items()}
     recorder = _Recorder(OrtRunner(export_dir, fp32, torch.device("cpu")))
-    puppeteer = GraphPuppeteer(recorder, torch.device("cpu"))
-    avatar_image, driving = clip(tuple(metadata["size"]), CALIBRATION_FRAMES)
-    avatar = puppeteer.prepare(avatar_image)
-    kp_initial = puppeteer.keypoints(driving[0])
+    avatar_image, driving = sample_clip(tuple(metadata["size"]), CALIBRATION_FRAMES)
+    pipeline = FommPipeline(GraphPuppeteer(recorder, torch.device("cpu")), avatar_image)
     for frame in driving:
-        kp = normalize_keypoints(avatar.kp, puppeteer.keypoints(frame), kp_initial, True, False)
-        puppeteer.render(avatar, puppeteer.motion(avatar, kp))
+        pipeline(frame)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantiser logs advice about its own pre-processing as warnings

@@ -6,15 +6,17 @@ from pathlib import Path
 
 from animation.media import check_writable_file
 from export.metadata import file_hash
-from export.onnx_export import DEFAULT_OPSET, export_onnx
+from export.options import DEFAULT_OPSET, ExportOptions
+from export.onnx_export import export_onnx
 from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError
 
 
-def run_export(config: str, checkpoint: str, fmt: str, out: str, fp16: bool = False,
-               opset: int = DEFAULT_OPSET) -> Path:
+def run_export(options: ExportOptions) -> Path:
     """Export (always afresh: this is how a stale export is replaced) and return the folder."""
+    config, checkpoint, fmt, out = options.config, options.checkpoint, options.format, options.output
+    fp16, opset = options.fp16, options.opset
     loaded = load_config(config)
     if loaded.kind != "fomm":
         raise UserError(f"{config} is a co-part segmentation config; export supports First Order Motion Models "
@@ -28,8 +30,8 @@ def run_export(config: str, checkpoint: str, fmt: str, out: str, fp16: bool = Fa
         require_tensorrt()  # fail before the export, not after
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out {folder} is a file; pass a folder for the graphs")
-    check_writable_file(folder / "export.json", "--out")
+        raise UserError(f"--output {folder} is a file; pass a folder for the graphs")
+    check_writable_file(folder / "export.json", "--output")
     metadata = export_onnx(loaded, load_model(loaded, checkpoint), checkpoint, file_hash(checkpoint), folder, opset)
     if fmt == "tensorrt":
         from export.tensorrt import build_engines

@@ -12,12 +12,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from animation.puppeteer import SwapPuppeteer, normalize_keypoints
+from animation.pipeline import FommPipeline, SwapPipeline
+from animation.puppeteer import Puppeteer, SwapPuppeteer
 from motion.geometry import resize_map, warp
-from motion.keypoints import Keypoints
-from realtime.avatars import Avatar, Puppeteer, foreground
+from realtime.avatars import Avatar, foreground
 from realtime.controls import Controls
 from animation.faces import DEFAULT_MARGIN, centre_box, crop, face_crop, resize_uint8
+from animation.paste import Portrait
 from realtime.face import FaceTracker
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 from realtime.stats import Stats
@@ -25,9 +26,9 @@ from realtime.stats import Stats
 
 @dataclass
 class Rendered:
-    image: np.ndarray  # (h, w, 3) float in [0, 1], the animation model's size
+    image: np.ndarray  # (H, W, 3) uint8, what the outputs show (pasted back and letterboxed when asked)
     preview: np.ndarray  # (h, w, 3) uint8: what the model saw (the face crop), for side-by-side previews
-    alpha: np.ndarray | None  # (h, w) float foreground probability, when asked for and a co-part model is loaded
+    alpha: np.ndarray | None  # (H, W) uint8 foreground matte, when asked for and a co-part model is loaded
     face: bool  # False while the face is lost and the avatar holds its pose
     avatar: str  # the avatar shown
     swap: bool  # made by part swap
@@ -44,13 +45,15 @@ class Animator:
                  size: tuple[int, int], tracker: FaceTracker | None = None, margin: float = DEFAULT_MARGIN,
                  relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
                  swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
-                 swap_parts: Sequence[int] = (), want_alpha: bool = False):
-        self.puppeteer, self.avatars, self.controls, self.stats = puppeteer, avatars, controls, stats
-        self.size, self.tracker, self.margin = size, tracker, margin
-        self.relative, self.adapt_scale, self.smoother = relative, adapt_scale, smoother
-        self.swapper, self.swap_size, self.swap_parts = swapper, swap_size, list(swap_parts)
+                 swap_parts: Sequence[int] = (), want_alpha: bool = False, out_size: tuple[int, int] | None = None):
+        self.avatars, self.controls, self.stats = avatars, controls, stats
+        self.size, self.tracker, self.margin, self.smoother = size, tracker, margin, smoother
+        self.pipeline = FommPipeline(puppeteer, relative=relative, adapt_scale=adapt_scale, timer=stats.time)
+        self.swapping = None if swapper is None else SwapPipeline(swapper, swap_parts, timer=stats.time)
+        self.swap_size = swap_size
         self.want_alpha = want_alpha
-        self.kp_initial: Keypoints | None = None
+        # a swapped frame is the user's face with the avatar's parts: letterboxed, never pasted into a photo
+        self.swap_portrait = Portrait(np.zeros((*size, 3), np.uint8), None, size, False, out_size)
         self.returning = PoseReturn()
         self.jitter_raw, self.jitter_smoothed = JitterMeter(), JitterMeter()
         self.last: Rendered | None = None
@@ -66,7 +69,7 @@ class Animator:
             face = None if box is None else crop(frame, face_crop(box, self.margin, frame.shape) if self.tracker else box)
         if face is None:
             return self._hold(frame)
-        if self.controls.swap and self.swapper is not None:
+        if self.controls.swap and self.swapping is not None:
             rendered = self._swap(face)
         else:
             rendered = self._animate(face, t)
@@ -83,7 +86,8 @@ class Animator:
             self.smoother.reset()
         preview = resize_uint8(crop(frame, centre_box(frame.shape)), self.size)
         if self.last is None or self.last.avatar != self.avatar.name:
-            return Rendered(self.avatar.image, preview, self._still_alpha(), False, self.avatar.name, False)
+            image, alpha = self._show(self.avatar.image, self._still_alpha(), rendered=False)
+            return Rendered(image, preview, alpha, False, self.avatar.name, False)
         return replace(self.last, preview=preview, face=False)
 
     def _still_alpha(self) -> np.ndarray | None:
@@ -92,39 +96,42 @@ class Animator:
 
     def _animate(self, face: np.ndarray, t: float) -> Rendered:
         preview = resize_uint8(face, self.size)
-        with self.stats.time("keypoints"):
-            kp = self.puppeteer.keypoints(as_float(preview))
+        kp = self.pipeline.keypoints(as_float(preview))
         self.jitter_raw.add(kp.value)
         if self.smoother is not None:
             kp = self.smoother(kp, t)
         self.jitter_smoothed.add(kp.value)
-        if self.controls.take_recalibration() or self.kp_initial is None:
-            self.kp_initial = kp
+        if self.controls.take_recalibration():
+            self.pipeline.recalibrate()
         avatar = self.avatar
-        kp = self.returning(normalize_keypoints(avatar.fomm.kp, kp, self.kp_initial, self.relative, self.adapt_scale))
-        with self.stats.time("dense_motion"):
-            motion = self.puppeteer.motion(avatar.fomm, kp)
-        with self.stats.time("generator"):
-            image = self.puppeteer.render(avatar.fomm, motion)
+        self.pipeline.avatar = avatar.fomm
+        image, motion = self.pipeline.render(self.returning(self.pipeline.drive(kp)))
         alpha = None
         if self.want_alpha and avatar.matte is not None:
             with self.stats.time("matte"):
                 alpha = warp(avatar.matte, torch.as_tensor(motion.deformation))[0, 0].cpu().numpy()
-        return Rendered(image, preview, alpha, True, avatar.name, False)
+        shown, matte = self._show(image, alpha)
+        return Rendered(shown, preview, matte, True, avatar.name, False)
 
     def _swap(self, face: np.ndarray) -> Rendered:
         """Co-part swap: the user's frame with the chosen parts of the avatar moved into its pose."""
-        assert self.swapper is not None and self.swap_size is not None
+        assert self.swapping is not None and self.swap_size is not None
         avatar = self.avatar
         preview = resize_uint8(face, self.size)
-        with self.stats.time("keypoints"):
-            target, segments = self.swapper.segments(as_float(resize_uint8(face, self.swap_size)))
-        with self.stats.time("generator"):
-            image = self.swapper.swap(avatar.swap, target, segments, self.swap_parts)
+        self.swapping.avatar = avatar.swap
+        image, segmentation = self.swapping.step(as_float(resize_uint8(face, self.swap_size)))
         if image.shape[:2] != tuple(self.size):
             image = resize_map(torch.from_numpy(image).permute(2, 0, 1)[None], *self.size)[0].permute(1, 2, 0).numpy()
-        alpha = foreground(segments.segmentation, self.size)[0, 0].cpu().numpy() if self.want_alpha else None
-        return Rendered(image, preview, alpha, True, avatar.name, True)
+        alpha = foreground(segmentation, self.size)[0, 0].cpu().numpy() if self.want_alpha else None
+        shown, matte = self._show(image, alpha, self.swap_portrait)
+        return Rendered(shown, preview, matte, True, avatar.name, True)
+
+    def _show(self, image: np.ndarray, alpha: np.ndarray | None, portrait: Portrait | None = None,
+              rendered: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """A model-size frame and matte -> what the outputs show (the avatar's portrait by default)."""
+        portrait = portrait or self.avatar.portrait
+        with self.stats.time("paste_back"):
+            return portrait(image, rendered), None if alpha is None else portrait.matte(alpha)
 
     def jitter(self) -> dict[str, float]:
         """Keypoint jitter before and after smoothing (mean |second difference| x1000)."""

@@ -6,29 +6,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from animation.media import MediaError, frame_files, load_picture, to_model_frame
-from animation.puppeteer import SwapAvatar, SwapPuppeteer
+from animation.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
 from motion.geometry import resize_map
-from motion.keypoints import Keypoints
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, frame_face
-
-
-class Puppeteer(Protocol):
-    """The FOMM stage interface of animation.puppeteer.FommPuppeteer, which every backend in
-    export/backends.py BACKENDS implements; the prepared avatar carries its keypoints as `.kp`."""
-
-    def prepare(self, image: np.ndarray) -> Any: ...
-
-    def keypoints(self, frame: np.ndarray) -> Keypoints: ...
-
-    def motion(self, avatar: Any, kp_driving: Keypoints) -> Any: ...
-
-    def render(self, avatar: Any, motion: Any) -> np.ndarray: ...
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box, crop
+from animation.paste import Portrait
 
 
 @dataclass
@@ -38,6 +25,7 @@ class Avatar:
     fomm: Any  # the backend's prepared avatar
     swap: SwapAvatar | None  # co-part segments and features, when a co-part model is loaded
     matte: torch.Tensor | None  # (1, 1, h, w) foreground probability at the animation size
+    portrait: Portrait  # model-size frame -> what the outputs show (pasted back, letterboxed)
 
 
 def read_photo(path: str | Path) -> np.ndarray:
@@ -65,19 +53,23 @@ def foreground(segments_map: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
 
 def prepare_avatars(paths: Sequence[str | Path], puppeteer: Puppeteer, size: tuple[int, int],
                     swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
-                    margin: float = DEFAULT_MARGIN, detector: HaarFaceDetector | None = None) -> list[Avatar]:
+                    margin: float = DEFAULT_MARGIN, detector: HaarFaceDetector | None = None,
+                    full_frame: bool = False, out_size: tuple[int, int] | None = None) -> list[Avatar]:
+    """Each avatar's face crop, cached stages and output plan (full_frame: the crop pasted back into the
+    photo; out_size: letterboxed to that (width, height))."""
     detector = detector or HaarFaceDetector()
     avatars = []
     for path in avatar_paths(paths):
         photo = read_photo(path)
-        face = frame_face(photo, detector, margin)
-        if face is None:
+        box = avatar_box(photo, detector, margin)
+        if box is None:
             print(f"no face found in avatar {path}; animating the whole picture", file=sys.stderr)
-            face = photo
+        face = photo if box is None else crop(photo, box)
         image = to_model_frame(face, size)
         swap = matte = None
         if swapper is not None and swap_size is not None:
             swap = swapper.prepare(to_model_frame(face, swap_size))
             matte = foreground(swap.segments.segmentation, size)
-        avatars.append(Avatar(path.stem, image, puppeteer.prepare(image), swap, matte))
+        portrait = Portrait(photo, box, size, full_frame, out_size)
+        avatars.append(Avatar(path.stem, image, puppeteer.prepare(image), swap, matte, portrait))
     return avatars

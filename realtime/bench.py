@@ -12,12 +12,15 @@ import numpy as np
 from animation.defaults import DEFAULT_AVATAR, resolve_model
 from animation.media import check_writable_file, to_model_frame, to_uint8
 from animation.pipeline import pick_device
-from animation.puppeteer import normalize_keypoints
+from animation.puppeteer import Puppeteer
+from animation.pipeline import FommPipeline
 from animation.run import load_config_for
+from realtime.options import BenchOptions
 from export.backends import open_backend
+from export.bench import run_compare
 from motion.errors import UserError
 from realtime.animator import Animator
-from realtime.avatars import Puppeteer, prepare_avatars
+from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop
@@ -35,7 +38,7 @@ def naive_loop(puppeteer: Puppeteer, avatar_image: np.ndarray, size: tuple[int, 
     stats = Stats()
     source = SyntheticSource()
     detector = HaarFaceDetector()
-    kp_initial = None
+    pipeline = FommPipeline(puppeteer, timer=stats.time)
     for index in range(frames):
         start = time.perf_counter()
         with stats.time("capture"):
@@ -44,14 +47,8 @@ def naive_loop(puppeteer: Puppeteer, avatar_image: np.ndarray, size: tuple[int, 
             box = detector.detect(frame)
             face = to_model_frame(crop(frame, face_crop(box, margin, frame.shape) if box else centre_box(frame.shape)), size)
         with stats.time("prepare"):
-            avatar = puppeteer.prepare(avatar_image)
-        with stats.time("keypoints"):
-            kp = puppeteer.keypoints(face)
-        kp_initial = kp if kp_initial is None else kp_initial
-        with stats.time("dense_motion"):
-            motion = puppeteer.motion(avatar, normalize_keypoints(avatar.kp, kp, kp_initial, True, False))
-        with stats.time("generator"):
-            image = puppeteer.render(avatar, motion)
+            pipeline.set_avatar(avatar_image)
+        image = pipeline(face)
         with stats.time("output"):
             to_uint8(image)
         stats.frame_done(time.perf_counter() - start)
@@ -79,19 +76,23 @@ def default_avatar() -> str:
     return str(path)
 
 
-def run_bench(config: str | None = None, checkpoint: str | None = None, backend: str = "torch", frames: int = 100,
-              avatar: str | None = None, cpu: bool = False, stats_path: str | None = None,
-              threads: int | None = None) -> dict:
+def run_bench(options: BenchOptions) -> dict:
+    """Both loops on the synthetic face; the table on stdout, and as JSON in --stats."""
+    if options.compare:
+        runs = run_compare(options.config, options.checkpoint, options.compare.split(","), options.frames,
+                           pick_device(options.cpu), options.export_dir, options.threads)
+        return {run.name: run.median_ms("frame") for run in runs}
+    frames, backend, stats_path = options.frames, options.backend, options.stats
     if frames < 2:
         raise UserError("--frames must be at least 2")
     if stats_path:
         check_writable_file(stats_path, "--stats")
-    config_path, checkpoint = resolve_model("fomm", config, checkpoint)
+    config_path, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
     loaded = load_config_for("fomm", config_path)
-    device = pick_device(cpu)
-    threads = inference_threads(threads)
-    puppeteer = open_backend(backend, loaded, checkpoint, device, threads=threads)
-    avatar = avatar or default_avatar()
+    device = pick_device(options.cpu)
+    threads = inference_threads(options.threads)
+    puppeteer = open_backend(backend, loaded, checkpoint, device, options.export_dir, threads=threads)
+    avatar = options.avatar or default_avatar()
     naive_loop(puppeteer, to_model_frame(SyntheticSource().photo, loaded.size), loaded.size, WARM_UP)
     pipelined = pipelined_loop(puppeteer, avatar, loaded.size, frames)
     naive = naive_loop(puppeteer, prepare_avatars([avatar], puppeteer, loaded.size)[0].image, loaded.size, frames)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from animation.media import to_uint8
 from export.ort_runner import cpu_threads
 from realtime.animator import Animator
 from realtime.controls import Controls
@@ -201,8 +200,7 @@ class Engine:
                     if previous is not None:
                         fps = 0.9 * fps + 0.1 / max(now - previous, 1e-6) if fps else 1 / max(now - previous, 1e-6)
                     previous = now
-                    alpha = None if rendered.alpha is None else to_uint8(rendered.alpha)
-                    packet = Packet(frame.index, to_uint8(rendered.image), rendered.preview, alpha, rendered.face,
+                    packet = Packet(frame.index, rendered.image, rendered.preview, rendered.alpha, rendered.face,
                                     rendered.avatar, rendered.swap, fps, (now - frame.captured_at) * 1000)
                     for worker in workers:
                         worker.offer(packet)

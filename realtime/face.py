@@ -25,6 +25,12 @@ class FaceTracker:
         self.box: Box | None = None
         self.misses = 0
 
+    def reset(self) -> None:
+        """Forget the face: the next update searches the whole frame (the landmark tracker's interface)."""
+        self.box = None
+        self.misses = 0
+        self.filter.reset()
+
     def update(self, frame: np.ndarray, t: float) -> Box | None:
         blank = float(frame[::4, ::4].std()) < BLANK_STD
         found = None if blank else self.detector.detect(frame, self.box)

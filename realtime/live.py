@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from animation.defaults import DEFAULT_AVATAR, resolve_model
+from animation.defaults import resolve_model
 from animation.pipeline import check_swap_index, pick_device
 from animation.puppeteer import SwapPuppeteer
 from animation.run import load_config_for
+from realtime.options import LiveOptions
 from export.backends import open_backend
 from motion.checkpoint import load_model
 from motion.errors import Interrupted, UserError
@@ -19,36 +18,12 @@ from realtime.animator import Animator
 from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
-from animation.faces import DEFAULT_MARGIN
 from animation.media import check_not_input, check_writable_file
 from realtime.face import FaceTracker
 from realtime.sinks import Sink
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import open_source
 from realtime.stats import Stats
-
-
-@dataclass
-class LiveOptions:
-    avatars: Sequence[str] = (str(DEFAULT_AVATAR),)
-    config: str | None = None
-    checkpoint: str | None = None
-    seg_config: str | None = None
-    seg_checkpoint: str | None = None
-    input: str = "webcam:0"
-    outputs: Sequence[str] = ()
-    swap: Sequence[int] = ()
-    relative: bool = True
-    adapt_scale: bool = False
-    smooth: bool = True
-    track_face: bool = True
-    margin: float = DEFAULT_MARGIN
-    pace: bool = False
-    max_frames: int | None = None
-    stats: str | None = None
-    cpu: bool = False
-    backend: str = "torch"
-    threads: int | None = None  # inference threads; default: the usable cores but one
 
 
 def open_sink(spec: str, size: tuple[int, int], fps: float, controls: Controls) -> Sink:
@@ -85,7 +60,7 @@ def default_sink(size: tuple[int, int], fps: float, controls: Controls) -> Sink:
 
 
 def _coseg_model(options: LiveOptions, needed: bool) -> tuple[str, str] | None:
-    """The co-part model for --swap and the alpha matte: the user's, else the shipped one if present."""
+    """The co-part model for --parts and the alpha matte: the user's, else the shipped one if present."""
     if options.seg_config is not None or options.seg_checkpoint is not None:
         if options.seg_config is None or options.seg_checkpoint is None:
             raise UserError("pass --seg-config and --seg-checkpoint together (or neither, for the shipped model)")
@@ -94,7 +69,7 @@ def _coseg_model(options: LiveOptions, needed: bool) -> tuple[str, str] | None:
         return resolve_model("coseg", None, None)
     except UserError:
         if needed:
-            raise UserError("--swap needs a co-part segmentation model and the shipped one is missing; pass "
+            raise UserError("--parts needs a co-part segmentation model and the shipped one is missing; pass "
                             "--seg-config and --seg-checkpoint") from None
         return None
 
@@ -104,44 +79,46 @@ def run_live(options: LiveOptions) -> Stats:
     config = load_config_for("fomm", config_path)
     device = pick_device(options.cpu)
     stats = Stats()
-    for spec in options.outputs:
+    for spec in options.output:
         if spec not in ("vcam", "window") and not spec.startswith("http:"):
-            check_not_input(spec, [options.input, *options.avatars])
+            check_not_input(spec, [options.driving, *options.avatar])
     if options.stats:
         check_writable_file(options.stats, "--stats")
     with ExitStack() as cleanup:
-        source = open_source(options.input, paced=options.pace)
+        source = open_source(options.driving, paced=options.pace)
         cleanup.callback(source.close)
-        names = [Path(p).stem for p in options.avatars]
+        names = [Path(p).stem for p in options.avatar]
+        frame_size = options.size[::-1]  # (height, width) of every frame the outputs get
         controls = Controls(names)  # avatar names and swap availability are filled in below
         sinks: list[Sink] = []
-        for spec in options.outputs:
-            sinks.append(open_sink(spec, config.size, source.fps, controls))
+        for spec in options.output:
+            sinks.append(open_sink(spec, frame_size, source.fps, controls))
             cleanup.callback(sinks[-1].close)
         if not sinks:
-            sinks.append(default_sink(config.size, source.fps, controls))
+            sinks.append(default_sink(frame_size, source.fps, controls))
             cleanup.callback(sinks[-1].close)
         want_alpha = any(sink.wants_alpha for sink in sinks)
         swapper = swap_size = None
-        coseg = _coseg_model(options, needed=bool(options.swap)) if options.swap or want_alpha else None
+        coseg = _coseg_model(options, needed=bool(options.parts)) if options.parts or want_alpha else None
         if coseg is not None:
             seg_config = load_config_for("coseg", coseg[0])
-            if options.swap:
-                check_swap_index(options.swap, seg_config.model.num_segments, flag="--swap")
+            if options.parts:
+                check_swap_index(options.parts, seg_config.model.num_segments)
             swapper, swap_size = SwapPuppeteer(load_model(seg_config, coseg[1], device), device), seg_config.size
         elif want_alpha:
             print("no co-part segmentation model: PNG frames are opaque (pass --seg-config/--seg-checkpoint "
                   "for a transparent background)", file=sys.stderr)
-        puppeteer = open_backend(options.backend, config, checkpoint, device,
+        puppeteer = open_backend(options.backend, config, checkpoint, device, options.export_dir,
                                  threads=inference_threads(options.threads))
-        avatars = prepare_avatars(options.avatars, puppeteer, config.size, swapper, swap_size, options.margin)
+        avatars = prepare_avatars(options.avatar, puppeteer, config.size, swapper, swap_size, options.margin,
+                                  full_frame=options.full_frame, out_size=options.size)
         controls.avatars = [a.name for a in avatars]
-        controls.swap_available = swapper is not None and bool(options.swap)
+        controls.swap_available = swapper is not None and bool(options.parts)
         controls.swap = controls.swap_available
         animator = Animator(puppeteer, avatars, controls, stats, config.size,
-                            FaceTracker() if options.track_face else None, options.margin, options.relative,
+                            FaceTracker() if options.crop == "face" else None, options.margin, options.relative,
                             options.adapt_scale, KeypointSmoother() if options.smooth else None,
-                            swapper, swap_size, options.swap, want_alpha)
+                            swapper, swap_size, options.parts, want_alpha, out_size=options.size)
         cleanup.pop_all()  # from here the engine owns the source and sinks and closes them
         engine = Engine(source, animator, sinks, stats, controls, options.max_frames)
         interrupted = False

@@ -71,8 +71,8 @@ class WebcamSource:
         self.factory = capture_factory
         self.capture = self._open()
         if self.capture is None:
-            raise CameraError(f"no camera at {self.name}; plug one in, try another index (--input webcam:1), or "
-                              "pass --input VIDEO|FRAME_DIR|synthetic")
+            raise CameraError(f"no camera at {self.name}; plug one in, try another index (--driving webcam:1), or "
+                              "pass --driving VIDEO|FRAME_DIR|synthetic")
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 30.0)
 
     def wait(self, stop: threading.Event) -> None:
@@ -179,7 +179,7 @@ def open_source(spec: str, paced: bool = False) -> Source:
     kind, _, arg = spec.partition(":")
     if kind == "webcam":
         if arg and not arg.isdigit():
-            raise UserError(f"--input {spec}: the camera index must be a number, e.g. webcam:0")
+            raise UserError(f"--driving {spec}: the camera index must be a number, e.g. webcam:0")
         return WebcamSource(int(arg or 0))
     if kind == "synthetic":
         size = None
@@ -188,8 +188,8 @@ def open_source(spec: str, paced: bool = False) -> Source:
                 height, width = (int(v) for v in arg.lower().split("x"))
                 size = (height, width)
             except ValueError:
-                raise UserError(f"--input {spec}: give the size as HEIGHTxWIDTH, e.g. synthetic:256x256") from None
+                raise UserError(f"--driving {spec}: give the size as HEIGHTxWIDTH, e.g. synthetic:256x256") from None
             if min(size) < 16:
-                raise UserError(f"--input {spec}: the frame must be at least 16x16 pixels, e.g. synthetic:256x256")
+                raise UserError(f"--driving {spec}: the frame must be at least 16x16 pixels, e.g. synthetic:256x256")
         return SyntheticSource(size, paced=paced)
     return FileSource(spec, paced=paced)

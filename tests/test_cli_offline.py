@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFIGS, ROOT, make_checkpoint, shifted_clip
+from conftest import CONFIGS, ROOT, make_checkpoint, naive_relative_animation, shifted_clip
 from animation.media import read_frames, read_image, to_uint8
-from animation.puppeteer import normalize_keypoints
 from motion.checkpoint import load_model
 from motion.config import load_config
 from puppet import main
@@ -23,30 +22,25 @@ def run_cli(capsys, *args: str) -> tuple[int, str]:
 def test_animate_to_frame_folder_matches_uncached_forward(tiny_fomm, astronaut_png, driving_mp4, tmp_path, capsys):
     config_path, ckpt = tiny_fomm
     out = tmp_path / "frames"
-    code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--source", astronaut_png,
+    code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--avatar", astronaut_png,
                         "--driving", driving_mp4, "--output", out, "--relative", "--cpu")
     assert code == 0, err
     files = sorted(out.glob("frame_*.png"))
     assert [f.name for f in files] == [f"frame_{i:05d}.png" for i in range(6)]
     written = np.stack([imageio.imread(f) for f in files])
     assert written.shape == (6, 64, 64, 3) and written.dtype == np.uint8
-    # The same numbers straight from the networks, without the avatar cache or the stage split.
+    # The same numbers from the paper's formulas straight through the networks (no cache, no stage split).
     config = load_config(config_path)
-    nets = load_model(config, ckpt)
-    source = torch.from_numpy(read_image(astronaut_png, config.size)).permute(2, 0, 1)[None]
-    frames = [torch.from_numpy(f).permute(2, 0, 1)[None] for f in read_frames(driving_mp4, config.size)[1]]
-    with torch.no_grad():
-        kp_source, kp_initial = nets["kp_detector"](source), nets["kp_detector"](frames[0])
-        for i, frame in enumerate(frames):
-            kp = normalize_keypoints(kp_source, nets["kp_detector"](frame), kp_initial, True, False)
-            expected = to_uint8(nets["generator"](source, kp, kp_source).prediction[0].permute(1, 2, 0).numpy())
-            assert np.abs(expected.astype(int) - written[i]).max() <= 1
+    expected = naive_relative_animation(load_model(config, ckpt), read_image(astronaut_png, config.size),
+                                        list(read_frames(driving_mp4, config.size)[1]))
+    for i, frame in enumerate(expected):
+        assert np.abs(to_uint8(frame).astype(int) - written[i]).max() <= 1
 
 
 def test_animate_video_outputs_and_moving_driver(tiny_fomm, astronaut_png, driving_mp4, tmp_path, capsys):
     config_path, ckpt = tiny_fomm
     for name in ("out.mp4", "out.gif"):
-        code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--source",
+        code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--avatar",
                             astronaut_png, "--driving", driving_mp4, "--output", tmp_path / name, "--adapt-scale",
                             "--relative")
         assert code == 0, err
@@ -56,7 +50,7 @@ def test_animate_video_outputs_and_moving_driver(tiny_fomm, astronaut_png, drivi
 
 def test_contact_sheet(tiny_fomm, astronaut_png, driving_mp4, tmp_path, capsys):
     config_path, ckpt = tiny_fomm
-    code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--source", astronaut_png,
+    code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--avatar", astronaut_png,
                         "--driving", driving_mp4, "--output", tmp_path / "o.mp4", "--sheet", tmp_path / "s.png")
     assert code == 0, err
     sheet = imageio.imread(tmp_path / "s.png")
@@ -71,7 +65,7 @@ def test_animate_full_vox256_on_astronaut(astronaut_png, tmp_path, capsys):
     clip_dir.mkdir()
     for i, frame in enumerate(shifted_clip(imageio.imread(astronaut_png), frames=3, step=12)):
         imageio.imwrite(clip_dir / f"{i:03d}.png", frame)
-    code, err = run_cli(capsys, "animate", "--config", CONFIGS / "vox-256.yaml", "--checkpoint", ckpt, "--source",
+    code, err = run_cli(capsys, "animate", "--config", CONFIGS / "vox-256.yaml", "--checkpoint", ckpt, "--avatar",
                         astronaut_png, "--driving", clip_dir, "--output", tmp_path / "out", "--relative")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"frame_{i:05d}.png" for i in range(3)]
@@ -81,8 +75,8 @@ def test_animate_full_vox256_on_astronaut(astronaut_png, tmp_path, capsys):
 @pytest.mark.parametrize("source_segmentation", [False, True])
 def test_swap_end_to_end(tiny_coseg, astronaut_png, driving_mp4, tmp_path, capsys, source_segmentation):
     config_path, ckpt = tiny_coseg
-    args = ["swap", "--config", config_path, "--checkpoint", ckpt, "--source", astronaut_png, "--driving",
-            driving_mp4, "--output", tmp_path / "swap", "--swap-index", "1,2"]
+    args = ["swap", "--config", config_path, "--checkpoint", ckpt, "--avatar", astronaut_png, "--driving",
+            driving_mp4, "--output", tmp_path / "swap", "--parts", "1,2"]
     code, err = run_cli(capsys, *args, *(["--source-segmentation"] if source_segmentation else []))
     assert code == 0, err
     assert len(list((tmp_path / "swap").glob("frame_*.png"))) == 6
@@ -116,8 +110,8 @@ def bad_inputs(tmp_path, tiny_fomm, tiny_coseg, astronaut_png, driving_mp4):
 
 
 CASES = {
-    "missing image": (lambda b: dict(source=b["tmp"] / "none.png"), "image .*none.png does not exist"),
-    "unreadable image": (lambda b: dict(source=b["text"]), "cannot read image .*notes.png"),
+    "missing image": (lambda b: dict(avatar=b["tmp"] / "none.png"), "image .*none.png does not exist"),
+    "unreadable image": (lambda b: dict(avatar=b["text"]), "cannot read image .*notes.png"),
     "missing video": (lambda b: dict(driving=b["tmp"] / "none.mp4"), "driving video .*none.mp4 does not exist"),
     "unreadable video": (lambda b: dict(driving=b["junk_video"]), "cannot read video .*junk.mp4"),
     "empty frame folder": (lambda b: dict(driving=b["empty"]), "frame folder .*empty has no images"),
@@ -134,7 +128,7 @@ CASES = {
 def test_bad_inputs_give_one_line_and_exit_2(case, bad_inputs, capsys):
     override, pattern = CASES[case]
     b = bad_inputs
-    args = dict(config=b["fomm"][0], checkpoint=b["fomm"][1], source=b["png"], driving=b["mp4"],
+    args = dict(config=b["fomm"][0], checkpoint=b["fomm"][1], avatar=b["png"], driving=b["mp4"],
                 output=b["tmp"] / "ok")
     args.update(override(b))
     code, err = run_cli(capsys, "animate", *[x for k, v in args.items() for x in (f"--{k}", v)])
@@ -146,22 +140,22 @@ def test_bad_inputs_give_one_line_and_exit_2(case, bad_inputs, capsys):
 
 
 def test_swap_index_and_model_kind_errors(tiny_fomm, tiny_coseg, astronaut_png, driving_mp4, tmp_path, capsys):
-    base = ["--source", astronaut_png, "--driving", driving_mp4, "--output", tmp_path / "o"]
+    base = ["--avatar", astronaut_png, "--driving", driving_mp4, "--output", tmp_path / "o"]
     code, err = run_cli(capsys, "swap", "--config", tiny_coseg[0], "--checkpoint", tiny_coseg[1], *base,
-                        "--swap-index", "1,9")
+                        "--parts", "1,9")
     assert code == 2 and "parts are numbered 1 to 4" in err
-    # without --swap-index the config's part_swap_params.swap_index is used (here a wrong one)
+    # without --parts the config's part_swap_params.swap_index is used (here a wrong one)
     config = tmp_path / "parts.yaml"
     config.write_text(open(tiny_coseg[0]).read() + "part_swap_params: {swap_index: [2, 7]}\n")
     code, err = run_cli(capsys, "swap", "--config", config, "--checkpoint", tiny_coseg[1], *base)
-    assert code == 2 and "--swap-index 2,7 is invalid" in err
+    assert code == 2 and "--parts 2,7 is invalid" in err
     code, err = run_cli(capsys, "swap", "--config", tiny_fomm[0], "--checkpoint", tiny_fomm[1], *base)
     assert code == 2 and "use `puppet.py animate`" in err
 
 
 def test_no_traceback_from_the_real_command(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "puppet.py"), "animate", "--config", str(CONFIGS / "vox-256.yaml"),
-                           "--checkpoint", str(tmp_path / "missing.pth.tar"), "--source", str(tmp_path / "a.png"),
+                           "--checkpoint", str(tmp_path / "missing.pth.tar"), "--avatar", str(tmp_path / "a.png"),
                            "--driving", str(tmp_path / "d.mp4"), "--output", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

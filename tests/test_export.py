@@ -34,7 +34,7 @@ def exported(tiny_fomm, tmp_path_factory) -> Path:
     """The tiny model exported through the command line, once for the module."""
     config, checkpoint = tiny_fomm
     out = tmp_path_factory.mktemp("export") / "tiny"
-    assert main(["export", "--config", str(config), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    assert main(["export", "--config", str(config), "--checkpoint", str(checkpoint), "--output", str(out)]) == 0
     return out
 
 
@@ -93,7 +93,7 @@ def _read_pngs(folder: Path) -> np.ndarray:
 
 def test_animate_onnxruntime_gives_the_torch_frames(exported, tiny_fomm, astronaut_png, driving_mp4, tmp_path):
     config, checkpoint = tiny_fomm
-    common = ["animate", "--config", str(config), "--checkpoint", str(checkpoint), "--source", str(astronaut_png),
+    common = ["animate", "--config", str(config), "--checkpoint", str(checkpoint), "--avatar", str(astronaut_png),
               "--driving", str(driving_mp4), "--relative"]
     assert main(common + ["--output", str(tmp_path / "torch")]) == 0
     assert main(common + ["--output", str(tmp_path / "ort"), "--backend", "onnxruntime",
@@ -135,7 +135,7 @@ def test_unknown_backend_is_a_user_error(tiny_fomm, tmp_path, capsys):
 
 
 def test_export_options_are_checked(tiny_fomm, tmp_path, capsys):
-    base = ["export", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--out", str(tmp_path)]
+    base = ["export", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--output", str(tmp_path)]
     assert main(base + ["--fp16"]) == 2
     assert "--format tensorrt" in capsys.readouterr().err
     assert main(base + ["--opset", "13"]) == 2
@@ -147,7 +147,7 @@ def test_tensorrt_missing_names_the_package(tiny_fomm, tmp_path, capsys):
     print("TensorRT is not installed here: checking its error message instead of building engines")
     with pytest.raises(TensorRTMissingError, match="pip install tensorrt"):
         open_backend("tensorrt", load_config(tiny_fomm[0]), tiny_fomm[1], CPU, export_dir=tmp_path)
-    code = main(["export", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--out",
+    code = main(["export", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--output",
                  str(tmp_path), "--format", "tensorrt"])
     assert code == 2 and "pip install tensorrt" in capsys.readouterr().err
 
@@ -177,7 +177,7 @@ def test_reexport_removes_derived_files(tiny_fomm, tmp_path):
     for path in stale:
         path.write_bytes(b"old")
     assert main(["export", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]),
-                 "--out", str(tmp_path)]) == 0
+                 "--output", str(tmp_path)]) == 0
     assert not any(path.exists() for path in stale)
 
 
@@ -190,7 +190,7 @@ def test_bench_prints_backends_side_by_side(exported, tiny_fomm):
     runs = compare(["torch", "official", "onnxruntime"], load_config(tiny_fomm[0]), tiny_fomm[1], CPU, frames=2,
                    export_dir=exported)
     header, *rows = format_table(runs).splitlines()
-    assert "render ms" in header and "vs official" in header and "PSNR dB" in header
+    assert "generator ms" in header and "vs official" in header and "PSNR dB" in header
     assert [row.split()[0] for row in rows] == ["torch", "official", "onnxruntime"]
     assert all(len(run.times["frame"]) == 2 for run in runs)
     assert float(rows[2].split()[-1]) > 80  # same maths as torch: only FP32 rounding differs

@@ -70,7 +70,7 @@ def world(tmp_path_factory, tiny_fomm, tiny_coseg, astronaut_png, driving_mp4):
 
 
 def fomm_args(world, **override):
-    args = dict(config=world["fomm"][0], checkpoint=world["fomm"][1], source=world["png"], driving=world["mp4"],
+    args = dict(config=world["fomm"][0], checkpoint=world["fomm"][1], avatar=world["png"], driving=world["mp4"],
                 output=world["root"] / "out.mp4")
     args.update(override)
     return [x for key, value in args.items() for x in (f"--{key}", value)]
@@ -80,12 +80,12 @@ CASES = {
     "animate: corrupt frame in a folder": (lambda w: ["animate", *fomm_args(w, driving=w["corrupt"])],
                                            "cannot read frame .*frame_00003.png"),
     "swap: corrupt frame in a folder": (lambda w: ["swap", "--config", w["coseg"][0], "--checkpoint", w["coseg"][1],
-                                                   "--source", w["png"], "--driving", w["corrupt"], "--swap-index", "1,2", "--output",
+                                                   "--avatar", w["png"], "--driving", w["corrupt"], "--parts", "1,2", "--output",
                                                    w["root"] / "swap.mp4"], "cannot read frame"),
     "live: corrupt frame in a folder": (lambda w: ["live", "--config", w["fomm"][0], "--checkpoint", w["fomm"][1],
-                                                   "--avatar", w["png"], "--input", w["corrupt"], "--output",
+                                                   "--avatar", w["png"], "--driving", w["corrupt"], "--output",
                                                    w["root"] / "live.mp4", "--crop", "full"], "cannot read frame"),
-    "live: synthetic:0x0": (lambda w: ["live", "--input", "synthetic:0x0", "--output", w["root"] / "l.mp4"],
+    "live: synthetic:0x0": (lambda w: ["live", "--driving", "synthetic:0x0", "--output", w["root"] / "l.mp4"],
                             "at least 16x16"),
     "animate: output in /proc": (lambda w: ["animate", *fomm_args(w, output="/proc/x.mp4")], "cannot write output"),
     "animate: sheet in /proc": (lambda w: ["animate", *fomm_args(w), "--sheet", "/proc/x.png"], "cannot write --sheet"),
@@ -93,8 +93,8 @@ CASES = {
     "animate: output is the driving video": (lambda w: ["animate", *fomm_args(w, output=w["mp4"])], "is also an input"),
     "animate: output is the driving folder": (lambda w: ["animate", *fomm_args(w, driving=w["frames"],
                                                                                output=w["frames"])], "is also an input"),
-    "live: output is the input": (lambda w: ["live", "--input", w["mp4"], "--output", w["mp4"]], "is also an input"),
-    "live: stats in /proc": (lambda w: ["live", "--input", w["mp4"], "--output", w["root"] / "l.mp4", "--stats",
+    "live: output is the input": (lambda w: ["live", "--driving", w["mp4"], "--output", w["mp4"]], "is also an input"),
+    "live: stats in /proc": (lambda w: ["live", "--driving", w["mp4"], "--output", w["root"] / "l.mp4", "--stats",
                                         "/proc/s.json"], "cannot write --stats"),
     "live: max-frames 0": (lambda w: ["live", "--max-frames", "0"], "too small"),
     "live: max-frames -1": (lambda w: ["live", "--max-frames", "-1"], "too small"),
@@ -103,21 +103,21 @@ CASES = {
                          "too small"),
     "train: workers -2": (lambda w: ["train", "--config", w["fomm"][0], "--data", w["root"], "--workers", "-2"],
                           "too small"),
-    "train: --vgg not weights": (lambda w: ["train", "--config", w["fomm"][0], "--data", w["data"], "--out",
+    "train: --vgg not weights": (lambda w: ["train", "--config", w["fomm"][0], "--data", w["data"], "--output",
                                             w["root"] / "vgg-run", "--max-steps", "1", "--vgg", w["junk"]],
                                  "cannot read VGG-19 weights"),
-    "export: out in /proc": (lambda w: ["export", "--config", w["fomm"][0], "--checkpoint", w["fomm"][1], "--out",
-                                        "/proc/graphs"], "cannot write --out"),
+    "export: out in /proc": (lambda w: ["export", "--config", w["fomm"][0], "--checkpoint", w["fomm"][1], "--output",
+                                        "/proc/graphs"], "cannot write --output"),
     "average: batches 0": (lambda w: ["average", w["fomm"][1], "--config", w["fomm"][0], "--data", w["root"],
-                                      "--out", w["root"] / "a.pth.tar", "--batches", "0"], "too small"),
+                                      "--output", w["root"] / "a.pth.tar", "--batches", "0"], "too small"),
     "average: out is an input": (lambda w: ["average", w["fomm"][1], "--config", w["fomm"][0], "--data", w["root"],
-                                            "--out", w["fomm"][1]], "is also an input"),
+                                            "--output", w["fomm"][1]], "is also an input"),
     "eval: json in /proc": (lambda w: ["eval", "--config", w["fomm"][0], "--checkpoint", w["fomm"][1], "--data",
                                        w["root"], "--json", "/proc/e.json"], "cannot write --json"),
-    "export: out is a file": (lambda w: ["export", "--config", w["fomm"][0], "--checkpoint", w["fomm"][1], "--out",
+    "export: out is a file": (lambda w: ["export", "--config", w["fomm"][0], "--checkpoint", w["fomm"][1], "--output",
                                          w["png"]], "is a file"),
     "swap: FOMM checkpoint for a co-part config": (lambda w: ["swap", "--config", w["coseg"][0], "--checkpoint",
-                                                              w["fomm"][1], "--source", w["png"], "--driving", w["mp4"], "--swap-index", "1",
+                                                              w["fomm"][1], "--avatar", w["png"], "--driving", w["mp4"], "--parts", "1",
                                                               "--output", w["root"] / "s.mp4"],
                                                    "part heads would be random"),
     "animate: NaN weights": (lambda w: ["animate", *fomm_args(w, checkpoint=w["nan"])], "NaN or infinite"),
@@ -158,7 +158,7 @@ def test_train_refuses_to_replace_a_run_unless_asked(world, tmp_path):
     from training.synthetic import generate_dataset
     data = generate_dataset(tmp_path / "d", videos=2, test_videos=1, frames=8, size=64, seed=3, progress=False)
     run = tmp_path / "run"
-    base = ["train", "--config", world["fomm"][0], "--data", data, "--out", run, "--max-steps", "1", "--sheet-every", "0"]
+    base = ["train", "--config", world["fomm"][0], "--data", data, "--output", run, "--max-steps", "1", "--sheet-every", "0"]
     assert puppet(*base).returncode == 0
     trained = digest(run / "checkpoint.pth.tar")
     assert_refused(puppet(*base), "already holds a training run.*--resume.*--overwrite")

@@ -31,3 +31,48 @@ def test_packages_import_only_lower_layers():
                 if name in RANK and name != package and RANK[name] >= rank:
                     upward.append(f"{path.relative_to(ROOT)} imports {name}")
     assert upward == []
+
+
+def module_imports(source: str) -> set[str]:
+    """Dotted names of every module a file imports (lazy imports included), as written."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle found by a depth-first walk (each reported once, from where the walk closed it)."""
+    cycles, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for child in sorted(graph.get(node, ())):
+            if state.get(child) == "open":
+                cycles.append(path[path.index(child):] + [child])
+            elif child not in state:
+                visit(child, path + [child])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_the_cycle_finder_finds_a_planted_cycle():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_itself_back():
+    """No import circle between our modules (e.g. export backends -> quantize -> bench -> backends)."""
+    graph = {}
+    for package in RANK:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            graph[module] = {name for name in module_imports(path.read_text()) if name.split(".")[0] in RANK}
+    assert import_cycles(graph) == []

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import animation.run
-from animation.pipeline import animate_frames
+from animation.pipeline import FommPipeline
 from motion.keypoints import Keypoints
 from motion.reconstruction import ReconstructionModule, parts_mask
 from motion.segmentation import Segments
@@ -50,10 +50,11 @@ class RecordingPuppeteer:
         return np.zeros((2, 2, 3))
 
 
-def run(relative: bool, adapt_scale: bool) -> list[Keypoints]:
-    puppeteer = RecordingPuppeteer([FIRST, LATER])
-    list(animate_frames(puppeteer, np.zeros((2, 2, 3)), [None, None], torch.device("cpu"), relative=relative,
-                        adapt_scale=adapt_scale))
+def run(relative: bool, adapt_scale: bool, driver: tuple[Keypoints, ...] = (FIRST, LATER)) -> list[Keypoints]:
+    puppeteer = RecordingPuppeteer(list(driver))
+    pipeline = FommPipeline(puppeteer, np.zeros((2, 2, 3)), relative=relative, adapt_scale=adapt_scale)
+    for _ in driver:
+        pipeline(None)
     return puppeteer.given
 
 
@@ -87,19 +88,33 @@ def test_adapt_scale_scales_the_displacement_by_the_hull_ratio():
     np.testing.assert_allclose(later.jacobian[0], [[[1, 0.5], [0, 1]], [[2, 0], [2, 1]], [[1, 0], [0, 2]]])
 
 
-@pytest.mark.parametrize("flags, expected", [([], (False, False)), (["--relative"], (True, False)),
-                                             (["--relative", "--adapt-scale"], (True, True))])
-def test_animate_command_passes_the_motion_mode_to_the_loop(flags, expected, tiny_fomm, astronaut_png, driving_mp4,
-                                                            tmp_path, monkeypatch, capsys):
+def test_recalibration_makes_the_next_frame_the_reference_pose():
+    puppeteer = RecordingPuppeteer([FIRST, LATER, LATER])
+    pipeline = FommPipeline(puppeteer, np.zeros((2, 2, 3)))
+    pipeline(None)
+    pipeline.recalibrate()
+    pipeline(None)  # LATER is now the reference: the avatar is back at its own pose
+    pipeline(None)
+    for given in puppeteer.given:
+        np.testing.assert_allclose(given.value[0], AVATAR.value[0])
+    np.testing.assert_allclose(puppeteer.given[2].jacobian[0], AVATAR.jacobian[0])
+
+
+@pytest.mark.parametrize("flags, expected", [([], (True, False)), (["--absolute"], (False, False)),
+                                             (["--relative"], (True, False)),
+                                             (["--adapt-scale"], (True, True))])
+def test_animate_command_passes_the_motion_mode_to_the_pipeline(flags, expected, tiny_fomm, astronaut_png, driving_mp4,
+                                                                tmp_path, monkeypatch):
     seen = {}
 
-    def loop(nets, source, frames, device, relative, adapt_scale):
-        seen["mode"] = (relative, adapt_scale)
-        yield np.zeros((64, 64, 3))
+    class Recording(FommPipeline):
+        def __init__(self, puppeteer, avatar_image, relative, adapt_scale):
+            seen["mode"] = (relative, adapt_scale)
+            super().__init__(puppeteer, avatar_image, relative, adapt_scale)
 
-    monkeypatch.setattr(animation.run, "animate_frames", loop)
+    monkeypatch.setattr(animation.run, "FommPipeline", Recording)
     config, checkpoint = tiny_fomm
-    assert main(["animate", "--config", str(config), "--checkpoint", str(checkpoint), "--source", str(astronaut_png),
+    assert main(["animate", "--config", str(config), "--checkpoint", str(checkpoint), "--avatar", str(astronaut_png),
                  "--driving", str(driving_mp4), "--output", str(tmp_path / "out"), "--cpu", *flags]) == 0
     assert seen["mode"] == expected
 

@@ -50,7 +50,7 @@ def test_personalize_fine_tunes_and_reports_before_and_after(recording, tmp_path
     # an input inside the folder it would rewrite is refused before anything is touched
     inside = tmp_path / "me" / "clip.mp4"
     inside.write_bytes(recording.read_bytes())
-    with pytest.raises(UserError, match="lies inside --out"):
+    with pytest.raises(UserError, match="lies inside --output"):
         personalize(str(inside), tmp_path / "me", str(config), str(checkpoint), minutes=1,
                     device=torch.device("cpu"), rules=rules, overwrite=True)
     assert inside.read_bytes() == recording.read_bytes()

@@ -123,9 +123,9 @@ def test_dotted_names_make_clip_folders_and_twins_are_refused(fixture_clip, tmp_
 
 def test_prepare_data_command_bad_input_is_one_line(tmp_path, capsys):
     from puppet import main
-    assert main(["prepare-data", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "d")]) == 2
+    assert main(["prepare-data", str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as refused:  # out of range: refused while parsing
-        main(["prepare-data", str(tmp_path), "--out", str(tmp_path / "d"), "--min-frames", "1"])
+        main(["prepare-data", str(tmp_path), "--output", str(tmp_path / "d"), "--min-frames", "1"])
     assert refused.value.code == 2 and "--min-frames: 1 is too small" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import pytest
 
 import puppet
 from realtime.bench import run_bench
+from realtime.options import BenchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,22 +33,22 @@ def one_line_error(capsys, argv) -> str:
 
 
 def test_missing_camera(tiny_fomm, astronaut_png, capsys):
-    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--input", "webcam:9", "--output", "x.mp4"))
-    assert "no camera at webcam:9" in message and "--input" in message
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--driving", "webcam:9", "--output", "x.mp4"))
+    assert "no camera at webcam:9" in message and "--driving" in message
 
 
 def test_unreadable_avatar(tiny_fomm, tmp_path, capsys):
     bad = tmp_path / "avatar.png"
     bad.write_text("not a picture")
-    message = one_line_error(capsys, live(tiny_fomm, bad, "--input", "synthetic", "--output", str(tmp_path / "o")))
+    message = one_line_error(capsys, live(tiny_fomm, bad, "--driving", "synthetic", "--output", str(tmp_path / "o")))
     assert f"cannot read avatar {bad}" in message
-    message = one_line_error(capsys, live(tiny_fomm, tmp_path / "none.png", "--input", "synthetic",
+    message = one_line_error(capsys, live(tiny_fomm, tmp_path / "none.png", "--driving", "synthetic",
                                           "--output", str(tmp_path / "o")))
     assert "does not exist" in message
 
 
 def test_no_virtual_camera_device(tiny_fomm, astronaut_png, capsys):
-    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--input", "synthetic", "--output", "vcam"))
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--driving", "synthetic", "--output", "vcam"))
     assert "v4l2loopback" in message and "OBS" in message
 
 
@@ -56,22 +57,22 @@ def test_port_in_use(tiny_fomm, astronaut_png, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--input", "synthetic",
+        message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--driving", "synthetic",
                                               "--output", f"http:{port}"))
     assert f"port {port} on 127.0.0.1 is in use" in message
 
 
 def test_swap_needs_valid_parts(tiny_fomm, tiny_coseg, astronaut_png, tmp_path, capsys):
-    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--input", "synthetic", "--output",
-                                          str(tmp_path / "o"), "--swap", "9", "--seg-config", str(tiny_coseg[0]),
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--driving", "synthetic", "--output",
+                                          str(tmp_path / "o"), "--parts", "9", "--seg-config", str(tiny_coseg[0]),
                                           "--seg-checkpoint", str(tiny_coseg[1])))
     assert "parts are numbered 1 to 4" in message
 
 
 def test_live_part_swap_from_the_command_line(tiny_fomm, tiny_coseg, astronaut_png, driving_mp4, tmp_path):
     stats_path = tmp_path / "stats.json"
-    assert puppet.main(live(tiny_fomm, astronaut_png, "--input", str(driving_mp4), "--output", str(tmp_path / "o"),
-                            "--swap", "1,2", "--seg-config", str(tiny_coseg[0]), "--seg-checkpoint",
+    assert puppet.main(live(tiny_fomm, astronaut_png, "--driving", str(driving_mp4), "--output", str(tmp_path / "o"),
+                            "--parts", "1,2", "--seg-config", str(tiny_coseg[0]), "--seg-checkpoint",
                             str(tiny_coseg[1]), "--stats", str(stats_path))) == 0
     assert len(list((tmp_path / "o").glob("*.png"))) == 6
     stats = json.loads(stats_path.read_text())
@@ -79,8 +80,8 @@ def test_live_part_swap_from_the_command_line(tiny_fomm, tiny_coseg, astronaut_p
 
 
 def test_bench_reports_stages_and_the_speedup(tiny_fomm, astronaut_png, tmp_path, capsys):
-    result = run_bench(str(tiny_fomm[0]), str(tiny_fomm[1]), frames=4, avatar=str(astronaut_png),
-                       stats_path=str(tmp_path / "bench.json"))
+    result = run_bench(BenchOptions(config=str(tiny_fomm[0]), checkpoint=str(tiny_fomm[1]), frames=4,
+                                    avatar=str(astronaut_png), stats=str(tmp_path / "bench.json")))
     out = capsys.readouterr().out
     for stage in ("capture", "face_crop", "keypoints", "dense_motion", "generator", "output", "end_to_end"):
         assert stage in out
@@ -100,7 +101,9 @@ def test_ctrl_c_releases_everything_and_finalises_files(tiny_fomm, astronaut_png
     port = free_port()
     video, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
     process = subprocess.Popen([sys.executable, str(ROOT / "puppet.py"), *live(
-        tiny_fomm, astronaut_png, "--input", "synthetic:128x128", "--pace", "--crop", "full", "--output", str(video),
+        # unpaced: the source waits for the loop, so frame index 10 means 10 frames went through it
+        tiny_fomm, astronaut_png, "--driving", "synthetic:128x128", "--crop", "full", "--size", "320x180",
+        "--output", str(video),
         "--output", f"http:{port}", "--stats", str(stats_path))], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60

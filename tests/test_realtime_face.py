@@ -98,6 +98,6 @@ def test_opencv_without_the_face_detector_is_named(monkeypatch, tmp_path, capsys
     from puppet import main
 
     monkeypatch.delattr(cv2, "CascadeClassifier")
-    assert main(["make-data", "--out", str(tmp_path / "d"), "--videos", "1", "--test-videos", "1"]) == 2
+    assert main(["make-data", "--output", str(tmp_path / "d"), "--videos", "1", "--test-videos", "1"]) == 2
     err = capsys.readouterr().err
     assert "no Haar face detector" in err and "pip install opencv-python" in err and "Traceback" not in err

@@ -51,15 +51,22 @@ def test_virtual_camera_sends_rgb_frames_to_the_device(capsys):
     assert [int(f[0, 0, 0]) for f in camera.frames] == [0, 10, 20] and camera.closed
 
 
-def test_virtual_camera_in_the_live_loop(tiny_fomm, astronaut_png, monkeypatch):
+def test_virtual_camera_in_the_live_loop_gets_the_requested_size(tiny_fomm, astronaut_png, monkeypatch):
+    """The whole portrait (the 512x512 astronaut) fitted into a 160x90 camera: a centred 90x90 picture between
+    two black bars of 35 columns (hand-computed: scale 90/512, (160 - 90) / 2 = 35)."""
     import realtime.sinks.vcam as vcam
     from realtime.live import LiveOptions, run_live
 
     monkeypatch.setattr(vcam, "pyvirtualcam_device", FakeCamera)
-    stats = run_live(LiveOptions(avatars=[str(astronaut_png)], config=str(tiny_fomm[0]), checkpoint=str(tiny_fomm[1]),
-                                 input="synthetic:64x64", outputs=["vcam"], track_face=False, max_frames=5))
+    stats = run_live(LiveOptions(avatar=(str(astronaut_png),), config=str(tiny_fomm[0]), checkpoint=str(tiny_fomm[1]),
+                                 driving="synthetic:64x64", output=("vcam",), crop="full", max_frames=5,
+                                 size=(160, 90)))
     camera = FakeCamera.instances[-1]
-    assert stats.frames == 5 and camera.closed and 1 <= len(camera.frames) <= 5
+    assert stats.frames == 5 and camera.closed and 1 <= len(camera.frames) <= 5 and camera.size == (160, 90)
+    for frame in camera.frames:
+        assert frame.shape == (90, 160, 3)
+        assert frame[:, :35].max() == 0 and frame[:, 125:].max() == 0  # the bars
+        assert frame[:, 35:125].mean() > 40  # the portrait
 
 
 def test_no_virtual_camera_device_is_a_clear_error():

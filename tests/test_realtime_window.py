@@ -59,7 +59,7 @@ def test_window_keys_switch_avatar_and_quit(tiny_fomm, astronaut_png, tmp_path):
         wait_for(lambda: Path(f"/tmp/.X11-unix/X{number}").exists(), "Xvfb")
         live = subprocess.Popen(
             [sys.executable, str(ROOT / "puppet.py"), "live", "--avatar", str(astronaut_png), "--avatar",
-             str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--input",
+             str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--driving",
              "synthetic:96x96", "--pace", "--crop", "full", "--output", "window", "--output", f"http:{port}"],
             env=env, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: control(port)["frame"] >= 3, "the first frames")

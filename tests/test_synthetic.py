@@ -105,11 +105,11 @@ def test_parts_move_locally(astronaut):
 
 def test_make_data_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["make-data", "--out", str(out), "--videos", "1", "--test-videos", "1", "--frames", "3",
+    assert main(["make-data", "--output", str(out), "--videos", "1", "--test-videos", "1", "--frames", "3",
                  "--size", "32"]) == 0
     assert len(list((out / "test" / "astronaut_000").glob("*.png"))) == 3
-    assert main(["make-data", "--out", str(out)]) == 2
+    assert main(["make-data", "--output", str(out)]) == 2
     assert "already holds videos" in capsys.readouterr().err
     with pytest.raises(SystemExit) as refused:  # out of range: refused while parsing
-        main(["make-data", "--out", str(tmp_path / "x"), "--frames", "1"])
+        main(["make-data", "--output", str(tmp_path / "x"), "--frames", "1"])
     assert refused.value.code == 2 and "--frames: 1 is too small" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def test_resume_continues_exactly(clips, tmp_path):
 
 def test_train_and_eval_commands(clips, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--config", str(TEST_CONFIGS / "tiny-coseg.yaml"), "--data", str(clips), "--out",
+    assert main(["train", "--config", str(TEST_CONFIGS / "tiny-coseg.yaml"), "--data", str(clips), "--output",
                  str(out), "--max-steps", "2", "--sheet-every", "1", "--cpu"]) == 0
     assert (out / "checkpoint.pth.tar").is_file() and (out / "sheet_000001.png").is_file()
     assert main(["eval", "--config", str(TEST_CONFIGS / "tiny-coseg.yaml"), "--checkpoint",
@@ -160,7 +160,7 @@ def test_time_budget_fits_the_schedule(clips, tmp_path, capsys):
     lr = config.train.learning_rates["generator"]
     low = result.epochs_done >= min(scheduler["milestones"])  # the run ended in its low-learning-rate phase
     assert saved["optimizer_generator"]["param_groups"][0]["lr"] == pytest.approx(lr * (0.1 if low else 1))
-    assert main(["train", "--config", str(TEST_CONFIGS / "tiny-fomm.yaml"), "--data", str(clips), "--out",
+    assert main(["train", "--config", str(TEST_CONFIGS / "tiny-fomm.yaml"), "--data", str(clips), "--output",
                  str(tmp_path / "u"), "--epochs", "1", "--minutes", "1"]) == 2
     assert "either --epochs or --minutes" in capsys.readouterr().err
 
@@ -176,14 +176,14 @@ def test_average_states_means_floats_and_keeps_counters():
 def test_snapshots_and_average_command(clips, tmp_path, tiny_fomm, capsys):
     config_path = TEST_CONFIGS / "tiny-coseg.yaml"
     out = tmp_path / "run"
-    assert main(["train", "--config", str(config_path), "--data", str(clips), "--out", str(out), "--epochs", "2",
+    assert main(["train", "--config", str(config_path), "--data", str(clips), "--output", str(out), "--epochs", "2",
                  "--snapshots", "--sheet-every", "0", "--cpu"]) == 0
     snaps = [out / "checkpoint_001.pth.tar", out / "checkpoint_002.pth.tar"]
     assert torch.equal(read_checkpoint(snaps[1])["segmentation_module"]["shift.weight"],
                        read_checkpoint(out / "checkpoint.pth.tar")["segmentation_module"]["shift.weight"])
     averaged = tmp_path / "average.pth.tar"
     args = ["average", *map(str, snaps), "--config", str(config_path), "--data", str(clips), "--batches", "1",
-            "--cpu", "--out"]
+            "--cpu", "--output"]
     assert main(args + [str(averaged)]) == 0
     first, second, mean = (read_checkpoint(p) for p in (*snaps, averaged))
     for key in ("shift.weight", "predictor.encoder.down_blocks.0.conv.weight"):
@@ -201,7 +201,7 @@ def test_snapshots_and_average_command(clips, tmp_path, tiny_fomm, capsys):
     # a checkpoint of another model is refused with a message, not a traceback
     capsys.readouterr()
     assert main(["average", str(snaps[0]), "--config", str(tiny_fomm[0]), "--data", str(clips),
-                 "--out", str(tmp_path / "bad.pth.tar"), "--cpu"]) == 2
+                 "--output", str(tmp_path / "bad.pth.tar"), "--cpu"]) == 2
     assert "--config" in capsys.readouterr().err
 
 
@@ -248,15 +248,15 @@ def test_split_parts_keeps_the_prediction(noise):
 def test_split_parts_command(clips, tmp_path, tiny_coseg, tiny_fomm, capsys):
     out = tmp_path / "split.pth.tar"
     assert main(["split-parts", str(tiny_coseg[1]), "--config", str(tiny_coseg[0]), "--data", str(clips),
-                 "--out", str(out), "--batches", "1", "--min-share", "0.2", "--cpu"]) == 0
+                 "--output", str(out), "--batches", "1", "--min-share", "0.2", "--cpu"]) == 0
     err = capsys.readouterr().err
     assert "parts in use" in err and str(out) in err
     plan = read_checkpoint(out)["split_parts"]
-    assert plan and ", ".join(f"{p + 1} <- {d + 1}" for d, p in plan) in err  # numbered as --swap-index
+    assert plan and ", ".join(f"{p + 1} <- {d + 1}" for d, p in plan) in err  # numbered as --parts
     segmentation = load_model(load_config(tiny_coseg[0]), out)["segmentation_module"]
     from training.part_split import part_shares
     with pytest.raises(UserError, match="fewer than 8 pairs"):  # too little data: a message, not a traceback
         part_shares(segmentation, [{"source": torch.rand(3, 64, 64)}], batches=1, batch_size=8)
     assert main(["split-parts", str(tiny_fomm[1]), "--config", str(tiny_fomm[0]), "--data", str(clips),
-                 "--out", str(tmp_path / "bad.pth.tar"), "--cpu"]) == 2
+                 "--output", str(tmp_path / "bad.pth.tar"), "--cpu"]) == 2
     assert "co-part segmentation config" in capsys.readouterr().err

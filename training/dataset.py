@@ -31,7 +31,7 @@ class DatasetError(UserError):
 
 
 def _how_to_fix(root: Path) -> str:
-    return (f"run `python puppet.py make-data --out {root}` to generate synthetic training videos, or point "
+    return (f"run `python puppet.py make-data --output {root}` to generate synthetic training videos, or point "
             "--data at a folder ROOT with ROOT/train and ROOT/test holding videos (mp4, avi, gif or folders of frames)")
 
 

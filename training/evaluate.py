@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, LandmarkDetector, crop, face_crop, landmark_box
 from animation.media import load_picture, to_model_frame
-from animation.pipeline import animate_frames
-from animation.puppeteer import to_tensor
+from animation.pipeline import FommPipeline
+from animation.puppeteer import FommPuppeteer, to_tensor
 from motion.config import Config, TransformParams
 from training.dataset import load_video, split_videos
 from training.face_metrics import SCREEN_SHARE, akd, chroma_key, iou, missing_rate, motion_correlation
@@ -154,7 +154,8 @@ def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path
     for number, image in enumerate(tqdm(faces.values(), desc="cross-identity", unit="photo", file=sys.stderr,
                                         disable=None)):
         clip = list(load_video(videos[number % len(videos)], config.size))[:CROSS_FRAMES]
-        out = [landmarks(f) for f in animate_frames(nets, image, clip, device, relative=True)]
+        pipeline = FommPipeline(FommPuppeteer(nets, device), image)
+        out = [landmarks(pipeline(f)) for f in clip]
         correlations.append(motion_correlation(driver_marks[number % len(videos)][:CROSS_FRAMES], out))
         results += out
     return {"photos": len(faces), "photos_given": len(photos), "pairs": len(correlations),

@@ -53,7 +53,7 @@ def photos(root: str | Path, split: str) -> list[Path]:
     found = sorted({p for pattern in PHOTOS[split] for p in root.glob(pattern)
                     if not any(p.match(skip) for skip in NOT_PHOTOS)})
     if not found:
-        raise UserError(f"no {split} photos under {root}; run `python puppet.py fetch-data --out {root}` first")
+        raise UserError(f"no {split} photos under {root}; run `python puppet.py fetch-data --output {root}` first")
     return found
 
 

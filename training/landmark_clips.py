@@ -129,7 +129,7 @@ def make_face_data(photos: list[Path], trajectories: str | Path, out: str | Path
     """Write per_face clips of every photo face into OUT/train (official layout); returns the clip count."""
     out = Path(out)
     if (out / "train").exists():
-        raise UserError(f"{out}/train already exists; choose another --out")
+        raise UserError(f"{out}/train already exists; choose another --output")
     detector = LandmarkDetector()
     faces = photo_faces(photos, size, detector)
     if not faces:

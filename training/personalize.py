@@ -29,7 +29,7 @@ class PersonalizeResult:
     after: dict
 
 
-WRITTEN = ("data", "run", "fomm.yaml", "fomm.pth.tar")  # all that personalize puts in --out
+WRITTEN = ("data", "run", "fomm.yaml", "fomm.pth.tar")  # all that personalize puts in --output
 
 
 def personalize(video: str, out: str | Path, config_path: str, checkpoint: str, minutes: float,
@@ -39,12 +39,12 @@ def personalize(video: str, out: str | Path, config_path: str, checkpoint: str, 
     With `overwrite`, only what an earlier personalize wrote in `out` is replaced."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder for the personal model")
+        raise UserError(f"--output {out} is a file; pass a folder for the personal model")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+        raise UserError(f"{out} already exists; choose another --output or pass --overwrite")
     for given, flag in ((video, "the video"), (config_path, "--config"), (checkpoint, "--checkpoint")):
         if Path(given).resolve().is_relative_to(out.resolve()):
-            raise UserError(f"{flag} {given} lies inside --out {out}, which personalize rewrites; choose another --out")
+            raise UserError(f"{flag} {given} lies inside --output {out}, which personalize rewrites; choose another --output")
     if minutes <= 0:
         raise UserError(f"--minutes must be positive (got {minutes})")
     config = load_config(config_path)

@@ -138,7 +138,7 @@ def prepare_data(inputs: list[str], out: str | Path, size: int = 128, rules: Chu
         raise UserError(f"--test-video {', '.join(sorted(unknown))} is not among the inputs")
     if (out / "train").exists() or (out / "test").exists():
         if not overwrite:
-            raise UserError(f"{out} already holds a dataset; choose another --out or pass --overwrite")
+            raise UserError(f"{out} already holds a dataset; choose another --output or pass --overwrite")
         for split in ("train", "test"):  # only now that the inputs are known to be usable
             shutil.rmtree(out / split, ignore_errors=True)
     detector = detector or HaarFaceDetector()

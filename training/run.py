@@ -12,6 +12,7 @@ from animation.pipeline import pick_device
 from motion.checkpoint import load_model, save_checkpoint
 from motion.config import load_config
 from motion.errors import UserError
+from training import distributed
 from training.averaging import average_checkpoints
 from training.dataset import VideoDataset, measuring_batch_size
 from animation.faces import LandmarkDetector
@@ -25,24 +26,27 @@ def run_train(config_path: str, data: str, out: str, resume: str | None = None, 
               cpu: bool = False, vgg: str | None = None, sheet_every: int = 200, max_steps: int | None = None,
               seed: int = 0, init: str | None = None, minutes: float | None = None, workers: int = 0,
               snapshots: bool = False, overwrite: bool = False) -> Path:
+    """Train as one process, or as one of several under torchrun (one process group for the run)."""
     existing = Path(out) / "checkpoint.pth.tar"
-    if existing.exists() and resume is None:
-        if not overwrite:
-            raise UserError(f"{out} already holds a training run ({existing}); continue it with --resume {existing}, "
-                            "start over with --overwrite, or choose another --out")
-        for old in [existing, *Path(out).glob("checkpoint_*.pth.tar"), *Path(out).glob("sheet_*.png")]:
-            old.unlink()  # the old run's snapshots would mix into a later `average`
+    if existing.exists() and resume is None and not overwrite:
+        raise UserError(f"{out} already holds a training run ({existing}); continue it with --resume {existing}, "
+                        "start over with --overwrite, or choose another --output")
     config = load_config(config_path)
-    dataset = VideoDataset.from_config(config, data, "train", seed=seed)
-    device = pick_device(cpu)
-    started = time.time()
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        result = train(config, dataset, out, resume=resume, epochs=epochs, device=device, vgg=vgg,
-                       sheet_every=sheet_every, max_steps=max_steps, seed=seed, init=init, minutes=minutes,
-                       workers=workers, snapshots=snapshots)
-    print(f"trained {result.steps} steps ({result.epochs_done} epochs) in {time.time() - started:.0f} s on "
-          f"{device}; checkpoint: {result.checkpoint}", file=sys.stderr)
+    with distributed.session(pick_device(cpu)) as device:
+        if existing.exists() and resume is None and distributed.is_main():
+            for old in [existing, *Path(out).glob("checkpoint_*.pth.tar"), *Path(out).glob("sheet_*.png")]:
+                old.unlink()  # the old run's snapshots would mix into a later `average`
+        dataset = VideoDataset.from_config(config, data, "train", seed=seed + distributed.rank())
+        started = time.time()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            result = train(config, dataset, out, resume=resume, epochs=epochs, device=device, vgg=vgg,
+                           sheet_every=sheet_every, max_steps=max_steps, seed=seed, init=init, minutes=minutes,
+                           workers=workers, snapshots=snapshots)
+        if distributed.is_main():
+            processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+            print(f"trained {result.steps} steps ({result.epochs_done} epochs) in {time.time() - started:.0f} s on "
+                  f"{device}{processes}; checkpoint: {result.checkpoint}", file=sys.stderr)
     return result.checkpoint
 
 
@@ -79,8 +83,8 @@ def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, js
 
 def run_average(config_path: str, checkpoints: list[str], data: str, out: str, batches: int = 60,
                 cpu: bool = False) -> Path:
-    check_not_input(out, list(checkpoints), "--out")
-    check_writable_file(out, "--out")
+    check_not_input(out, list(checkpoints), "--output")
+    check_writable_file(out, "--output")
     config = load_config(config_path)
     device = pick_device(cpu)
     nets, epoch = average_checkpoints(config, checkpoints, VideoDataset.from_config(config, data, "train", seed=0),
@@ -107,6 +111,6 @@ def run_split_parts(config_path: str, checkpoint: str, data: str, out: str, min_
     save_checkpoint(out, nets, {}, 0, {"split_parts": plan})
     used = ", ".join(f"{k + 1}: {100 * s:.1f} %" for k, s in enumerate(shares.tolist()) if s >= min_share)
     print(f"parts in use (share of the image): {used}", file=sys.stderr)
-    print(f"split {len(plan)} empty parts off the heaviest ones (part <- donor, numbered as --swap-index): "
+    print(f"split {len(plan)} empty parts off the heaviest ones (part <- donor, numbered as --parts): "
           + (", ".join(f"{p + 1} <- {d + 1}" for d, p in plan) or "none") + f"; {out}", file=sys.stderr)
     return Path(out)

@@ -253,7 +253,7 @@ def generate_dataset(out: str | Path, videos: int = 48, test_videos: int = 8, fr
     out = Path(out)
     for split in ("train", "test"):
         if (out / split).is_dir() and any((out / split).iterdir()):
-            raise UserError(f"{out / split} already holds videos; pass an empty or new --out folder")
+            raise UserError(f"{out / split} already holds videos; pass an empty or new --output folder")
     subjects = load_subjects(int(round(size * SUBJECT_FILL * 1.25)))  # a little finer than drawn: no magnifying
     backgrounds = {name: load_background(name) for name in BACKGROUNDS}
     jobs = [(split, index) for split, count in (("train", videos), ("test", test_videos)) for index in range(count)]

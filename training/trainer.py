@@ -2,6 +2,7 @@
 
 Checkpoints are saved in the official layout (loadable by `puppet.py animate` and the official demo)
 plus scheduler and random-generator states, so a resumed run continues exactly at an epoch boundary.
+Under torchrun the same loop runs in every process with DistributedDataParallel (see distributed.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from motion.checkpoint import load_matching, load_state, read_checkpoint, save_checkpoint, start_coseg_from_fomm
@@ -26,6 +27,7 @@ from motion.config import Config, TrainParams
 from motion.errors import UserError
 from motion.networks import build_networks
 from motion.segmentation import Segments
+from training import distributed
 from training.losses import RandomTps, ReconstructionLoss, equivariance_losses
 from training.visualize import sample_sheet
 
@@ -53,12 +55,17 @@ def matte_loss(segments: Segments, matte: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy((1 - background).clamp(1e-6, 1 - 1e-6), matte)
 
 
-class Objective:
-    """The losses of one model on a batch of (source, driving) pairs, and what to draw of them."""
+class Objective(nn.Module):
+    """The losses of one model on a batch of (source, driving) pairs, and what to draw of them.
+
+    One module whose forward computes every loss term: DistributedDataParallel averages the gradients
+    of what runs inside its forward only, and a step calls the networks several times.
+    """
 
     def __init__(self, config: Config, nets: dict[str, nn.Module], vgg: str | None):
+        super().__init__()
         train = _check_train(config)
-        self.nets = nets
+        self.nets = nn.ModuleDict(nets)
         self.kind = config.kind
         self.weights = train.loss_weights
         self.transform_params = train.transform_params
@@ -73,8 +80,8 @@ class Objective:
         """(prediction, source anchors, driving anchors)."""
         return predict(self.kind, self.nets, source, driving)
 
-    def losses(self, source: torch.Tensor, driving: torch.Tensor, matte: torch.Tensor | None = None,
-               has_matte: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, source: torch.Tensor, driving: torch.Tensor, matte: torch.Tensor | None = None,
+                has_matte: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The weighted loss terms; `matte`/`has_matte` (from a dataset with mattes) feed the matte term."""
         prediction, _, _ = self.predict(source, driving)
         out = {"perceptual": self.reconstruction(prediction, driving)}
@@ -136,6 +143,36 @@ def _set_rng_state(state: dict, dataset: Dataset) -> None:
         dataset.rng.bit_generator.state = state["dataset"]
 
 
+def _restore_rng(data: dict, dataset: Dataset) -> None:
+    """Each process takes back its own random generators ('rng_ranks' of a distributed run, 'rng' of a
+    single one). Saved by another number of processes, they cannot continue the same streams: the run
+    goes on from this run's seeds, not bit for bit, and says so."""
+    states = data.get("rng_ranks") or ([data["rng"]] if "rng" in data else [])
+    if len(states) == distributed.world_size():
+        _set_rng_state(states[distributed.rank()], dataset)
+    elif states and distributed.is_main():
+        print(f"note: the checkpoint's random states come from {len(states)} process(es), this run has "
+              f"{distributed.world_size()}: data order and augmentations continue from --seed instead",
+              file=sys.stderr)
+
+
+def _loader(dataset: Dataset, batch_size: int, workers: int,
+            seed: int) -> tuple[DataLoader, DistributedSampler | None]:
+    """Batches of ``batch_size`` pairs; under torchrun that is the global batch, each process loading an
+    equal share of it from its own disjoint part of the epoch (the sampler wants set_epoch each epoch)."""
+    world = distributed.world_size()
+    if world == 1:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                          persistent_workers=workers > 0), None
+    if batch_size % world:
+        raise UserError(f"train_params.batch_size {batch_size} is the global batch and must split evenly over "
+                        f"the {world} processes; use a multiple of {world}")
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=seed,
+                                 drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size // world, sampler=sampler, drop_last=True,
+                      num_workers=workers, persistent_workers=workers > 0), sampler
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -191,6 +228,9 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
     ``minutes`` replaces the epoch count by a time budget (see fit_schedule); ``workers`` loads
     batches in that many processes, which a GPU needs to stay busy. ``snapshots`` also keeps each
     epoch's checkpoint as checkpoint_<epoch>.pth.tar (for `puppet.py average`).
+
+    In a process group (torchrun, see distributed.py) every process runs this with its own share of the
+    config's batch_size, the global batch; rank 0 alone prints and writes.
     """
     params = _check_train(config)
     if minutes is not None and epochs is not None:
@@ -198,14 +238,15 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     total_epochs = params.num_epochs if epochs is None else epochs
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
+    device = torch.device(device)
+    main = distributed.is_main()
+    _seed(seed + distributed.rank())  # own augmentations and warps per process; DDP copies rank 0's weights
     nets = build_networks(config)
     if init is not None:
         for name, (taken, total) in initialise_from(nets, init).items():
-            print(f"{name}: {taken} of {total} tensors initialised from {init}", file=sys.stderr)
-    nets = {name: net.to(device) for name, net in nets.items()}
+            if main:
+                print(f"{name}: {taken} of {total} tensors initialised from {init}", file=sys.stderr)
+    nets = {name: net.to(device) for name, net in distributed.sync_batchnorm(nets, device).items()}
     optimizers = {}
     for name, net in nets.items():
         key = LEARNING_RATE_KEYS[name]
@@ -224,20 +265,25 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
             if f"scheduler_{name}" in data:
                 schedulers[name].load_state_dict(data[f"scheduler_{name}"])
         start_epoch, step = int(data.get("epoch", 0)), int(data.get("step", 0))
-        if "rng" in data:
-            _set_rng_state(data["rng"], dataset)
+        _restore_rng(data, dataset)
     objective = (FommObjective if config.kind == "fomm" else CosegObjective)(config, nets, vgg)
     objective.reconstruction.to(device)
+    model = distributed.wrap(objective, device)
     checkpoint = out_dir / "checkpoint.pth.tar"
 
-    def save(epoch: int) -> None:
+    def save(epoch: int, every_rank: bool = True) -> None:
+        """Rank 0 writes; ``every_rank`` (all processes call it) adds each one's random states."""
+        rng = _rng_state(dataset)
+        states = distributed.gather(rng) if every_rank else [rng]
+        if not main:
+            return
         extra = {f"scheduler_{n}": s.state_dict() for n, s in schedulers.items()}
-        save_checkpoint(checkpoint, nets, optimizers, epoch, {**extra, "step": step, "rng": _rng_state(dataset)})
+        ranks = {"rng_ranks": states} if len(states) > 1 else {}
+        save_checkpoint(checkpoint, nets, optimizers, epoch, {**extra, "step": step, "rng": rng, **ranks})
         if snapshots:
             shutil.copyfile(checkpoint, out_dir / f"checkpoint_{epoch:03d}.pth.tar")
 
-    loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                        persistent_workers=workers > 0)
+    loader, sampler = _loader(dataset, params.batch_size, workers, seed)
     if len(loader) == 0:
         raise UserError(f"the training data has {len(dataset)} samples, fewer than one batch of "
                         f"{params.batch_size}; add videos or lower train_params.batch_size")
@@ -251,11 +297,14 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
     try:
         while epoch < total_epochs:
             started, stop = time.monotonic(), False
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", file=sys.stderr, disable=None)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", file=sys.stderr,
+                       disable=None if main else True)
             for batch in bar:
                 source, driving = batch["source"].to(device), batch["driving"].to(device)
                 matte = batch["matte"].to(device) if "matte" in batch else None
-                losses = objective.losses(source, driving, matte, batch.get("has_matte"))
+                losses = model(source, driving, matte, batch.get("has_matte"))
                 loss = sum(losses.values())
                 for opt in optimizers.values():
                     opt.zero_grad(set_to_none=True)
@@ -263,15 +312,15 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
                 for opt in optimizers.values():
                     opt.step()
                 step += 1
-                record = {k: v.item() for k, v in losses.items()} | {"total": loss.item()}
+                record = distributed.average({k: v.item() for k, v in losses.items()} | {"total": loss.item()})
                 history.append(record)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in record.items()})
                 if on_step is not None:
                     on_step(step, record)
-                if sheet_every and step % sheet_every == 0:
+                if main and sheet_every and step % sheet_every == 0:
                     write_sheet(objective, source, driving, out_dir / f"sheet_{step:06d}.png")
                 stop = ((max_steps is not None and step >= max_steps)
-                        or (deadline is not None and time.monotonic() > deadline))
+                        or (deadline is not None and distributed.any_rank(time.monotonic() > deadline, device)))
                 if stop:
                     break
             for scheduler in schedulers.values():
@@ -279,23 +328,32 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
             epoch += 1
             if stop:
                 save(epoch)
-                return TrainResult(checkpoint, epoch, step, history)
+                break
             if deadline is not None:
                 now = time.monotonic()
                 current = sorted(next(iter(schedulers.values())).milestones.elements())  # the same for every network
-                total_epochs, milestones = fit_schedule(deadline - now, now - started, epoch, params.num_epochs,
-                                                        params.epoch_milestones, current)
+                total_epochs, milestones = distributed.from_main(fit_schedule(
+                    deadline - now, now - started, epoch, params.num_epochs, params.epoch_milestones, current))
                 for scheduler in schedulers.values():
                     scheduler.milestones = Counter(milestones)
             if epoch % params.checkpoint_freq == 0 or epoch == total_epochs:
                 save(epoch)
     except KeyboardInterrupt:
-        save(epoch)
-        print(f"\ninterrupted: checkpoint saved to {checkpoint} (resume with --resume {checkpoint})", file=sys.stderr)
+        save(epoch, every_rank=False)  # the other processes are stopping too: no collective can be trusted
+        if main:
+            print(f"\ninterrupted: checkpoint saved to {checkpoint} (resume with --resume {checkpoint})",
+                  file=sys.stderr)
         raise
     if total_epochs <= start_epoch:
         save(start_epoch)
-    return TrainResult(checkpoint, max(total_epochs, start_epoch), step, history)
+    distributed.barrier()  # the checkpoint is on disk when train returns, in every process
+    return TrainResult(checkpoint, epoch, step, history)
+
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from realtime.controls import Controls
 from realtime.sinks import Packet
 
 KEYS = {ord("r"): "recalibrate", ord("n"): "next_avatar", ord("s"): "toggle_swap", ord("q"): "quit", 27: "quit"}
+MAX_WIDTH = 1600  # a 1280x720 frame beside its driving crop still fits a laptop screen
 MIN_HEIGHT = 256
 
 
@@ -32,11 +33,19 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float) -
 
 
 def side_by_side(packet: Packet) -> np.ndarray:
-    """RGB preview: driving crop | avatar, enlarged to a readable size, with FPS, latency and key help."""
-    pair = np.concatenate([packet.preview, packet.image], axis=1)
+    """RGB preview: driving crop | avatar (the crop scaled to the avatar frame's height), enlarged to a
+    readable size or shrunk to fit a screen, with FPS, latency and key help."""
+    height = packet.image.shape[0]
+    preview = packet.preview
+    if preview.shape[0] != height:
+        preview = cv2.resize(preview, (preview.shape[1] * height // preview.shape[0], height),
+                             interpolation=cv2.INTER_LINEAR)
+    pair = np.concatenate([preview, packet.image], axis=1)
     factor = max(1, -(-MIN_HEIGHT // pair.shape[0]))
     if factor > 1:
         pair = cv2.resize(pair, (pair.shape[1] * factor, pair.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
+    elif pair.shape[1] > MAX_WIDTH:
+        pair = cv2.resize(pair, (MAX_WIDTH, pair.shape[0] * MAX_WIDTH // pair.shape[1]), interpolation=cv2.INTER_AREA)
     pair = np.ascontiguousarray(pair)
     status = (f"{packet.fps:4.1f} FPS  {packet.latency_ms:3.0f} ms  {packet.avatar}" + ("  swap" if packet.swap else "")
               + ("" if packet.face else "  no face: holding"))

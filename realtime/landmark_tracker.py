@@ -1,0 +1,340 @@
+"""Following the face with landmarks instead of Haar boxes, so the crop survives head turns and tilts that
+the frontal Haar detector misses.
+
+The full face detector runs once; after that each frame only fits the landmarks in a small upright window
+around where the last landmarks were, which costs a fraction of a detection and follows rolled and turned
+heads. A cheap check (the face's size may not jump, and its appearance must resemble the last frame's)
+notices when the fit has slid off the face; the detector then runs again. The crop box comes from the
+eyes and mouth, calibrated so that it frames a face as the Haar box does (the crop geometry of
+animation/faces.py, shared with prepare-data, stays as it is).
+
+Landmark providers sit behind one small protocol: dlib's 68-point shape predictor (the default, offline
+with dlib-bin and Debian's libdlib-data), MediaPipe's face mesh when it is installed, and face-alignment
+(FAN, what avatarify uses) when it and its weights are installed.
+"""
+from __future__ import annotations
+
+import glob
+import importlib
+import importlib.util
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from animation.faces import BLANK_STD, DETECT_SIDE, LANDMARK_MODEL, LEFT_EYE, RIGHT_EYE, Box
+from motion.errors import UserError
+from realtime.face import FaceTracker
+from realtime.smoothing import OneEuroFilter
+
+# The face box from eyes and mouth, calibrated against the Haar box on the 64 even frames of
+# checkpoints/webcam.mp4 (scripts/calibrate_landmark_box.py): Haar side / inter-ocular distance = 2.37,
+# Haar side / eyes-to-mouth distance = 2.21 (spread 2% each). The side is the larger of the two estimates,
+# so it keeps its size when a head turn shortens the eye line or a nod shortens the eyes-to-mouth line.
+SIDE_PER_EYES = 2.37
+SIDE_PER_EYE_MOUTH = 2.21
+CENTRE_DOWN = 0.17  # the Haar box centre lies this fraction of the way from the eyes' midpoint to the mouth's
+# dlib's detector rectangle in the same terms (the framing its shape predictor was trained on), so a
+# tracking window is placed as a detection would be
+WINDOW_SIDE = 0.86
+WINDOW_DOWN = 0.34
+FIT_SIDE = 128  # the tracking window's side, in pixels of the upright patch the shape predictor reads
+
+MIN_SIMILARITY = 0.5  # correlation of the face's appearance with the last frame's below which it is lost
+MAX_SCALE_STEP = 1.25  # a face cannot grow or shrink more than this between two frames
+APPEARANCE_SIDE = 8  # pixels a side of the grey face thumbnail compared between frames
+
+MESH_EYES = ((33, 133), (362, 263))  # MediaPipe face mesh: image-left and image-right eye corners
+MESH_MOUTH = (61, 291)  # its mouth corners
+MOUTH_CORNERS = (48, 54)  # the 68-point scheme's outer mouth corners
+
+TRACKERS = ("auto", "dlib", "mediapipe", "face-alignment", "haar")
+
+
+@dataclass(frozen=True)
+class FaceShape:
+    """Landmarks in frame pixels, in their provider's scheme, with the three points the tracker uses."""
+    points: np.ndarray  # (N, 2): 68 for dlib and face-alignment, 468 for MediaPipe's mesh
+    left_eye: np.ndarray  # (2,) centre of the image-left eye
+    right_eye: np.ndarray  # (2,) centre of the image-right eye
+    mouth: np.ndarray  # (2,) midpoint of the mouth corners
+
+    @property
+    def eyes(self) -> np.ndarray:
+        return (self.left_eye + self.right_eye) / 2
+
+    @property
+    def roll(self) -> float:
+        """The eye line's angle in degrees, clockwise on screen (image y points down); 0 for an upright face."""
+        dx, dy = self.right_eye - self.left_eye
+        return math.degrees(math.atan2(dy, dx))
+
+    @property
+    def side(self) -> float:
+        """The Haar-equivalent face box side."""
+        return max(SIDE_PER_EYES * float(np.linalg.norm(self.right_eye - self.left_eye)),
+                   SIDE_PER_EYE_MOUTH * float(np.linalg.norm(self.mouth - self.eyes)))
+
+    def box(self) -> Box:
+        """The Haar-equivalent face box, so face_crop frames it as it frames a Haar detection."""
+        cx, cy = self.eyes + CENTRE_DOWN * (self.mouth - self.eyes)
+        return Box(float(cx), float(cy), self.side)
+
+
+def shape_68(points: np.ndarray) -> FaceShape:
+    """A FaceShape from 68-point landmarks (dlib's and FAN's scheme)."""
+    points = np.asarray(points, dtype=np.float64)[:, :2]
+    return FaceShape(points, points[LEFT_EYE].mean(0), points[RIGHT_EYE].mean(0),
+                     points[list(MOUTH_CORNERS)].mean(0))
+
+
+def shape_mesh(points: np.ndarray) -> FaceShape:
+    """A FaceShape from MediaPipe's 468 (or 478) face-mesh points."""
+    points = np.asarray(points, dtype=np.float64)[:, :2]
+    return FaceShape(points, points[list(MESH_EYES[0])].mean(0), points[list(MESH_EYES[1])].mean(0),
+                     points[list(MESH_MOUTH)].mean(0))
+
+
+class LandmarkProvider(Protocol):
+    def landmarks(self, frame: np.ndarray, previous: FaceShape | None) -> FaceShape | None:
+        """The face's landmarks in an RGB uint8 frame, or None. With `previous` None this is a full
+        detection (the whole frame is searched); otherwise the face is fitted near `previous`."""
+        ...
+
+
+class DlibLandmarks:
+    """dlib's HOG frontal detector (on a downscaled copy) and its 68-point shape predictor.
+
+    Tracking feeds the predictor the rectangle a detection would have given, predicted from the last
+    landmarks, in a patch turned upright by the last roll: no detector runs, and tilted heads, which the
+    frontal detector misses, stay tracked."""
+
+    def __init__(self, model: str | None = None, detect_side: int = DETECT_SIDE):
+        model = model or LANDMARK_MODEL
+        try:
+            import dlib
+        except ImportError:
+            raise UserError("the dlib face tracker needs dlib: pip install dlib-bin") from None
+        if not Path(model).is_file():
+            raise UserError(f"dlib's 68-point landmark model {model} is missing; install it: "
+                            "apt-get install libdlib-data")
+        self.dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(model)
+        self.detect_side = detect_side
+
+    def landmarks(self, frame: np.ndarray, previous: FaceShape | None) -> FaceShape | None:
+        if previous is None:
+            previous = self._detect(frame)
+            if previous is None:
+                return None
+        return self._fit(frame, previous)
+
+    def _detect(self, frame: np.ndarray) -> FaceShape | None:
+        """The largest face, searched on a copy `detect_side` pixels wide and, if none is found there, on
+        one twice as big (the HOG detector needs faces of 80 pixels)."""
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        first = min(1.0, self.detect_side / max(grey.shape))
+        for scale in dict.fromkeys((first, min(1.0, 2 * first))):
+            small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            faces = self.detector(small, 0)
+            if faces:
+                shape = self.predictor(small, max(faces, key=lambda r: r.area()))
+                return shape_68(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) / scale)
+        return None
+
+    def _fit(self, frame: np.ndarray, previous: FaceShape) -> FaceShape:
+        centre = previous.eyes + WINDOW_DOWN * (previous.mouth - previous.eyes)
+        matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), previous.roll,
+                                         FIT_SIDE / (WINDOW_SIDE * previous.side))
+        matrix[:, 2] += FIT_SIDE - centre  # the window's centre to the middle of a patch twice its size
+        patch = cv2.warpAffine(frame, matrix, (2 * FIT_SIDE, 2 * FIT_SIDE), flags=cv2.INTER_LINEAR)
+        grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY) if patch.ndim == 3 else patch
+        low, high = FIT_SIDE // 2, FIT_SIDE + FIT_SIDE // 2
+        shape = self.predictor(grey, self.dlib.rectangle(low, low, high, high))
+        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        back = cv2.invertAffineTransform(matrix)
+        return shape_68(points @ back[:, :2].T + back[:, 2])
+
+
+class FaceAlignmentLandmarks:
+    """face-alignment's FAN (68 points). `network` is a face_alignment.FaceAlignment or anything with its
+    get_landmarks(image, detected_faces=...) method; by default one is built on `device`, after checking
+    that its weights are cached, since it would otherwise try to download them."""
+
+    def __init__(self, network: Any = None, device: str = "cpu"):
+        self.network = network if network is not None else load_face_alignment(device)
+
+    def landmarks(self, frame: np.ndarray, previous: FaceShape | None) -> FaceShape | None:
+        faces = None
+        if previous is not None:  # FAN crops around a face box: the last landmarks' bounding box
+            faces = [np.concatenate([previous.points.min(0), previous.points.max(0)])]
+        found = self.network.get_landmarks(frame, detected_faces=faces)
+        if not found:
+            return None
+        points = max((np.asarray(p)[:, :2] for p in found), key=lambda p: float(np.prod(np.ptp(p, axis=0))))
+        return shape_68(points)
+
+
+FAN_WEIGHTS = ("2DFAN4*", "s3fd*")  # the 2-D landmark network and the face detector it builds by default
+
+
+def face_alignment_cache() -> Path:
+    """Where face-alignment keeps its weights: the torch hub cache's checkpoints folder."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def load_face_alignment(device: str = "cpu") -> Any:
+    """A face_alignment.FaceAlignment for 2-D landmarks, or a UserError saying what is missing. Weights
+    are checked first: the constructor would download them, and hang or fail without internet."""
+    if importlib.util.find_spec("face_alignment") is None:
+        raise UserError("the face-alignment tracker needs the face-alignment package: pip install face-alignment")
+    cache = face_alignment_cache()
+    missing = [p for p in FAN_WEIGHTS if not glob.glob(os.path.join(glob.escape(str(cache)), p))]
+    if missing:
+        raise UserError(f"face-alignment's weights ({', '.join(missing)}) are not in the torch hub cache {cache}; "
+                        "run the face-alignment package once with internet to download them, or copy them there")
+    module = importlib.import_module("face_alignment")
+    kinds = module.LandmarksType
+    kind = kinds.TWO_D if hasattr(kinds, "TWO_D") else kinds._2D  # renamed in face-alignment 1.4
+    return module.FaceAlignment(kind, device=device, flip_input=False)
+
+
+class MediaPipeLandmarks:
+    """MediaPipe's face mesh in video mode, which tracks the face between frames itself (`previous` is
+    not needed). `mesh` is a mediapipe FaceMesh or anything with its process(rgb) method."""
+
+    def __init__(self, mesh: Any = None):
+        if mesh is None:
+            try:
+                from mediapipe.solutions import face_mesh
+            except ImportError:
+                raise UserError("the mediapipe tracker needs mediapipe with its face mesh solution: "
+                                "pip install mediapipe") from None
+            mesh = face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=False)
+        self.mesh = mesh
+
+    def landmarks(self, frame: np.ndarray, previous: FaceShape | None) -> FaceShape | None:
+        faces = self.mesh.process(frame).multi_face_landmarks
+        if not faces:
+            return None
+        h, w = frame.shape[:2]
+        return shape_mesh(np.array([[p.x * w, p.y * h] for p in faces[0].landmark]))
+
+
+def appearance(frame: np.ndarray, shape: FaceShape) -> np.ndarray:
+    """A tiny upright grey thumbnail of the face box, zero-mean and unit-norm, so that the dot product of
+    two is their correlation: indifferent to exposure, high for the same face a frame later (0.99 on
+    the bundled clip), low for background (0.25 at most, measured). It is blurry on purpose (8x8, area
+    averaged from 32x32): a fit 5% of the face off still scores 0.75, so landmark jitter is not a loss."""
+    box = shape.box()
+    big = 4 * APPEARANCE_SIDE
+    matrix = cv2.getRotationMatrix2D((box.cx, box.cy), shape.roll, big / box.side)
+    matrix[:, 2] += big / 2 - np.array([box.cx, box.cy])
+    thumb = cv2.resize(cv2.warpAffine(frame, matrix, (big, big), flags=cv2.INTER_LINEAR),
+                       (APPEARANCE_SIDE, APPEARANCE_SIDE), interpolation=cv2.INTER_AREA)
+    grey = (cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY) if thumb.ndim == 3 else thumb).astype(np.float32).ravel()
+    grey -= grey.mean()
+    return grey / max(float(np.linalg.norm(grey)), 1e-6)
+
+
+class LandmarkTracker:
+    """Follows one face with landmarks; the same update()/reset() as realtime.face.FaceTracker.
+
+    update() returns the Haar-equivalent face box, smoothed with a One Euro filter (relative to the frame
+    size), or None while there is no face: as soon as the landmarks cannot be fitted or found (there is
+    no holding on: a fit that fails its check is re-detected in the same frame, and only a failed
+    detection drops the face), and at once on a blank frame. `landmarks` and `roll` describe the last
+    frame; `detections` counts full detections run, `losses` the times a tracked face was lost."""
+
+    def __init__(self, provider: LandmarkProvider | None = None, min_similarity: float = MIN_SIMILARITY,
+                 max_scale_step: float = MAX_SCALE_STEP):
+        self.provider = provider if provider is not None else DlibLandmarks()
+        self.min_similarity, self.max_scale_step = min_similarity, max_scale_step
+        self.filter = OneEuroFilter(min_cutoff=1.0, beta=2.0)
+        self.detections = 0
+        self.losses = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the face: the next update detects it afresh."""
+        self.shape: FaceShape | None = None
+        self.box: Box | None = None
+        self.roll: float | None = None
+        self._look: np.ndarray | None = None
+        self.filter.reset()
+
+    @property
+    def landmarks(self) -> np.ndarray | None:
+        """The last frame's landmarks, (N, 2) frame pixels in the provider's scheme, or None."""
+        return None if self.shape is None else self.shape.points
+
+    def update(self, frame: np.ndarray, t: float) -> Box | None:
+        """The face box in an RGB uint8 frame captured at time t (seconds), or None."""
+        if float(frame[::4, ::4].std()) < BLANK_STD:
+            return self._lose()
+        shape = look = None
+        if self.shape is not None:
+            shape = self.provider.landmarks(frame, self.shape)
+            look = None if shape is None else appearance(frame, shape)
+            if shape is not None and not self._holds(frame, shape, look):
+                shape = None
+        if shape is None:
+            self.detections += 1
+            shape = self.provider.landmarks(frame, None)
+            if shape is None:
+                return self._lose()
+            look = appearance(frame, shape)
+        self.shape, self._look = shape, look
+        box = shape.box()
+        norm = float(max(frame.shape[:2]))
+        smoothed = self.filter(np.array([box.cx / norm, box.cy / norm, box.side / norm, math.radians(shape.roll)]), t)
+        self.box = Box(*(float(v) * norm for v in smoothed[:3]))
+        self.roll = math.degrees(float(smoothed[3]))
+        return self.box
+
+    def _holds(self, frame: np.ndarray, shape: FaceShape, look: np.ndarray) -> bool:
+        """Is a fit still on the face? Its size may not jump, its eyes must be in the frame, and it must
+        look like the last frame's face."""
+        step = shape.side / self.shape.side
+        h, w = frame.shape[:2]
+        cx, cy = shape.eyes
+        return (1 / self.max_scale_step <= step <= self.max_scale_step and 0 <= cx < w and 0 <= cy < h
+                and float(look @ self._look) >= self.min_similarity)
+
+    def _lose(self) -> None:
+        if self.shape is not None:
+            self.losses += 1
+        self.reset()
+
+
+def resolve_tracker(name: str) -> str:
+    """The tracker `name` stands for: "auto" is MediaPipe when it is installed, else dlib when its landmark
+    model is, else the Haar box tracker. Says nothing: the caller reports the choice."""
+    if name != "auto":
+        return name
+    if importlib.util.find_spec("mediapipe") is not None:
+        return "mediapipe"
+    if importlib.util.find_spec("dlib") is not None and Path(LANDMARK_MODEL).is_file():
+        return "dlib"
+    return "haar"
+
+
+def make_tracker(name: str = "auto") -> FaceTracker | LandmarkTracker:
+    """A face tracker by name: one of TRACKERS."""
+    name = resolve_tracker(name)
+    if name == "haar":
+        return FaceTracker()
+    if name == "dlib":
+        return LandmarkTracker(DlibLandmarks())
+    if name == "mediapipe":
+        return LandmarkTracker(MediaPipeLandmarks())
+    if name == "face-alignment":
+        return LandmarkTracker(FaceAlignmentLandmarks())
+    raise UserError(f"unknown face tracker {name!r}; choose one of: {', '.join(TRACKERS)}")

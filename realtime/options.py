@@ -1,0 +1,54 @@
+"""`live` and `bench` options: defaults and help in one dataclass per command (animation/options.py builds
+the command line from them). Kept free of heavy imports so `puppet.py --help` is instant."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from animation.defaults import DEFAULT_AVATAR
+from animation.faces import DEFAULT_MARGIN
+from animation.options import (BACKEND_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions, at_least, option,
+                                output_size, part_list)
+
+
+@dataclass(frozen=True)
+class LiveOptions(ModelOptions):
+    avatar: tuple[str, ...] = option((str(DEFAULT_AVATAR),), "avatar photo or folder of photos; repeat for several "
+                                     "(n / next_avatar switches; default: the bundled checkpoints/avatar.png)",
+                                     repeat=True)
+    seg_config: str | None = option(None, "co-part segmentation config for --parts and transparent PNG output")
+    seg_checkpoint: str | None = option(None, "co-part segmentation checkpoint (default: the shipped one, if any)")
+    driving: str = option("webcam:0", "webcam:N, a video file, a frame folder, or synthetic[:HxW]",
+                          aliases=("--input",))
+    output: tuple[str, ...] = option((), "vcam, window, http:PORT, FILE.mp4 or FRAME_DIR; repeat for several "
+                                     "(default: the virtual camera when there is one, else a window)", repeat=True)
+    parts: tuple[int, ...] = option((), "start in part-swap mode with these co-part parts of the avatar, e.g. "
+                                    "1,2,3 (s / toggle_swap switches)", type=part_list, aliases=("--swap",))
+    full_frame: bool = option(True, FULL_FRAME_HELP)
+    size: tuple[int, int] = option((1280, 720), "size WIDTHxHEIGHT of every output (virtual camera, window, HTTP, "
+                                   "recording): the portrait is fitted and padded, not stretched", type=output_size,
+                                   metavar="WxH")
+    relative: bool = option(True, "move the avatar by the motion since calibration", negative="--absolute")
+    adapt_scale: bool = option(False, "scale relative motion by the face-size ratio (convex hull of the keypoints)")
+    smooth: bool = option(True, "One Euro smoothing of the keypoints")
+    crop: str = option("face", "follow the face, or use the centre square of the frame", choices=("face", "full"))
+    margin: float = option(DEFAULT_MARGIN, "crop margin around the face box, per side", type=at_least(0.0, float))
+    pace: bool = option(False, "replay file or synthetic input at its frame rate like a camera (frames are "
+                        "dropped when inference is slower)")
+    max_frames: int | None = option(None, "stop after this many output frames", type=at_least(1))
+    stats: str | None = option(None, "write latency, FPS and drop figures to this JSON file on exit")
+    backend: str = option("torch", BACKEND_HELP)
+    export_dir: str | None = option(None, EXPORT_DIR_HELP)
+    threads: int | None = option(None, "inference threads (default: the usable cores but one)", type=at_least(1))
+
+
+@dataclass(frozen=True)
+class BenchOptions(ModelOptions):
+    backend: str = option("torch", BACKEND_HELP)
+    export_dir: str | None = option(None, EXPORT_DIR_HELP)
+    frames: int = option(100, "frames timed in each loop", type=at_least(2))
+    avatar: str | None = option(None, "avatar photo (default: the bundled one, else the astronaut)")
+    stats: str | None = option(None, "also write both loops' figures to this JSON file")
+    threads: int | None = option(None, "inference threads (default: the usable cores but one)", type=at_least(1))
+    compare: str | None = option(None, "instead, time these backends side by side per stage, e.g. "
+                                 "torch,official,torch-bf16,onnxruntime (first = baseline; official = the official "
+                                 "per-frame path; see export/bench.py)", metavar="BACKENDS")
