@@ -5,7 +5,6 @@ import sys
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import torch
 
 from conftest import CONFIGS, ROOT, make_checkpoint, naive_relative_animation, shifted_clip
 from animation.media import read_frames, read_image, to_uint8
