@@ -20,6 +20,7 @@ from realtime.controls import Controls
 from animation.faces import DEFAULT_MARGIN, centre_box, crop, face_crop, resize_uint8
 from animation.paste import Portrait
 from realtime.face import FaceTracker
+from realtime.landmark_tracker import LandmarkTracker
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 from realtime.stats import Stats
 
@@ -42,7 +43,7 @@ class Animator:
     """Per-frame stages with their state: calibration pose, smoothing filters, held pose."""
 
     def __init__(self, puppeteer: Puppeteer, avatars: list[Avatar], controls: Controls, stats: Stats,
-                 size: tuple[int, int], tracker: FaceTracker | None = None, margin: float = DEFAULT_MARGIN,
+                 size: tuple[int, int], tracker: FaceTracker | LandmarkTracker | None = None, margin: float = DEFAULT_MARGIN,
                  relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
                  swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
                  swap_parts: Sequence[int] = (), want_alpha: bool = False, out_size: tuple[int, int] | None = None):
@@ -57,6 +58,8 @@ class Animator:
         self.returning = PoseReturn()
         self.jitter_raw, self.jitter_smoothed = JitterMeter(), JitterMeter()
         self.last: Rendered | None = None
+        self.losses = 0  # times a followed face was lost
+        self.following = False
 
     @property
     def avatar(self) -> Avatar:
@@ -69,6 +72,7 @@ class Animator:
             face = None if box is None else crop(frame, face_crop(box, self.margin, frame.shape) if self.tracker else box)
         if face is None:
             return self._hold(frame)
+        self.following = True
         if self.controls.swap and self.swapping is not None:
             rendered = self._swap(face)
         else:
@@ -79,6 +83,8 @@ class Animator:
     def _hold(self, frame: np.ndarray) -> Rendered:
         """No face: keep showing the last pose (or the avatar at rest, before any or after a switch); the
         next face eases back in from it."""
+        self.losses += self.following
+        self.following = False
         self.returning.lost()
         self.jitter_raw.gap()
         self.jitter_smoothed.gap()
@@ -132,6 +138,11 @@ class Animator:
         portrait = portrait or self.avatar.portrait
         with self.stats.time("paste_back"):
             return portrait(image, rendered), None if alpha is None else portrait.matte(alpha)
+
+    def tracking(self) -> dict[str, object]:
+        """Face tracking figures for the stats: the tracker, faces lost, full detections run."""
+        return {"tracker": type(self.tracker).__name__ if self.tracker else "none", "losses": self.losses,
+                "detections": getattr(self.tracker, "detections", None)}
 
     def jitter(self) -> dict[str, float]:
         """Keypoint jitter before and after smoothing (mean |second difference| x1000)."""

@@ -220,6 +220,7 @@ class Engine:
             self.stats.dropped = self.slot.dropped
             self.stats.extra["sinks"] = {w.sink.name: {"written": w.written, "dropped": w.dropped} for w in workers}
             self.stats.extra["jitter"] = self.animator.jitter()
+            self.stats.extra["tracking"] = self.animator.tracking()
         if self.capture_error is not None:
             raise self.capture_error
         return self.stats

@@ -19,7 +19,7 @@ from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
 from animation.media import check_not_input, check_writable_file
-from realtime.face import FaceTracker
+from realtime.landmark_tracker import make_tracker, resolve_tracker
 from realtime.sinks import Sink
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import open_source
@@ -115,8 +115,13 @@ def run_live(options: LiveOptions) -> Stats:
         controls.avatars = [a.name for a in avatars]
         controls.swap_available = swapper is not None and bool(options.parts)
         controls.swap = controls.swap_available
+        tracker = None
+        if options.crop == "face":
+            name = resolve_tracker(options.tracker)
+            print(f"face tracker: {name}", file=sys.stderr)
+            tracker = make_tracker(name)
         animator = Animator(puppeteer, avatars, controls, stats, config.size,
-                            FaceTracker() if options.crop == "face" else None, options.margin, options.relative,
+                            tracker, options.margin, options.relative,
                             options.adapt_scale, KeypointSmoother() if options.smooth else None,
                             swapper, swap_size, options.parts, want_alpha, out_size=options.size)
         cleanup.pop_all()  # from here the engine owns the source and sinks and closes them

@@ -8,6 +8,7 @@ from animation.defaults import DEFAULT_AVATAR
 from animation.faces import DEFAULT_MARGIN
 from animation.options import (BACKEND_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions, at_least, option,
                                 output_size, part_list)
+from realtime.landmark_tracker import TRACKERS
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class LiveOptions(ModelOptions):
     adapt_scale: bool = option(False, "scale relative motion by the face-size ratio (convex hull of the keypoints)")
     smooth: bool = option(True, "One Euro smoothing of the keypoints")
     crop: str = option("face", "follow the face, or use the centre square of the frame", choices=("face", "full"))
+    tracker: str = option("auto", "face tracker for --crop face: dlib's 68 landmarks, MediaPipe's face mesh, "
+                          "face-alignment, or the Haar box detector; auto takes mediapipe when installed, else dlib "
+                          "when its model file is there, else haar", choices=TRACKERS)
     margin: float = option(DEFAULT_MARGIN, "crop margin around the face box, per side", type=at_least(0.0, float))
     pace: bool = option(False, "replay file or synthetic input at its frame rate like a camera (frames are "
                         "dropped when inference is slower)")

@@ -114,6 +114,7 @@ def test_lost_face_black_and_face_less_frames_hold_the_pose(puppeteer, astronaut
     assert faces == [True] * 3 + [False] * 9 + [True] * 3
     for packet in sink.packets[3:12]:
         assert np.array_equal(packet.image, sink.packets[2].image)  # held pose
+    assert stats.summary()["tracking"]["losses"] == 1  # one loss for the whole 9-frame gap
 
 
 def test_a_slow_sink_does_not_slow_inference(puppeteer, astronaut_png):
