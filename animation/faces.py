@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -138,6 +139,18 @@ LANDMARK_MODEL = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat"  # Debi
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)  # the 68-point scheme's eye contours
 
 
+def load_dlib(model: str = LANDMARK_MODEL) -> tuple[Any, Any, Any]:
+    """(the dlib module, its HOG frontal face detector, the 68-point shape predictor), or a one-line
+    UserError naming what to install."""
+    try:
+        import dlib
+    except ImportError:
+        raise UserError("facial landmarks need dlib: pip install dlib-bin") from None
+    if not Path(model).is_file():
+        raise UserError(f"dlib's 68-point landmark model {model} is missing; install it: apt-get install libdlib-data")
+    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(model)
+
+
 class LandmarkDetector:
     """dlib's HOG face detector and 68-point shape predictor: (68, 2) pixel landmarks of the largest face.
 
@@ -145,16 +158,7 @@ class LandmarkDetector:
     faces under ~80 pixels and model frames are 128x128."""
 
     def __init__(self, model: str = LANDMARK_MODEL, min_side: int = 256):
-        try:
-            import dlib
-        except ImportError:
-            raise UserError("facial landmarks need dlib: pip install dlib-bin") from None
-        if not Path(model).is_file():
-            raise UserError(f"dlib's 68-point landmark model {model} is missing; install it: "
-                            "apt-get install libdlib-data")
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(model)
-        self.dlib = dlib
+        self.dlib, self.detector, self.predictor = load_dlib(model)
         self.min_side = min_side
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:

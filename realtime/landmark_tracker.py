@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from animation.faces import BLANK_STD, DETECT_SIDE, LANDMARK_MODEL, LEFT_EYE, RIGHT_EYE, Box
+from animation.faces import BLANK_STD, DETECT_SIDE, LANDMARK_MODEL, LEFT_EYE, RIGHT_EYE, Box, load_dlib
 from motion.errors import UserError
 from realtime.face import FaceTracker
 from realtime.smoothing import OneEuroFilter
@@ -114,17 +114,7 @@ class DlibLandmarks:
     frontal detector misses, stay tracked."""
 
     def __init__(self, model: str | None = None, detect_side: int = DETECT_SIDE):
-        model = model or LANDMARK_MODEL
-        try:
-            import dlib
-        except ImportError:
-            raise UserError("the dlib face tracker needs dlib: pip install dlib-bin") from None
-        if not Path(model).is_file():
-            raise UserError(f"dlib's 68-point landmark model {model} is missing; install it: "
-                            "apt-get install libdlib-data")
-        self.dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(model)
+        self.dlib, self.detector, self.predictor = load_dlib(model or LANDMARK_MODEL)
         self.detect_side = detect_side
 
     def landmarks(self, frame: np.ndarray, previous: FaceShape | None) -> FaceShape | None:
