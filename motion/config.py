@@ -5,6 +5,8 @@ Key names and defaults are the official ones. An unknown or missing model key is
 the key, because a silently ignored key means a network that cannot load its checkpoint. Every value
 is checked against the Rule declared with its field (type and range), so `num_kp: ten` or
 `scale_factor: 2` is a one-line error naming the file and key, not a traceback deep in a network.
+The official demo's and logger's sections (animate_params, reconstruction_params, visualizer_params) are
+accepted and not read: the commands' options (relative motion, adapt-scale, outputs) hold those choices.
 """
 from __future__ import annotations
 
@@ -213,7 +215,6 @@ class Config:
     frame_shape: tuple[int, int, int]
     train: TrainParams | None
     dataset: dict[str, Any]
-    animate: dict[str, Any]
     swap_index: tuple[int, ...]
 
     @property
@@ -381,8 +382,7 @@ def parse_config(values: dict, path: str = "<config>") -> Config:
     train = _train(values["train_params"], path) if "train_params" in values else None
     swap = _fields(PartSwapParams, _optional_section(values, "part_swap_params", path), "part_swap_params", path)
     return Config(path=path, model=params, frame_shape=tuple(shape), train=train,
-                  dataset=dataset, animate=dict(_optional_section(values, "animate_params", path)),
-                  swap_index=swap.swap_index)
+                  dataset=dataset, swap_index=swap.swap_index)
 
 
 def load_config(path: str | Path) -> Config:

@@ -63,7 +63,7 @@ class GeneratorOutput(NamedTuple):
 class OcclusionAwareGenerator(EncoderDecoder):
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
                  num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False):
+                 dense_motion_params: dict | None = None):
         super().__init__(num_channels, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks)
         if not dense_motion_params:
             raise ValueError("the generator needs dense_motion_params (the official configs all have them)")

@@ -27,8 +27,7 @@ def build_fomm(params: FommParams, with_discriminator: bool = False) -> dict[str
             num_bottleneck_blocks=gen.num_bottleneck_blocks, estimate_occlusion_map=gen.estimate_occlusion_map,
             dense_motion_params=dict(block_expansion=dense.block_expansion, max_features=dense.max_features,
                                      num_blocks=dense.num_blocks, scale_factor=dense.scale_factor,
-                                     kp_variance=dense.kp_variance),
-            estimate_jacobian=params.estimate_jacobian),
+                                     kp_variance=dense.kp_variance)),
     }
     if with_discriminator:
         nets["discriminator"] = MultiScaleDiscriminator(params.discriminator, params.num_channels)

@@ -192,3 +192,11 @@ def test_matte_loss_is_the_cross_entropy_of_the_foreground():
     matte = torch.ones(1, 1, 8, 8)
     loss = matte_loss(Segments(segmentation, torch.zeros(1, 2, 2), None), matte)
     assert float(loss) == pytest.approx(-np.log(0.75), rel=1e-5)
+
+
+def test_dataset_keys_the_loader_does_not_read_are_named():
+    """The official vox-256.yaml's root_dir, id_sampling and pairs_list are not used; train says so."""
+    from motion.config import load_config
+    from conftest import CONFIGS, TEST_CONFIGS
+    assert VideoDataset.unused_keys(load_config(CONFIGS / "vox-256.yaml")) == ["id_sampling", "pairs_list", "root_dir"]
+    assert VideoDataset.unused_keys(load_config(TEST_CONFIGS / "tiny-fomm.yaml")) == []

@@ -196,6 +196,12 @@ class VideoDataset(Dataset):
         self._frames: dict[Path, list[Path]] = {}
         self._cache = _FrameCache(cache_bytes)
 
+    @staticmethod
+    def unused_keys(config: Config) -> list[str]:
+        """dataset_params keys of the official configs that this loader does not read: --data replaces
+        root_dir; every clip is sampled alike (no id_sampling) and pairs come at random (no pairs_list)."""
+        return sorted(set(config.dataset) & {"root_dir", "id_sampling", "pairs_list"})
+
     @classmethod
     def from_config(cls, config: Config, root: str | Path, split: str = "train",
                     seed: int | None = None) -> "VideoDataset":

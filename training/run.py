@@ -32,6 +32,10 @@ def run_train(config_path: str, data: str, out: str, resume: str | None = None, 
         raise UserError(f"{out} already holds a training run ({existing}); continue it with --resume {existing}, "
                         "start over with --overwrite, or choose another --output")
     config = load_config(config_path)
+    unused = VideoDataset.unused_keys(config)
+    if unused:
+        print(f"note: dataset_params {', '.join(unused)} not used: --data names the clips, which are sampled alike "
+              "and paired at random", file=sys.stderr)
     with distributed.session(pick_device(cpu)) as device:
         if existing.exists() and resume is None and distributed.is_main():
             for old in [existing, *Path(out).glob("checkpoint_*.pth.tar"), *Path(out).glob("sheet_*.png")]:
