@@ -76,6 +76,7 @@ class Cli:
     repeat: bool = False  # may be given several times; the values form a tuple
     positional: bool = False
     required: bool = False
+    shown: str | None = None  # the default as a user writes it, when its Python form reads badly
 
 
 def option(default: Any, help: str, **cli: Any) -> Any:
@@ -89,6 +90,8 @@ def flag(name: str) -> str:
 
 def _help(text: str, default: Any, cli: Cli) -> str:
     """The help text with the default shown (argparse fills %(default)s from the dataclass default)."""
+    if cli.shown:
+        return f"{text} (default: {cli.shown})"
     if cli.required or default in (None, ()) or isinstance(default, bool) or cli.repeat:
         return text
     return f"{text} (default: %(default)s)"
@@ -112,7 +115,8 @@ def add_options(parser: argparse.ArgumentParser, options: type) -> None:
                                help=f"turn {flag(field.name)} off")
         elif isinstance(default, bool):
             action = argparse.BooleanOptionalAction if default else "store_true"
-            parser.add_argument(*names, dest=field.name, action=action, default=default, help=cli.help)
+            parser.add_argument(*names, dest=field.name, action=action, default=default,
+                                help=f"{cli.help} (default: on)" if default else cli.help)
         else:
             parser.add_argument(*names, dest=field.name, type=cli.type, choices=cli.choices, metavar=cli.metavar,
                                 required=cli.required, action="append" if cli.repeat else None,

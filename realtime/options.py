@@ -27,7 +27,7 @@ class LiveOptions(ModelOptions):
     full_frame: bool = option(True, FULL_FRAME_HELP)
     size: tuple[int, int] = option((1280, 720), "size WIDTHxHEIGHT of every output (virtual camera, window, HTTP, "
                                    "recording): the portrait is fitted and padded, not stretched", type=output_size,
-                                   metavar="WxH")
+                                   metavar="WxH", shown="1280x720")
     relative: bool = option(True, "move the avatar by the motion since calibration", negative="--absolute")
     adapt_scale: bool = option(False, "scale relative motion by the face-size ratio (convex hull of the keypoints)")
     smooth: bool = option(True, "One Euro smoothing of the keypoints")

@@ -86,7 +86,8 @@ def test_every_option_has_help_and_shows_its_default():
 
     assert "(default: torch)" in help_of("animate")
     live = help_of("live")
-    assert "(default: webcam:0)" in live and "(default: 0.3)" in live
+    assert "(default: webcam:0)" in live and "(default: 0.3)" in live and "(default: 1280x720)" in live
+    assert "One Euro smoothing of the keypoints (default: on)" in live
 
 
 def test_absolute_turns_relative_off_and_they_exclude_each_other(capsys):
