@@ -1,16 +1,21 @@
-"""`puppet.py bench`: the real-time loop's latency per stage and FPS on the synthetic moving face, and in
-the same process a naive loop (no threads, no caching: the avatar's keypoints and encoding recomputed and
-the face searched in the whole frame every time), so the speed-up is a ratio measured in one run."""
+"""`puppet.py bench`: the real-time loop's latency per stage and FPS, and in the same process a naive loop
+(no threads, no caching: the avatar's keypoints and encoding recomputed and the face searched in the whole
+frame every time) on the same input with the same crop and resize, so the speed-up is a ratio measured in
+one run. The real-time loop runs twice: reading the input as fast as it is taken (every frame processed:
+the throughput, compared with the naive loop), and paced at the input's frame rate, as a camera delivers
+frames (frames dropped while inference is busy: the FPS and latency a user in a call gets)."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 
 from animation.defaults import DEFAULT_AVATAR, resolve_model
-from animation.media import check_writable_file, to_model_frame, to_uint8
+from animation.media import check_writable_file, to_uint8
 from animation.pipeline import pick_device
 from animation.puppeteer import Puppeteer
 from animation.pipeline import FommPipeline
@@ -19,49 +24,57 @@ from realtime.options import BenchOptions
 from export.backends import open_backend
 from export.bench import run_compare
 from motion.errors import UserError
-from realtime.animator import Animator
-from realtime.avatars import prepare_avatars
+from realtime.animator import Animator, as_float
+from realtime.avatars import Avatar, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
 from realtime.face import FaceTracker
 from realtime.smoothing import KeypointSmoother
-from realtime.sources import SyntheticSource
+from realtime.sources import SyntheticSource, open_source
 from realtime.stats import Stats
 
 WARM_UP = 3
 
 
-def naive_loop(puppeteer: Puppeteer, avatar_image: np.ndarray, size: tuple[int, int], frames: int,
+def naive_loop(puppeteer: Puppeteer, avatar_image: np.ndarray, size: tuple[int, int], driving: str, frames: int,
                margin: float = DEFAULT_MARGIN) -> Stats:
     """What a first real-time script does: everything in one thread, nothing reused between frames."""
     stats = Stats()
-    source = SyntheticSource()
     detector = HaarFaceDetector()
     pipeline = FommPipeline(puppeteer, timer=stats.time)
-    for index in range(frames):
-        start = time.perf_counter()
-        with stats.time("capture"):
-            frame = source.frame(index)
-        with stats.time("face_crop"):
-            box = detector.detect(frame)
-            face = to_model_frame(crop(frame, face_crop(box, margin, frame.shape) if box else centre_box(frame.shape)), size)
-        with stats.time("prepare"):
-            pipeline.set_avatar(avatar_image)
-        image = pipeline(face)
-        with stats.time("output"):
-            to_uint8(image)
-        stats.frame_done(time.perf_counter() - start)
-    return stats
+    stop, asked = threading.Event(), threading.Event()
+    asked.set()  # it asks for every frame
+    with closing(open_source(driving, frames=frames)) as source:
+        while True:
+            start = time.perf_counter()
+            source.wait(stop, asked)
+            frame = source.read(stop)
+            if frame is None:
+                return stats
+            stats.add("capture", time.perf_counter() - start)
+            with stats.time("face_crop"):
+                image = frame.image
+                box = detector.detect(image)
+                face = as_float(resize_uint8(crop(image, face_crop(box, margin, image.shape) if box
+                                                  else centre_box(image.shape)), size))
+            with stats.time("prepare"):
+                pipeline.set_avatar(avatar_image)
+            rendered = pipeline(face)
+            with stats.time("output"):
+                to_uint8(rendered)
+            stats.frame_done(time.perf_counter() - start)
 
 
-def pipelined_loop(puppeteer: Puppeteer, avatar_path: str, size: tuple[int, int], frames: int) -> Stats:
-    """The real-time engine on the same input, read as fast as it is consumed (nothing dropped)."""
+def pipelined_loop(puppeteer: Puppeteer, avatars: list[Avatar], size: tuple[int, int], driving: str, frames: int,
+                   paced: bool) -> Stats:
+    """The real-time engine on the same input, read as fast as it is taken or paced like a camera."""
     stats = Stats()
-    avatars = prepare_avatars([avatar_path], puppeteer, size)
     controls = Controls([a.name for a in avatars])
     animator = Animator(puppeteer, avatars, controls, stats, size, FaceTracker(), smoother=KeypointSmoother())
-    return Engine(SyntheticSource(frames=frames), animator, [], stats, controls).run()
+    source = open_source(driving, paced=paced, frames=frames)
+    stats.extra["input_fps"] = source.fps
+    return Engine(source, animator, [], stats, controls).run()
 
 
 def default_avatar() -> str:
@@ -77,14 +90,16 @@ def default_avatar() -> str:
 
 
 def run_bench(options: BenchOptions) -> dict:
-    """Both loops on the synthetic face; the table on stdout, and as JSON in --stats."""
+    """The three loops on --driving; the tables on stdout, and as JSON in --stats."""
     if options.compare:
         runs = run_compare(options.config, options.checkpoint, options.compare.split(","), options.frames,
                            pick_device(options.cpu), options.export_dir, options.threads)
         return {run.name: run.median_ms("frame") for run in runs}
-    frames, backend, stats_path = options.frames, options.backend, options.stats
+    frames, backend, stats_path, driving = options.frames, options.backend, options.stats, options.driving
     if frames < 2:
         raise UserError("--frames must be at least 2")
+    if driving.partition(":")[0] == "webcam":
+        raise UserError("bench needs an input it can replay: pass --driving VIDEO|FRAME_DIR|synthetic[:HxW]")
     if stats_path:
         check_writable_file(stats_path, "--stats")
     config_path, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
@@ -92,21 +107,30 @@ def run_bench(options: BenchOptions) -> dict:
     device = pick_device(options.cpu)
     threads = inference_threads(options.threads)
     puppeteer = open_backend(backend, loaded, checkpoint, device, options.export_dir, threads=threads)
-    avatar = options.avatar or default_avatar()
-    naive_loop(puppeteer, to_model_frame(SyntheticSource().photo, loaded.size), loaded.size, WARM_UP)
-    pipelined = pipelined_loop(puppeteer, avatar, loaded.size, frames)
-    naive = naive_loop(puppeteer, prepare_avatars([avatar], puppeteer, loaded.size)[0].image, loaded.size, frames)
+    avatars = prepare_avatars([options.avatar or default_avatar()], puppeteer, loaded.size)
+    naive_loop(puppeteer, avatars[0].image, loaded.size, driving, WARM_UP)
+    pipelined = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, paced=False)
+    paced = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, paced=True)
+    naive = naive_loop(puppeteer, avatars[0].image, loaded.size, driving, frames)
     speedup = pipelined.fps / naive.fps if naive.fps else 0.0
+    input_fps = paced.extra["input_fps"]
+    latency = paced.summary()["latency_ms"]["end_to_end"]
     print(f"{backend} backend, {loaded.path} ({loaded.size[0]}x{loaded.size[1]}), {device}, {threads} inference "
-          f"thread(s), {frames} frames", file=sys.stderr)
-    print(pipelined.table("real-time loop (threaded, avatar cached, face tracked)"))
+          f"thread(s), {driving}: {pipelined.frames} frames", file=sys.stderr)
+    print(pipelined.table("real-time loop, input read as fast as it is taken (threaded, avatar cached, face "
+                          "tracked)"))
+    print()
+    print(paced.table(f"real-time loop, input paced at its {input_fps:g} FPS like a camera (frames dropped "
+                      "while inference is busy)"))
     print()
     print(naive.table("naive loop (one thread, avatar recomputed, face searched every frame)"))
     print()
     print(f"end-to-end: {pipelined.fps:.1f} FPS vs {naive.fps:.1f} FPS naive: {speedup:.2f}x faster")
+    print(f"paced at {input_fps:g} FPS: {paced.fps:.1f} FPS out, {paced.dropped} of {paced.frames + paced.dropped} "
+          f"frames dropped, latency from the frame's arrival p50 {latency['p50']:.0f} / p95 {latency['p95']:.0f} ms")
     result = {"backend": backend, "config": str(loaded.path), "device": str(device), "threads": threads,
-              "frames": frames,
-              "pipelined": pipelined.summary(), "naive": naive.summary(), "speedup": round(speedup, 3)}
+              "driving": driving, "frames": frames, "pipelined": pipelined.summary(), "paced": paced.summary(),
+              "naive": naive.summary(), "speedup": round(speedup, 3)}
     if stats_path:
         import json
         Path(stats_path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,18 @@
 """The real-time loop: capture, inference and output on separate threads so latency never builds up.
 
-- capture thread: reads the source into a one-frame slot; a live source overwrites an unread frame
-  (counted as dropped), so inference always starts from the newest frame; an input that can wait (an
-  unpaced file) is read just in time instead, and nothing is dropped;
+- capture thread: reads the source into a one-frame slot. A camera's frames are read as they come and
+  overwrite an unread one (counted as dropped), so inference always starts from the newest frame. A paced
+  replay keeps up with its frames as they arrive but hands one over only when inference asks: the newest,
+  so a frame never ages in the slot behind a slow inference (the ones passed over are dropped). An input
+  that can wait (an unpaced file) is read one frame ahead, and nothing is dropped;
 - inference (the calling thread, so Ctrl-C lands here): the animator's stages, then one packet per sink;
 - one thread per sink behind a bounded queue that drops its oldest packet when full (a recording of an
   input that can wait blocks instead, so it keeps every frame).
 Stopping (end of input, --max-frames, a closed window, /control quit, Ctrl-C) releases the source and
 closes every sink after it has written what it was given, so files are always finalised.
+
+End-to-end latency runs, on the source's clock, from a frame's arrival (read from the camera, or due in a
+paced replay, so its wait for inference counts) to its packet handed to the outputs.
 """
 from __future__ import annotations
 
@@ -15,16 +20,14 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from export.ort_runner import cpu_threads
 from realtime.animator import Animator
 from realtime.controls import Controls
 from realtime.sinks import Packet, Sink
-from realtime.sources import Source
+from realtime.sources import Frame, Source
 from realtime.stats import Stats
 
 JOIN_S = 3.0
@@ -41,42 +44,40 @@ def inference_threads(requested: int | None = None) -> int:
     return threads
 
 
-@dataclass(frozen=True)
-class Frame:
-    index: int
-    image: np.ndarray
-    captured_at: float  # time.perf_counter() when read
-    t: float  # the frame's time in seconds: wall clock for live input, index / fps for files
-
-
 class NewestFrame:
-    """A one-frame slot between capture and inference."""
+    """A one-frame slot between capture and inference; `dropped` counts the input frames that never
+    reached inference."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._frame: Frame | None = None
         self._closed = False
+        self._expected = 0  # the index of the next frame when none is skipped
         self.dropped = 0
+        self.asked = threading.Event()  # the loop waits on the empty slot (or it closed): a paced replay's cue
 
     def wait_empty(self) -> None:
-        """Until the frame was taken: input that can wait is read just in time, never dropped."""
+        """Until the frame was taken: input that can wait is read one ahead, never dropped."""
         with self._cond:
             while self._frame is not None and not self._closed:
                 self._cond.wait(0.1)
 
     def put(self, frame: Frame) -> None:
-        """Replace an unread frame (counted as dropped) so the loop always gets the newest."""
+        """Replace an unread frame so the loop always gets the newest; it is dropped, as are the frames a
+        paced replay passed over (a gap in the indices)."""
         with self._cond:
             if self._closed:
                 return  # the loop has stopped: a frame read meanwhile is not a drop
-            if self._frame is not None:
-                self.dropped += 1
+            self.dropped += frame.index - self._expected + (self._frame is not None)
+            self._expected = frame.index + 1
             self._frame = frame
+            self.asked.clear()
             self._cond.notify_all()
 
     def get(self, timeout: float) -> Frame | None:
         with self._cond:
             if self._frame is None and not self._closed:
+                self.asked.set()
                 self._cond.wait(timeout)
             frame, self._frame = self._frame, None
             self._cond.notify_all()
@@ -85,6 +86,7 @@ class NewestFrame:
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            self.asked.set()
             self._cond.notify_all()
 
     @property
@@ -154,26 +156,23 @@ class Engine:
                  max_frames: int | None = None, queue_size: int = 2):
         self.source, self.animator, self.sinks = source, animator, sinks
         self.stats, self.controls, self.max_frames, self.queue_size = stats, controls, max_frames, queue_size
+        self.clock = source.clock
         self.slot = NewestFrame()
         self.stop = threading.Event()
         self.capture_error: BaseException | None = None
 
     def _capture(self) -> None:
-        index = 0
         try:
             while not self.stop.is_set():
                 if not self.source.live:
                     self.slot.wait_empty()
-                self.source.wait(self.stop)
+                self.source.wait(self.stop, self.slot.asked)
                 start = time.perf_counter()
-                image = self.source.read(self.stop)
-                if image is None:
+                frame = self.source.read(self.stop)
+                if frame is None:
                     break
-                now = time.perf_counter()
-                self.stats.add("capture", now - start)
-                t = now if self.source.live else index / self.source.fps
-                self.slot.put(Frame(index, image, now, t))
-                index += 1
+                self.stats.add("capture", time.perf_counter() - start)
+                self.slot.put(frame)
         except Exception as err:  # re-raised in the loop's thread, with its own message
             self.capture_error = err
         finally:
@@ -196,7 +195,7 @@ class Engine:
                     continue
                 rendered = self.animator.step(frame.image, frame.t)
                 with self.stats.time("output"):
-                    now = time.perf_counter()
+                    now = self.clock.now()
                     if previous is not None:
                         fps = 0.9 * fps + 0.1 / max(now - previous, 1e-6) if fps else 1 / max(now - previous, 1e-6)
                     previous = now
@@ -204,7 +203,7 @@ class Engine:
                                     rendered.avatar, rendered.swap, fps, (now - frame.captured_at) * 1000)
                     for worker in workers:
                         worker.offer(packet)
-                self.stats.frame_done(time.perf_counter() - frame.captured_at)
+                self.stats.frame_done(self.clock.now() - frame.captured_at)
                 failed = next((w.error for w in workers if w.error is not None), None)
                 if failed is not None:
                     raise failed

@@ -49,9 +49,11 @@ class LiveOptions(ModelOptions):
 class BenchOptions(ModelOptions):
     backend: str = option("torch", BACKEND_HELP)
     export_dir: str | None = option(None, EXPORT_DIR_HELP)
-    frames: int = option(100, "frames timed in each loop", type=at_least(2))
+    driving: str = option("synthetic", "the input of every loop: a video file (e.g. checkpoints/webcam.mp4), a "
+                          "frame folder, or synthetic[:HxW] (the astronaut photo moving, 512x512)")
+    frames: int = option(100, "input frames in each loop (at most the file's)", type=at_least(2))
     avatar: str | None = option(None, "avatar photo (default: the bundled one, else the astronaut)")
-    stats: str | None = option(None, "also write both loops' figures to this JSON file")
+    stats: str | None = option(None, "also write every loop's figures to this JSON file")
     threads: int | None = option(None, "inference threads (default: the usable cores but one)", type=at_least(1))
     compare: str | None = option(None, "instead, time these backends side by side per stage, e.g. "
                                  "torch,official,torch-bf16,onnxruntime (first = baseline; official = the official "

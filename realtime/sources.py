@@ -1,17 +1,24 @@
 """Where driving frames come from, behind one small interface: a webcam, a video file or frame folder,
 or a synthetic moving face made from the astronaut photo (a camera-free input for demos and benchmarks).
 
-Every source yields RGB uint8 frames from read(stop), returns None when it has no more, and waits only
-on `stop`, so the loop can always end it. A live source produces frames whether or not they are read
-(the loop keeps the newest); the others wait for the loop, unless paced to their frame rate. Pacing
-happens in wait(), apart from read(), so the loop's capture timing measures reading, not waiting.
+Every source yields Frames from read(stop), returns None when it has no more, and waits only on `stop` and
+the loop's request, so the loop can always end it. A camera delivers frames whether or not they are read
+(the loop keeps the newest). A file or the synthetic face waits for the loop, or, paced, replays its frame
+rate like a camera: frame i arrives at start + i / fps, and is pulled then, undecoded, as a camera driver
+keeps only its newest frame; when the loop asks it gets the newest frame that has arrived, decoded, and the
+ones before it are dropped. Waiting happens in wait(), apart from read(), so the loop's capture timing
+measures reading, not waiting. Time comes from a Clock so that tests can pace with a fake one,
+deterministically.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -27,36 +34,116 @@ class CameraError(UserError):
     """No camera where the user pointed."""
 
 
+@dataclass(frozen=True)
+class Frame:
+    index: int  # position in the input: a gap before it is frames the loop never saw
+    image: np.ndarray  # RGB uint8
+    captured_at: float  # Clock.now() when it arrived: read from the camera, or due in a paced replay
+    t: float  # the frame's time in seconds: the capture time for a camera, index / fps for a file
+
+
+class Clock:
+    """Real time; latency is measured on the clock that stamped the frame."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(seconds)
+
+
 class Source(Protocol):
     name: str
     fps: float
-    live: bool
+    live: bool  # frames come at their own rate: one the loop does not take in time is dropped
+    clock: Clock
 
-    def wait(self, stop: threading.Event) -> None: ...
+    def wait(self, stop: threading.Event, asked: threading.Event) -> None:
+        """Until a frame can be read; `asked` is set while the loop waits for one."""
 
-    def read(self, stop: threading.Event) -> np.ndarray | None: ...
+    def read(self, stop: threading.Event) -> Frame | None: ...
 
     def close(self) -> None: ...
 
 
 class Pacer:
-    """Releases frame i no earlier than i / fps after the first, like a camera would; or at once."""
+    """Frame i of a paced replay arrives at start + i / fps; the schedule starts at the loop's first request."""
 
-    def __init__(self, fps: float, paced: bool):
-        self.period = 1.0 / fps
-        self.paced = paced
+    def __init__(self, fps: float, clock: Clock):
+        self.fps, self.clock = fps, clock
         self.start: float | None = None
-        self.count = 0
 
-    def wait(self, stop: threading.Event) -> None:
-        if not self.paced:
-            return
-        now = time.perf_counter()
-        self.start = now if self.start is None else self.start
-        delay = self.start + self.count * self.period - now
+    def due(self, index: int) -> float:
+        assert self.start is not None, "the schedule starts at the first request"
+        return self.start + index / self.fps
+
+    def due_in(self, index: int) -> float | None:
+        """Seconds until frame `index` arrives; None before the start."""
+        return None if self.start is None else self.due(index) - self.clock.now()
+
+    def newest(self) -> int:
+        """The newest frame that has arrived (-1 before the start); the epsilon absorbs rounding."""
+        return -1 if self.start is None else int((self.clock.now() - self.start) * self.fps + 1e-9)
+
+    def request(self, index: int, stop: threading.Event) -> int:
+        """The frame the loop gets when it asks now for frame `index` or a later one: the newest, or, when
+        not even `index` has arrived, `index` once it does (a camera's next frame)."""
+        if self.start is None:
+            self.start = self.clock.now()
+        delay = self.due(index) - self.clock.now()
         if delay > 0:
-            stop.wait(delay)
-        self.count += 1
+            self.clock.sleep(delay, stop)
+            return index
+        return max(index, self.newest())
+
+
+class Replay:
+    """A file or the synthetic face: read as fast as the loop takes frames (nothing dropped), or paced."""
+
+    def __init__(self, name: str, fps: float, raw: Iterator[Any], decode: Callable[[Any], np.ndarray],
+                 paced: bool, frames: int | None, clock: Clock | None):
+        self.name, self.fps, self.live = name, fps, paced
+        self.clock = clock or Clock()
+        self.pacer = Pacer(fps, self.clock) if paced else None
+        self.raw, self.decode = itertools.islice(raw, frames), decode
+        self.pulled = 0  # raw frames taken from the input
+        self.ended = False  # the input has no more
+        self.held: tuple[int, Any] | None = None  # the newest of them, not delivered yet
+        self.delivered = 0  # the index after the last frame delivered
+        self.target = 0  # the frame read() delivers
+
+    def wait(self, stop: threading.Event, asked: threading.Event) -> None:
+        """Paced: until the loop asks, pull each frame as it arrives, so the one it asks for is ready and
+        those it will never get cost no decoding; then pick the newest."""
+        if self.pacer is None:
+            self.target = self.delivered
+            return
+        while not asked.wait(self._next_arrival()):
+            self._pull(self.pacer.newest())
+        self.target = self.pacer.request(self.delivered, stop)
+
+    def _next_arrival(self) -> float | None:
+        """Seconds until the next frame arrives; None when none will before the loop asks."""
+        due_in = None if self.pacer is None or self.ended else self.pacer.due_in(self.pulled)
+        return None if due_in is None else max(due_in, 0.0)
+
+    def _pull(self, target: int) -> None:
+        """Take raw frames up to `target`, holding only the newest: those before it are dropped undecoded."""
+        while self.pulled <= target and not self.ended:
+            raw = next(self.raw, None)
+            self.ended = raw is None
+            if raw is not None:
+                self.held, self.pulled = (self.pulled, raw), self.pulled + 1
+
+    def read(self, stop: threading.Event) -> Frame | None:
+        """The frame wait() picked, or the last one if the input ended before it."""
+        self._pull(self.target)
+        if self.held is None:
+            return None
+        (index, raw), self.held = self.held, None
+        self.delivered = index + 1
+        at = self.clock.now() if self.pacer is None else self.pacer.due(index)
+        return Frame(index, self.decode(raw), at, index / self.fps)
 
 
 class WebcamSource:
@@ -65,17 +152,20 @@ class WebcamSource:
 
     live = True
 
-    def __init__(self, index: int = 0, capture_factory: Callable[[int], cv2.VideoCapture] = cv2.VideoCapture):
+    def __init__(self, index: int = 0, capture_factory: Callable[[int], cv2.VideoCapture] = cv2.VideoCapture,
+                 clock: Clock | None = None):
         self.index = index
         self.name = f"webcam:{index}"
         self.factory = capture_factory
+        self.clock = clock or Clock()
+        self.count = 0
         self.capture = self._open()
         if self.capture is None:
             raise CameraError(f"no camera at {self.name}; plug one in, try another index (--driving webcam:1), or "
                               "pass --driving VIDEO|FRAME_DIR|synthetic")
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 30.0)
 
-    def wait(self, stop: threading.Event) -> None:
+    def wait(self, stop: threading.Event, asked: threading.Event) -> None:
         """The driver paces a camera: read() blocks until its next frame."""
 
     def _open(self) -> cv2.VideoCapture | None:
@@ -92,21 +182,26 @@ class WebcamSource:
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue adds latency; we want the newest frame
         return capture
 
-    def read(self, stop: threading.Event) -> np.ndarray | None:
+    def _grab(self) -> np.ndarray | None:
         ok, frame = self.capture.read() if self.capture is not None else (False, None)
-        if ok:
-            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        print(f"camera {self.name} stopped sending frames; retrying every {RETRY_S:g} s (Ctrl-C to stop)",
-              file=sys.stderr)
-        while not stop.wait(RETRY_S):
-            if self.capture is not None:
-                self.capture.release()
-            self.capture = self._open()
-            ok, frame = self.capture.read() if self.capture is not None else (False, None)
-            if ok:
-                print(f"camera {self.name} is back", file=sys.stderr)
-                return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        return None
+        return frame if ok else None
+
+    def read(self, stop: threading.Event) -> Frame | None:
+        bgr = self._grab()
+        if bgr is None:
+            print(f"camera {self.name} stopped sending frames; retrying every {RETRY_S:g} s (Ctrl-C to stop)",
+                  file=sys.stderr)
+            while bgr is None:
+                if stop.wait(RETRY_S):
+                    return None
+                if self.capture is not None:
+                    self.capture.release()
+                self.capture = self._open()
+                bgr = self._grab()
+            print(f"camera {self.name} is back", file=sys.stderr)
+        at = self.clock.now()
+        self.count += 1
+        return Frame(self.count - 1, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), at, at)
 
     def close(self) -> None:
         if self.capture is not None:
@@ -114,43 +209,33 @@ class WebcamSource:
             self.capture = None
 
 
-class FileSource:
+class FileSource(Replay):
     """A video file or a folder of frames, read as fast as the loop takes them, or paced to its frame
-    rate to rehearse a live camera (frames are then dropped when inference is slower)."""
+    rate to rehearse a live camera."""
 
-    def __init__(self, path: str, paced: bool = False):
-        self.name = path
-        self.fps, self.frames = open_frames(path)
-        self.live = paced
-        self.wait = Pacer(self.fps, paced).wait
-
-    def read(self, stop: threading.Event) -> np.ndarray | None:
-        frame = next(self.frames, None)
-        return None if frame is None else picture_to_rgb(frame)
+    def __init__(self, path: str, paced: bool = False, frames: int | None = None, clock: Clock | None = None):
+        fps, self.frames = open_frames(path)
+        super().__init__(path, fps, self.frames, picture_to_rgb, paced, frames, clock)
 
     def close(self) -> None:
         self.frames.close()
 
 
-class SyntheticSource:
+class SyntheticSource(Replay):
     """The astronaut photo nodding, turning and sliding: a face with known, smooth motion.
 
     Head motion is an affine warp about the face centre (rotation, scale, translation), so Haar finds the
-    face and the keypoints move, without any camera.
+    face and the keypoints move, without any camera. A frame is drawn only when read, so pacing skips
+    the ones passed over for free.
     """
 
     FACE = (224.0, 114.0)  # the astronaut's face centre in the 512x512 photo
 
     def __init__(self, size: tuple[int, int] | None = None, fps: float = 30.0, paced: bool = False,
-                 frames: int | None = None):
-        self.name = "synthetic"
-        self.fps = fps
-        self.live = paced
-        self.wait = Pacer(fps, paced).wait
+                 frames: int | None = None, clock: Clock | None = None):
         self.photo = skdata.astronaut()
         self.size = size or self.photo.shape[:2]
-        self.limit = frames
-        self.count = 0
+        super().__init__("synthetic", fps, itertools.count(), self.frame, paced, frames, clock)
 
     def frame(self, index: int) -> np.ndarray:
         t = index / self.fps
@@ -164,18 +249,13 @@ class SyntheticSource:
             moved = cv2.resize(moved, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
         return moved
 
-    def read(self, stop: threading.Event) -> np.ndarray | None:
-        if self.limit is not None and self.count >= self.limit:
-            return None
-        self.count += 1
-        return self.frame(self.count - 1)
-
     def close(self) -> None:
         """Nothing to release."""
 
 
-def open_source(spec: str, paced: bool = False) -> Source:
-    """webcam[:N], synthetic[:HxW], a video file or a folder of frames."""
+def open_source(spec: str, paced: bool = False, frames: int | None = None) -> Source:
+    """webcam[:N], synthetic[:HxW], a video file or a folder of frames; a file or the synthetic face ends
+    after `frames` frames when given."""
     kind, _, arg = spec.partition(":")
     if kind == "webcam":
         if arg and not arg.isdigit():
@@ -191,5 +271,5 @@ def open_source(spec: str, paced: bool = False) -> Source:
                 raise UserError(f"--driving {spec}: give the size as HEIGHTxWIDTH, e.g. synthetic:256x256") from None
             if min(size) < 16:
                 raise UserError(f"--driving {spec}: the frame must be at least 16x16 pixels, e.g. synthetic:256x256")
-        return SyntheticSource(size, paced=paced)
-    return FileSource(spec, paced=paced)
+        return SyntheticSource(size, paced=paced, frames=frames)
+    return FileSource(spec, paced=paced, frames=frames)

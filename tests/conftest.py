@@ -96,3 +96,16 @@ def naive_relative_animation(nets: dict, source: np.ndarray, frames: list[np.nda
         driving = type(kp)(value, jacobian)
         out.append(generator(source_t, driving, kp_src).prediction[0].permute(1, 2, 0).numpy())
     return out
+
+
+class FakeClock:
+    """Time that moves only when told to (sleep(), or a test's fake work): paced runs become deterministic."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float, stop) -> None:
+        self.t += seconds

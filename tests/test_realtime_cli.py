@@ -85,10 +85,28 @@ def test_bench_reports_stages_and_the_speedup(tiny_fomm, astronaut_png, tmp_path
     out = capsys.readouterr().out
     for stage in ("capture", "face_crop", "keypoints", "dense_motion", "generator", "output", "end_to_end"):
         assert stage in out
-    assert "naive loop" in out and "x faster" in out
+    assert "naive loop" in out and "x faster" in out and "paced at 30 FPS" in out
     assert result["pipelined"]["frames"] == result["naive"]["frames"] == 4
     assert "prepare" in result["naive"]["latency_ms"]
-    assert json.loads((tmp_path / "bench.json").read_text())["speedup"] == result["speedup"]
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert written["speedup"] == result["speedup"] and written["driving"] == "synthetic"
+    paced = written["paced"]  # every input frame reached inference or was dropped, at the input's rate
+    assert paced["input_fps"] == 30 and paced["frames"] >= 1 and paced["frames"] + paced["dropped"] == 4
+    assert paced["latency_ms"]["end_to_end"]["count"] == paced["frames"]
+
+
+def test_bench_on_a_video_file(tiny_fomm, astronaut_png, driving_mp4, capsys):
+    result = run_bench(BenchOptions(config=str(tiny_fomm[0]), checkpoint=str(tiny_fomm[1]), frames=20,
+                                    avatar=str(astronaut_png), driving=str(driving_mp4)))
+    assert result["pipelined"]["frames"] == result["naive"]["frames"] == 6  # the whole file, shorter than 20
+    assert result["paced"]["input_fps"] == 10 and result["paced"]["frames"] + result["paced"]["dropped"] == 6
+    assert "paced at 10 FPS" in capsys.readouterr().out
+
+
+def test_bench_refuses_a_camera(tiny_fomm, capsys):
+    assert "an input it can replay" in one_line_error(capsys, ["bench", "--config", str(tiny_fomm[0]),
+                                                               "--checkpoint", str(tiny_fomm[1]), "--driving",
+                                                               "webcam:0"])
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 delivered and identical to the offline pipeline, held poses, drops, slow sinks, closed inputs, memory."""
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -14,21 +15,21 @@ import torch
 from skimage import data as skdata
 
 import puppet
-from conftest import naive_relative_animation
+from conftest import FakeClock, naive_relative_animation
 from animation.media import frame_files, to_uint8
 from animation.puppeteer import FommPuppeteer
 from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError
 from motion.networks import build_networks
-from realtime.animator import Animator
+from realtime.animator import Animator, Rendered
 from realtime.avatars import prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
 from animation.faces import centre_box, crop, resize_uint8
 from realtime.face import FaceTracker
 from realtime.smoothing import KeypointSmoother
-from realtime.sources import FileSource, SyntheticSource
+from realtime.sources import FileSource, Frame, SyntheticSource
 from realtime.stats import STAGES, Stats
 
 
@@ -149,7 +150,7 @@ def test_an_empty_input_ends_cleanly(puppeteer, astronaut_png):
 
 class BrokenSource(SyntheticSource):
     def read(self, stop):
-        if self.count == 3:
+        if self.delivered == 3:
             raise UserError("the input broke")
         return super().read(stop)
 
@@ -181,19 +182,87 @@ def test_quit_request_stops_an_endless_input(puppeteer, astronaut_png):
     assert engine.run().frames > 0
 
 
+class WatchedSource(SyntheticSource):
+    """Counts the frames read while inference runs: a frame read ahead would wait, ageing, in the slot."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.inferring = False
+        self.reading = threading.Event()
+        self.read_early = 0
+
+    def read(self, stop):
+        self.read_early += self.inferring
+        self.reading.set()
+        return super().read(stop)
+
+
+class SlowAnimator:
+    """Inference that takes `periods` frame periods of fake time; notes which frame it started on, when."""
+
+    def __init__(self, source: WatchedSource, periods: float):
+        self.source, self.clock, self.fps, self.periods = source, source.clock, source.fps, periods
+        self.started: list[tuple[int, float]] = []
+
+    def step(self, image, t):
+        self.started.append((round(t * self.fps), self.clock.now()))
+        self.source.inferring = True
+        self.source.reading.clear()
+        self.source.reading.wait(0.05)  # gives a capture thread that reads ahead the time to show itself
+        self.clock.t += self.periods / self.fps
+        self.source.inferring = False
+        return Rendered(image, image, None, True, "fake", False)
+
+    def jitter(self):
+        return {}
+
+    def tracking(self):
+        return {}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("periods, outputs", [(2.0, 13), (0.5, 24), (3.5, 8)])
+def test_a_paced_replay_gives_inference_the_newest_frame_and_counts_the_rest_dropped(periods, outputs):
+    """24 frames at 30 FPS, on a fake clock: inference slower than the input sees about 1 frame in
+    `periods`, always the newest one due when it starts (the last one once the input is over); faster,
+    it sees every frame, each when it is due. Latency runs from the moment a frame was due."""
+    fps, n = 30.0, 24
+    source = WatchedSource((16, 16), fps, paced=True, frames=n, clock=FakeClock())
+    animator = SlowAnimator(source, periods)
+    sink = ListSink(lossless=True)  # a recording's queue holds 32 packets: none lost here
+    stats = Stats()
+    Engine(source, animator, [sink], stats, Controls(["fake"])).run()
+    assert source.read_early == 0
+    indices = [index for index, _ in animator.started]
+    assert len(indices) == outputs and indices == [p.index for p in sink.packets]
+    assert all(a < b for a, b in itertools.pairwise(indices))
+    assert stats.frames == outputs and stats.dropped == n - outputs
+    for (index, started), packet in zip(animator.started, sink.packets):
+        assert index == min(n - 1, int(started * fps + 1e-9)) and started >= index / fps - 1e-9
+        waited = started - index / fps
+        assert packet.latency_ms == pytest.approx((waited + periods / fps) * 1000)
+
+
+def frame(index: int) -> Frame:
+    return Frame(index, np.zeros((1, 1, 3), np.uint8), 0.0, 0.0)
+
+
+@pytest.mark.timeout(30)
 def test_newest_frame_slot_replaces_and_counts_drops():
     slot = NewestFrame()
-    slot.put("a")
-    slot.put("b")
-    assert slot.dropped == 1 and slot.get(0.01) == "b" and slot.get(0.01) is None
-    slot.put("c")
-    threading.Timer(0.05, slot.get, [0.01]).start()
-    slot.wait_empty()  # returns once "c" was taken
-    slot.put("d")
-    assert slot.dropped == 1 and slot.get(0.01) == "d"
+    slot.put(frame(0))
+    slot.put(frame(1))  # replaces the unread frame 0
+    assert slot.dropped == 1 and slot.get(0.01).index == 1 and slot.get(0.01) is None
+    slot.put(frame(2))
+    taker = threading.Timer(0.05, slot.get, [0.01])
+    taker.start()
+    slot.wait_empty()  # returns once frame 2 was taken
+    taker.join(5)
+    slot.put(frame(5))  # 3 and 4 were passed over by a paced replay
+    assert slot.dropped == 3 and slot.get(0.01).index == 5
     slot.close()
-    slot.put("e")  # after the loop stopped: discarded, not a drop
-    assert slot.finished and slot.dropped == 1
+    slot.put(frame(6))  # after the loop stopped: discarded, not a drop
+    assert slot.finished and slot.dropped == 3
 
 
 def rss_mb() -> float:

@@ -12,18 +12,21 @@ import pytest
 import realtime.sources as sources
 from motion.errors import UserError
 from animation.media import picture_to_rgb
+from conftest import FakeClock
 from realtime.sources import CameraError, FileSource, SyntheticSource, WebcamSource, open_source
 
 
 def read_all(source) -> list[np.ndarray]:
-    stop = threading.Event()
+    """Every frame, asked for at once (as a loop waiting on its slot does)."""
+    stop, asked = threading.Event(), threading.Event()
+    asked.set()
     frames = []
     while True:
-        source.wait(stop)
+        source.wait(stop, asked)
         frame = source.read(stop)
         if frame is None:
             return frames
-        frames.append(frame)
+        frames.append(frame.image)
 
 
 def test_video_file_frames_are_rgb_uint8(driving_mp4):
@@ -56,6 +59,54 @@ def test_paced_source_is_live_and_keeps_its_rate(driving_mp4):
     start = time.perf_counter()
     assert len(read_all(source)) == 6
     assert time.perf_counter() - start >= 0.45  # 6 frames at 10 FPS: the last is due at 0.5 s
+
+
+def test_a_paced_replay_read_late_gets_the_frame_due_then(driving_mp4):
+    """6 frames at 10 FPS on a fake clock: a late read passes over the frames due before (undecoded), an
+    early one waits for the next frame; each is stamped with the moment it was due."""
+    clock = FakeClock()
+    source = FileSource(str(driving_mp4), paced=True, clock=clock)
+    assert source.live
+    stop, asked = threading.Event(), threading.Event()
+    asked.set()
+    got = []
+    for late in (0.0, 0.25, 0.01, 1.0, 0.0):
+        clock.t += late
+        source.wait(stop, asked)
+        frame = source.read(stop)
+        got.append(None if frame is None else frame.index)
+        if frame is not None:
+            assert frame.captured_at == pytest.approx(frame.index / 10) == pytest.approx(frame.t)
+            assert frame.captured_at <= clock.now() + 1e-9
+    # at 0.26 s frame 3 was not due yet: the read waited for it; at 1.3 s the input had ended at frame 5
+    assert got == [0, 2, 3, 5, None]
+    source.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_paced_replay_keeps_up_while_the_loop_is_busy(driving_mp4):
+    """Until the loop asks, the replay pulls each frame as it arrives, as a camera driver does, so the frame
+    the loop asks for is ready to hand over; nothing is handed over before the loop asks."""
+    clock = FakeClock()
+    source = FileSource(str(driving_mp4), paced=True, clock=clock)
+    stop, asked = threading.Event(), threading.Event()
+    asked.set()
+    source.wait(stop, asked)
+    assert source.read(stop).index == 0
+    asked.clear()  # the loop is busy with frame 0
+    waiting = threading.Thread(target=source.wait, args=(stop, asked), daemon=True)
+    waiting.start()
+    clock.t = 0.35  # frames 1 to 3 have arrived
+    deadline = time.monotonic() + 10
+    while source.pulled < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert source.pulled == 4 and source.held[0] == 3 and waiting.is_alive()
+    asked.set()
+    waiting.join(10)
+    assert not waiting.is_alive()
+    frame = source.read(stop)
+    assert frame.index == 3 and frame.captured_at == pytest.approx(0.3) and source.pulled == 4
+    source.close()
 
 
 def test_synthetic_source_moves_and_ends():
@@ -114,7 +165,7 @@ def test_disappearing_camera_is_reported_and_retried(monkeypatch, capsys):
     camera = WebcamSource(0, capture_factory=lambda i: FakeCapture(i, script))
     assert camera.fps == 25 and camera.live
     stop = threading.Event()
-    values = [int(camera.read(stop)[0, 0, 0]) for _ in range(4)]
+    values = [int(camera.read(stop).image[0, 0, 0]) for _ in range(4)]
     assert values == [1, 2, 3, 4]
     err = capsys.readouterr().err
     assert "camera webcam:0 stopped sending frames; retrying" in err and "camera webcam:0 is back" in err
