@@ -5,9 +5,11 @@ animation.puppeteer.FommPuppeteer), several ways to run it. ``BACKENDS`` maps ea
 torch           PyTorch eager, the reference (FommPuppeteer itself)
 torch-fused     eager with the fused warp (Triton kernel on CUDA, its PyTorch formulation elsewhere)
 torch-bf16      eager with the decoder in bfloat16 (channels-last; fast on AMX/AVX-512 BF16 CPUs and GPUs)
+torch-bf16-all  eager with every network trunk in bfloat16 (keypoints, dense motion, decoder); heads and geometry FP32
 onnxruntime     the exported graphs in ONNX Runtime (CPU, or CUDA with onnxruntime-gpu), FP32;
                 onnxruntime-int8 with INT8 motion and render graphs (export/quantize.py)
 tensorrt        TensorRT engines built from the exported graphs, FP32; tensorrt-fp16 likewise in FP16
+auto            the fastest candidate for this CPU or GPU that keeps 35 dB vs FP32, timed when opened (export/auto.py)
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.fused_warp import FusedMotion, fused_warp, motion_affines
@@ -83,6 +86,33 @@ class Bf16TorchBackend(FommPuppeteer):
         return to_image(self.decoder.decode(warped.to(torch.bfloat16, memory_format=torch.channels_last)))
 
 
+class Bf16Trunk(nn.Module):
+    """A network trunk converted to bf16 channels-last, taking and giving FP32, so the module around it keeps
+    its FP32 heads and geometry unchanged."""
+
+    def __init__(self, trunk: nn.Module):
+        super().__init__()
+        self.trunk = trunk.to(torch.bfloat16, memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x.to(torch.bfloat16, memory_format=torch.channels_last)).float()
+
+
+class Bf16AllTorchBackend(Bf16TorchBackend):
+    """torch-bf16 plus the keypoint and dense-motion hourglasses in bf16: every per-frame trunk (the avatar's
+    encoding, once, stays FP32). What turns activations into positions stays FP32: the 7x7 heads whose logits
+    feed the heatmap softmax (its temperature of 0.1 would multiply bf16's rounding tenfold), the Jacobian,
+    mask and occlusion heads, the 2x2 inverses, the flows and every grid_sample; the modules' own code runs
+    around the bf16 trunks. Shipped model: ~44 dB against FP32, 35.2 dB on the worst of 40 frames, where the
+    bf16 keypoint hourglass moves a keypoint by 0.8 px (docs/bench-auto-epyc.txt)."""
+
+    def __init__(self, options: BackendOptions):
+        super().__init__(options)
+        self.kp_detector.predictor = Bf16Trunk(self.kp_detector.predictor)
+        dense = self.generator.dense_motion_network
+        dense.hourglass = Bf16Trunk(dense.hourglass)
+
+
 def onnxruntime_backend(options: BackendOptions, int8: bool = False) -> GraphPuppeteer:
     """ONNX Runtime keeps tensors on the host; with a GPU device it runs on the CUDA provider."""
     from export.cache import ensure_export
@@ -105,14 +135,28 @@ def tensorrt_backend(options: BackendOptions, fp16: bool = False) -> GraphPuppet
     return GraphPuppeteer(TensorRTRunner(export_dir, metadata, options.device, fp16), options.device)
 
 
+def opener(options: BackendOptions) -> Callable[[str], Any]:
+    """name -> that backend opened with these options (the candidates export.auto tries)."""
+    return lambda name: BACKENDS[name](options)
+
+
+def auto_backend(options: BackendOptions) -> Any:
+    """The backend export.auto picks for this machine, after its one line saying which and why."""
+    from export.auto import choose_backend
+
+    return choose_backend(options, opener(options)).puppeteer
+
+
 BACKENDS: dict[str, Callable[[BackendOptions], Any]] = {
     "torch": TorchBackend,
     "torch-fused": partial(TorchBackend, fused=True),
     "torch-bf16": Bf16TorchBackend,
+    "torch-bf16-all": Bf16AllTorchBackend,
     "onnxruntime": onnxruntime_backend,
     "onnxruntime-int8": partial(onnxruntime_backend, int8=True),
     "tensorrt": tensorrt_backend,
     "tensorrt-fp16": partial(tensorrt_backend, fp16=True),
+    "auto": auto_backend,
 }
 
 

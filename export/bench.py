@@ -7,63 +7,25 @@ all alike; figures are medians over the frames. ``python -m export.bench --help`
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from animation.defaults import resolve_model
-from animation.media import sample_clip
-from animation.pipeline import FOMM_STAGES, FommPipeline
+from animation.pipeline import FOMM_STAGES
 from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.backends import open_backend
+from export.timing import BackendRun, compare, psnr
 from motion.checkpoint import load_model, save_checkpoint
 from motion.config import Config, load_config
 from motion.keypoints import Keypoints
 from motion.networks import build_networks
 
 DEFAULT_COMPARE = "torch,official,torch-bf16,onnxruntime"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@dataclass
-class BackendRun:
-    """One backend's pipeline, per-stage samples (seconds) and frames."""
-    name: str
-    puppeteer: Any
-    device: torch.device
-    pipeline: FommPipeline | None = None
-    times: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*FOMM_STAGES, "frame")})
-    frames: list[np.ndarray] = field(default_factory=list)
-
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        """The pipeline's stage timer, synchronised on a GPU so a stage's time is its own."""
-        start = time.perf_counter()
-        yield
-        _sync(self.device)
-        self.times[stage].append(time.perf_counter() - start)
-
-    def start(self, avatar: np.ndarray) -> None:
-        self.pipeline = FommPipeline(self.puppeteer, avatar, timer=self.timed)
-
-    def step(self, frame: np.ndarray) -> None:
-        with self.timed("frame"):
-            self.frames.append(self.pipeline(frame))
-
-    def median_ms(self, stage: str) -> float:
-        return 1000 * statistics.median(self.times[stage])
 
 
 class OfficialLoop(FommPuppeteer):
@@ -78,50 +40,37 @@ class OfficialLoop(FommPuppeteer):
         return to_image(self.generator(avatar.image, motion, avatar.kp).prediction)
 
 
-def open_run(name: str, config: Config, checkpoint: str | Path, device: torch.device,
-             export_dir: str | Path | None, threads: int | None) -> BackendRun:
-    """A backend by its registry name, or "official" for the official per-frame path."""
-    if name == "official":
-        return BackendRun(name, OfficialLoop(load_model(config, checkpoint, device), device), device)
-    return BackendRun(name, open_backend(name, config, checkpoint, device, export_dir, threads), device)
+def named_backends(config: Config, checkpoint: str | Path, device: torch.device, export_dir: str | Path | None = None,
+           threads: int | None = None) -> Callable[[str], Any]:
+    """name -> puppeteer: a backend by its registry name, or "official" for the official per-frame path."""
+    def open_named(name: str) -> Any:
+        if name == "official":
+            return OfficialLoop(load_model(config, checkpoint, device), device)
+        return open_backend(name, config, checkpoint, device, export_dir, threads)
+    return open_named
 
 
-def psnr(image: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR in dB of [0, 1] images (inf when identical)."""
-    mse = float(np.mean((np.asarray(image, np.float64) - reference) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
-
-
-def compare(names: Sequence[str], config: Config, checkpoint: str | Path, device: torch.device, frames: int = 20,
-            export_dir: str | Path | None = None, threads: int | None = None) -> list[BackendRun]:
-    """Prepare every backend, warm each up on one frame, then time ``frames`` frames round-robin."""
-    avatar, driving = sample_clip(config.size, frames + 1)
-    runs = [open_run(name, config, checkpoint, device, export_dir, threads) for name in names]
-    for run in runs:
-        run.start(avatar)
-        run.step(driving[0])  # warm-up and reference pose: allocations, kernel selection, lazy init
-        run.times = {s: [] for s in (*FOMM_STAGES, "frame")}
-        run.frames.clear()
-    for frame in driving[1:]:
-        for run in runs:
-            run.step(frame)
-    return runs
+def compare_backends(names: Sequence[str], config: Config, checkpoint: str | Path, device: torch.device,
+                     frames: int = 20, export_dir: str | Path | None = None,
+                     threads: int | None = None) -> list[BackendRun]:
+    """The backends (and "official") timed side by side on the astronaut photo moving."""
+    return compare(names, named_backends(config, checkpoint, device, export_dir, threads), config.size, device, frames)
 
 
 def format_table(runs: Sequence[BackendRun]) -> str:
     """One row per backend: median ms per stage and frame, FPS, speed-up over the first run (and over the
     "official" run when there is one), and the worst-frame PSNR against the first run's frames."""
     base = runs[0]
-    official = next((run for run in runs if run.name == "official"), None)
+    official = next((run for run in runs if run.name == "official" and run is not base), None)
     head = f"{'backend':<18}" + "".join(f"{s + ' ms':>16}" for s in FOMM_STAGES) + \
-        f"{'frame ms':>11}{'FPS':>8}{'vs ' + base.name:>11}" + (f"{'vs official':>13}" if official else "") + \
+        f"{'frame ms':>11}{'FPS':>8}{'vs ' + base.name:>14}" + (f"{'vs official':>13}" if official else "") + \
         f"{'PSNR dB':>9}"
     lines = [head]
     for run in runs:
         frame_ms = run.median_ms("frame")
         quality = min(psnr(a, b) for a, b in zip(run.frames, base.frames))
         lines.append(f"{run.name:<18}" + "".join(f"{run.median_ms(s):>16.1f}" for s in FOMM_STAGES) +
-                     f"{frame_ms:>11.1f}{1000 / frame_ms:>8.1f}{base.median_ms('frame') / frame_ms:>10.2f}x" +
+                     f"{frame_ms:>11.1f}{1000 / frame_ms:>8.1f}{base.median_ms('frame') / frame_ms:>13.2f}x" +
                      (f"{official.median_ms('frame') / frame_ms:>12.2f}x" if official else "") +
                      (f"{'ref':>9}" if run is base else f"{quality:>9.1f}"))
     return "\n".join(lines)
@@ -146,7 +95,7 @@ def run_compare(config: str | Path | None, checkpoint: str | Path | None, names:
     checkpoint: the shipped model."""
     config, checkpoint = resolve_model("fomm", config, checkpoint)
     loaded = load_config(config)
-    runs = compare(names, loaded, checkpoint, device, frames, export_dir, threads)
+    runs = compare_backends(names, loaded, checkpoint, device, frames, export_dir, threads)
     print(f"{loaded.path} at {loaded.size[0]}x{loaded.size[1]}, {frames} frames, {device_name(device)}",
           file=sys.stderr)
     print(format_table(runs))

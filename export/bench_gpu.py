@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from export.bench import compare, format_table, random_checkpoint
+from export.bench import compare_backends, format_table, random_checkpoint
 from export.fused_warp import TRITON_AVAILABLE, blended_flow, fused_warp, motion_affines
 from export.tensorrt import trt
 from motion.config import load_config
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = load_config(ROOT / "configs" / "vox-256.yaml")
     names = ["torch", "official", "torch-fused", "torch-bf16"] + (["tensorrt", "tensorrt-fp16"] if trt else [])
     with tempfile.TemporaryDirectory() as tmp:
-        runs = compare(names, config, random_checkpoint(config, Path(tmp)), torch.device("cuda"), args.frames,
+        runs = compare_backends(names, config, random_checkpoint(config, Path(tmp)), torch.device("cuda"), args.frames,
                        export_dir=Path(tmp) / "export")
     print(f"vox-256, random init, {args.frames} frames, {torch.cuda.get_device_name()}")
     print(format_table(runs))

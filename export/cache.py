@@ -11,13 +11,24 @@ from motion.checkpoint import load_model, read_checkpoint
 from motion.config import Config
 
 
-def ensure_export(config: Config, checkpoint: str | Path, export_dir: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """(folder, metadata) of a fresh export of this model: --export-dir if given, else the cache folder
-    keyed by the checkpoint's hash; exported there (with a progress message) when empty."""
+def export_folder(config: Config, checkpoint: str | Path,
+                  export_dir: str | Path | None = None) -> tuple[Path, str]:
+    """(folder, checkpoint SHA-256): --export-dir if given, else the cache folder keyed by the hash."""
     if not Path(checkpoint).is_file():
         read_checkpoint(checkpoint)  # raises the loader's own message for a missing file
     sha = file_hash(checkpoint)
-    out = Path(export_dir) if export_dir is not None else default_export_dir(config, sha)
+    return (Path(export_dir) if export_dir is not None else default_export_dir(config, sha)), sha
+
+
+def is_exported(config: Config, checkpoint: str | Path, export_dir: str | Path | None = None) -> bool:
+    """Whether this model's graphs are on disk, so an ONNX backend opens without exporting (half a minute+)."""
+    return read_metadata(export_folder(config, checkpoint, export_dir)[0]) is not None
+
+
+def ensure_export(config: Config, checkpoint: str | Path, export_dir: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """(folder, metadata) of a fresh export of this model in its export_folder, exported there (with a
+    progress message) when empty."""
+    out, sha = export_folder(config, checkpoint, export_dir)
     metadata = read_metadata(out)
     if metadata is None:
         print(f"exporting {checkpoint} to {out} (first use of this model; later runs reuse it)", file=sys.stderr)

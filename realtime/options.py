@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from animation.defaults import DEFAULT_AVATAR
 from animation.faces import DEFAULT_MARGIN
-from animation.options import (BACKEND_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions, at_least, option,
+from animation.options import (BACKEND_HELP, DEFAULT_BACKEND, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions, at_least, option,
                                 output_size, part_list)
 from realtime.landmark_tracker import TRACKERS
 
@@ -40,14 +40,14 @@ class LiveOptions(ModelOptions):
                         "dropped when inference is slower)")
     max_frames: int | None = option(None, "stop after this many output frames", type=at_least(1))
     stats: str | None = option(None, "write latency, FPS and drop figures to this JSON file on exit")
-    backend: str = option("torch", BACKEND_HELP)
+    backend: str = option(DEFAULT_BACKEND, BACKEND_HELP)
     export_dir: str | None = option(None, EXPORT_DIR_HELP)
     threads: int | None = option(None, "inference threads (default: the usable cores but one)", type=at_least(1))
 
 
 @dataclass(frozen=True)
 class BenchOptions(ModelOptions):
-    backend: str = option("torch", BACKEND_HELP)
+    backend: str = option(DEFAULT_BACKEND, BACKEND_HELP)
     export_dir: str | None = option(None, EXPORT_DIR_HELP)
     driving: str = option("synthetic", "the input of every loop: a video file (e.g. checkpoints/webcam.mp4), a "
                           "frame folder, or synthetic[:HxW] (the astronaut photo moving, 512x512)")

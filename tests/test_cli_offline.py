@@ -22,7 +22,7 @@ def test_animate_to_frame_folder_matches_uncached_forward(tiny_fomm, astronaut_p
     config_path, ckpt = tiny_fomm
     out = tmp_path / "frames"
     code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--avatar", astronaut_png,
-                        "--driving", driving_mp4, "--output", out, "--relative", "--cpu")
+                        "--driving", driving_mp4, "--output", out, "--relative", "--cpu", "--backend", "torch")
     assert code == 0, err
     files = sorted(out.glob("frame_*.png"))
     assert [f.name for f in files] == [f"frame_{i:05d}.png" for i in range(6)]

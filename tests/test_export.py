@@ -17,9 +17,11 @@ from skimage.transform import resize
 
 from animation.puppeteer import normalize_keypoints
 from conftest import make_checkpoint
-from export.backends import open_backend
-from export.bench import compare, format_table
+from export.auto import choose_backend
+from export.backends import BackendOptions, open_backend, opener
+from export.bench import compare_backends, format_table
 from export.cache import ensure_export
+from export.cpu import CpuCapabilities
 from export.metadata import METADATA_FILE, StaleExportError, config_hash, default_export_dir, file_hash
 from export.tensorrt import TensorRTMissingError, trt
 from motion.config import load_config
@@ -162,13 +164,24 @@ def test_tensorrt_matches_torch(exported, tiny_fomm, frames, name, tolerance):
     assert np.abs(frame - ref_frame).max() <= tolerance
 
 
-@pytest.mark.parametrize("name,tolerance", [("torch-fused", 1e-5), ("torch-bf16", 2e-2), ("onnxruntime-int8", 5e-2)])
+@pytest.mark.parametrize("name,tolerance", [("torch-fused", 1e-5), ("torch-bf16", 2e-2), ("torch-bf16-all", 2e-2),
+                                            ("onnxruntime-int8", 5e-2)])
 def test_variants_follow_the_reference(exported, tiny_fomm, frames, name, tolerance):
     """torch-fused is the same maths (FP32 rounding only); bf16 keeps ~3 significant digits, INT8 ~2."""
     config = load_config(tiny_fomm[0])
     ref_frame = _stages(open_backend("torch", config, tiny_fomm[1], CPU), frames)[-1]
     frame = _stages(open_backend(name, config, tiny_fomm[1], CPU, export_dir=exported), frames)[-1]
     assert np.abs(frame - ref_frame).max() <= tolerance
+
+
+def test_auto_on_a_cpu_without_bf16_times_only_the_onnx_graphs(exported, tiny_fomm, capsys):
+    """An AVX2 CPU (injected) with the graphs exported: FP32 torch against both ONNX Runtime backends."""
+    avx2 = CpuCapabilities("Intel Core i7-4790", frozenset({"avx", "avx2", "fma"}), "AVX2")
+    options = BackendOptions(load_config(tiny_fomm[0]), tiny_fomm[1], CPU, export_dir=exported)
+    choice = choose_backend(options, opener(options), avx2, frames=2)
+    assert [trial.name for trial in choice.trials] == ["torch", "onnxruntime", "onnxruntime-int8"]
+    assert choice.name in ("torch", "onnxruntime", "onnxruntime-int8")
+    assert capsys.readouterr().err.strip().endswith(choice.line) and "untried" not in choice.line
 
 
 def test_reexport_removes_derived_files(tiny_fomm, tmp_path):
@@ -187,7 +200,7 @@ def test_an_unknown_backend_is_a_message_naming_the_real_ones(tiny_fomm):
 
 
 def test_bench_prints_backends_side_by_side(exported, tiny_fomm):
-    runs = compare(["torch", "official", "onnxruntime"], load_config(tiny_fomm[0]), tiny_fomm[1], CPU, frames=2,
+    runs = compare_backends(["torch", "official", "onnxruntime"], load_config(tiny_fomm[0]), tiny_fomm[1], CPU, frames=2,
                    export_dir=exported)
     header, *rows = format_table(runs).splitlines()
     assert "generator ms" in header and "vs official" in header and "PSNR dB" in header

@@ -40,7 +40,7 @@ def test_the_same_thing_has_the_same_name_and_default_everywhere():
         for field in dataclasses.fields(options):
             if field.name in ("relative", "adapt_scale", "backend", "cpu", "export_dir", "threads", "parts"):
                 seen.setdefault(field.name, set()).add(field.default)
-    assert seen["relative"] == {True} and seen["adapt_scale"] == {False} and seen["backend"] == {"torch"}
+    assert seen["relative"] == {True} and seen["adapt_scale"] == {False} and seen["backend"] == {"auto"}
     parser_flags = {command: set(puppet.build_parser()._subparsers._group_actions[0].choices[command]
                                  ._option_string_actions) for command in puppet.COMMANDS}
     for command in ("animate", "swap", "live"):
@@ -84,7 +84,7 @@ def test_every_option_has_help_and_shows_its_default():
     def help_of(command: str) -> str:  # argparse wraps lines: compare with single spaces
         return " ".join(puppet.build_parser()._subparsers._group_actions[0].choices[command].format_help().split())
 
-    assert "(default: torch)" in help_of("animate")
+    assert "(default: auto)" in help_of("animate")
     live = help_of("live")
     assert "(default: webcam:0)" in live and "(default: 0.3)" in live and "(default: 1280x720)" in live
     assert "One Euro smoothing of the keypoints (default: on)" in live

@@ -72,7 +72,7 @@ def test_video_to_frame_folder_matches_the_offline_pipeline(tiny_fomm, astronaut
     out, stats_path = tmp_path / "frames", tmp_path / "stats.json"
     code = puppet.main(["live", "--avatar", str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint",
                         str(tiny_fomm[1]), "--driving", str(driving_mp4), "--output", str(out), "--crop", "full",
-                        "--no-full-frame", "--size", "64x64",
+                        "--no-full-frame", "--size", "64x64", "--backend", "torch",
                         "--no-smooth", "--stats", str(stats_path)])
     assert code == 0
     written = [imageio.imread(f) for f in frame_files(out)]

@@ -1,0 +1,125 @@
+"""`--backend auto`: the fastest backend that stays accurate on this machine, chosen when it opens.
+
+Which backends are worth trying follows the hardware, not a constant: bf16 pays only with bf16 matrix units
+(AMX, AVX-512-BF16: export/cpu.py) or a GPU and is emulated, slower, elsewhere; INT8 graphs pay with VNNI.
+Each candidate animates a few frames of the astronaut photo moving (animation.media.sample_clip) beside FP32
+torch, round-robin as the bench does; the fastest whose worst frame keeps ``min_psnr`` dB against FP32
+wins, torch otherwise. A real photo and a trained model make that check mean something: random-weight
+models give nearly flat frames, which any backend matches. ONNX Runtime candidates are tried only when the
+model's graphs are exported already, so the choice takes seconds, not an export's half minute.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+
+from export.cache import is_exported
+from export.cpu import CpuCapabilities, detect
+from export.timing import compare, psnr
+from motion.config import Config
+from motion.errors import UserError
+
+MIN_PSNR = 35.0
+MIN_PSNR_ENV = "PUPPET_AUTO_MIN_PSNR"  # overrides MIN_PSNR (e.g. inf to see the fallback to torch)
+FRAMES = 4  # timed frames per backend, after one warm-up frame
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One backend's median frame time and worst-frame PSNR against FP32 torch."""
+    name: str
+    ms: float
+    psnr: float
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """The chosen backend, every trial (FP32 torch first; none when there was nothing to try) and the line
+    that was printed."""
+    name: str
+    puppeteer: Any
+    trials: tuple[Trial, ...]
+    line: str
+
+
+def candidates(device: torch.device, cpu: CpuCapabilities, onnxruntime: bool) -> list[str]:
+    """The backends worth timing against FP32 torch on this hardware; ``onnxruntime``: it can run here."""
+    if device.type == "cuda":
+        return ["torch-bf16-all"]
+    if cpu.fast_bf16:
+        return ["torch-bf16-all", "torch-bf16"] + (["onnxruntime-int8"] if onnxruntime and cpu.vnni else [])
+    return ["onnxruntime", "onnxruntime-int8"] if onnxruntime else []
+
+
+def pick(trials: Sequence[Trial], min_psnr: float) -> Trial:
+    """The fastest of FP32 torch (``trials[0]``, the reference) and the candidates that keep ``min_psnr``."""
+    return min([trials[0], *(trial for trial in trials[1:] if trial.psnr >= min_psnr)], key=lambda t: t.ms)
+
+
+def explain(chosen: Trial, trials: Sequence[Trial], min_psnr: float, hardware: str) -> str:
+    """The reason part of the line: the winner's figures against torch, or why torch stayed."""
+    reference = trials[0]
+    if chosen is not reference:
+        return f"{hardware}; {chosen.psnr:.1f} dB vs FP32, {chosen.ms:.1f} ms vs {reference.ms:.1f} ms torch"
+    failed = [trial for trial in trials[1:] if trial.psnr < min_psnr]
+    slower = [trial for trial in trials[1:] if trial.psnr >= min_psnr]
+    parts = [hardware]
+    if failed:
+        parts.append(f"below {min_psnr:g} dB vs FP32: " + ", ".join(f"{t.name} {t.psnr:.1f} dB" for t in failed))
+    if slower:
+        parts.append("slower: " + ", ".join(f"{t.name} {t.ms:.1f} ms" for t in slower) +
+                     f" vs {reference.ms:.1f} ms torch")
+    return "; ".join(parts)
+
+
+def min_psnr_setting() -> float:
+    """MIN_PSNR, or $PUPPET_AUTO_MIN_PSNR when set."""
+    text = os.environ.get(MIN_PSNR_ENV)
+    if text is None:
+        return MIN_PSNR
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{MIN_PSNR_ENV}={text!r} is not a number of dB; unset it or use e.g. 35") from None
+
+
+class Request(Protocol):
+    """What the backends are opened with (export.backends.BackendOptions)."""
+    config: Config
+    checkpoint: str | Path
+    device: torch.device
+    export_dir: str | Path | None
+
+
+def choose_backend(options: Request, open_named: Callable[[str], Any], capabilities: CpuCapabilities | None = None,
+                   min_psnr: float | None = None, frames: int = FRAMES) -> AutoChoice:
+    """Time this machine's candidates against FP32 torch, print one line saying which won and why, and
+    return it opened. open_named: backend name -> puppeteer (export.backends.opener); capabilities: the
+    CPU's (default: detected); min_psnr: the bar (default: the setting)."""
+    cpu = capabilities or detect()
+    bar = min_psnr_setting() if min_psnr is None else min_psnr
+    hardware = torch.cuda.get_device_name(options.device) if options.device.type == "cuda" else cpu.label()
+    has_ort = options.device.type == "cpu" and importlib.util.find_spec("onnxruntime") is not None
+    offered = candidates(options.device, cpu, has_ort)
+    needs_export = any(name.startswith("onnxruntime") for name in offered)
+    ready = not needs_export or is_exported(options.config, options.checkpoint, options.export_dir)
+    names = [name for name in offered if ready or not name.startswith("onnxruntime")]
+    untried = "" if ready else "; onnxruntime untried: not exported yet (one run with --backend onnxruntime does it)"
+    if not names:
+        line = f"backend auto: torch ({hardware}; nothing faster to try here{untried})"
+        print(line, file=sys.stderr)
+        return AutoChoice("torch", open_named("torch"), (), line)
+    runs = compare(["torch", *names], open_named, options.config.size, options.device, frames)
+    reference = runs[0].frames
+    trials = tuple(Trial(run.name, run.median_ms("frame"), float(min(map(psnr, run.frames, reference))))
+                   for run in runs)
+    chosen = pick(trials, bar)
+    line = f"backend auto: {chosen.name} ({explain(chosen, trials, bar, hardware)}{untried})"
+    print(line, file=sys.stderr)
+    return AutoChoice(chosen.name, runs[trials.index(chosen)].puppeteer, trials, line)
