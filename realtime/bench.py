@@ -12,24 +12,23 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-import numpy as np
 
 from animation.defaults import DEFAULT_AVATAR, resolve_model
-from animation.media import check_writable_file, to_uint8
-from animation.pipeline import pick_device
+from animation.media import check_writable_file
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
+from animation.pipeline import FommPipeline, pick_device
 from animation.puppeteer import Puppeteer
-from animation.pipeline import FommPipeline
 from animation.run import load_config_for
-from realtime.options import BenchOptions
 from export.backends import open_backend
 from export.bench import run_compare
+from export.cpu import detect
 from motion.errors import UserError
 from realtime.animator import Animator, as_float
 from realtime.avatars import Avatar, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
-from realtime.face import FaceTracker
+from realtime.landmark_tracker import make_tracker
+from realtime.options import BenchOptions
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import SyntheticSource, open_source
 from realtime.stats import Stats
@@ -37,9 +36,10 @@ from realtime.stats import Stats
 WARM_UP = 3
 
 
-def naive_loop(puppeteer: Puppeteer, avatar_image: np.ndarray, size: tuple[int, int], driving: str, frames: int,
+def naive_loop(puppeteer: Puppeteer, avatar: Avatar, size: tuple[int, int], driving: str, frames: int,
                margin: float = DEFAULT_MARGIN) -> Stats:
-    """What a first real-time script does: everything in one thread, nothing reused between frames."""
+    """What a first real-time script does: everything in one thread, nothing reused between frames (the
+    avatar's output plan aside: its paste-back and letterbox, the same as the real-time loop's)."""
     stats = Stats()
     detector = HaarFaceDetector()
     pipeline = FommPipeline(puppeteer, timer=stats.time)
@@ -59,19 +59,21 @@ def naive_loop(puppeteer: Puppeteer, avatar_image: np.ndarray, size: tuple[int, 
                 face = as_float(resize_uint8(crop(image, face_crop(box, margin, image.shape) if box
                                                   else centre_box(image.shape)), size))
             with stats.time("prepare"):
-                pipeline.set_avatar(avatar_image)
+                pipeline.set_avatar(avatar.image)
             rendered = pipeline(face)
-            with stats.time("output"):
-                to_uint8(rendered)
+            with stats.time("paste_back"):
+                avatar.portrait(rendered)
             stats.frame_done(time.perf_counter() - start)
 
 
 def pipelined_loop(puppeteer: Puppeteer, avatars: list[Avatar], size: tuple[int, int], driving: str, frames: int,
-                   paced: bool) -> Stats:
-    """The real-time engine on the same input, read as fast as it is taken or paced like a camera."""
+                   paced: bool, options: BenchOptions) -> Stats:
+    """The real-time engine on the same input, read as fast as it is taken or paced like a camera, showing
+    and tracking as `live` does with the same options."""
     stats = Stats()
     controls = Controls([a.name for a in avatars])
-    animator = Animator(puppeteer, avatars, controls, stats, size, FaceTracker(), smoother=KeypointSmoother())
+    animator = Animator(puppeteer, avatars, controls, stats, size, make_tracker(options.tracker),
+                        smoother=KeypointSmoother(), out_size=options.size)
     source = open_source(driving, paced=paced, frames=frames)
     stats.extra["input_fps"] = source.fps
     return Engine(source, animator, [], stats, controls).run()
@@ -107,16 +109,18 @@ def run_bench(options: BenchOptions) -> dict:
     device = pick_device(options.cpu)
     threads = inference_threads(options.threads)
     puppeteer = open_backend(backend, loaded, checkpoint, device, options.export_dir, threads=threads)
-    avatars = prepare_avatars([options.avatar or default_avatar()], puppeteer, loaded.size)
-    naive_loop(puppeteer, avatars[0].image, loaded.size, driving, WARM_UP)
-    pipelined = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, paced=False)
-    paced = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, paced=True)
-    naive = naive_loop(puppeteer, avatars[0].image, loaded.size, driving, frames)
+    avatars = prepare_avatars([options.avatar or default_avatar()], puppeteer, loaded.size,
+                              full_frame=options.full_frame, out_size=options.size)
+    naive_loop(puppeteer, avatars[0], loaded.size, driving, WARM_UP)
+    pipelined = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, False, options)
+    paced = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, True, options)
+    naive = naive_loop(puppeteer, avatars[0], loaded.size, driving, frames)
     speedup = pipelined.fps / naive.fps if naive.fps else 0.0
     input_fps = paced.extra["input_fps"]
     latency = paced.summary()["latency_ms"]["end_to_end"]
+    shown = f"{'full portrait' if options.full_frame else 'face crop'} in {options.size[0]}x{options.size[1]}"
     print(f"{backend} backend, {loaded.path} ({loaded.size[0]}x{loaded.size[1]}), {device}, {threads} inference "
-          f"thread(s), {driving}: {pipelined.frames} frames", file=sys.stderr)
+          f"thread(s), {driving}: {pipelined.frames} frames, {shown}, {options.tracker} tracker", file=sys.stderr)
     print(pipelined.table("real-time loop, input read as fast as it is taken (threaded, avatar cached, face "
                           "tracked)"))
     print()
@@ -129,7 +133,8 @@ def run_bench(options: BenchOptions) -> dict:
     print(f"paced at {input_fps:g} FPS: {paced.fps:.1f} FPS out, {paced.dropped} of {paced.frames + paced.dropped} "
           f"frames dropped, latency from the frame's arrival p50 {latency['p50']:.0f} / p95 {latency['p95']:.0f} ms")
     result = {"backend": backend, "config": str(loaded.path), "device": str(device), "threads": threads,
-              "driving": driving, "frames": frames, "pipelined": pipelined.summary(), "paced": paced.summary(),
+              "cpu": detect().label(), "full_frame": options.full_frame, "size": list(options.size),
+              "tracker": pipelined.extra["tracking"]["tracker"], "driving": driving, "frames": frames, "pipelined": pipelined.summary(), "paced": paced.summary(),
               "naive": naive.summary(), "speedup": round(speedup, 3)}
     if stats_path:
         import json

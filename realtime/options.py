@@ -12,7 +12,19 @@ from realtime.landmark_tracker import TRACKERS
 
 
 @dataclass(frozen=True)
-class LiveOptions(ModelOptions):
+class ShowOptions(ModelOptions):
+    """What `live` shows and `bench` measures alike: the portrait, its size, how the face is followed."""
+    full_frame: bool = option(True, FULL_FRAME_HELP)
+    size: tuple[int, int] = option((1280, 720), "size WIDTHxHEIGHT of every output (virtual camera, window, HTTP, "
+                                   "recording): the portrait is fitted and padded, not stretched", type=output_size,
+                                   metavar="WxH", shown="1280x720")
+    tracker: str = option("auto", "face tracker for --crop face: dlib's 68 landmarks, MediaPipe's face mesh, "
+                          "face-alignment, or the Haar box detector; auto takes mediapipe when installed, else dlib "
+                          "when its model file is there, else haar", choices=TRACKERS)
+
+
+@dataclass(frozen=True)
+class LiveOptions(ShowOptions):
     avatar: tuple[str, ...] = option((str(DEFAULT_AVATAR),), "avatar photo or folder of photos; repeat for several "
                                      "(n / next_avatar switches; default: the bundled checkpoints/avatar.png)",
                                      repeat=True)
@@ -24,17 +36,10 @@ class LiveOptions(ModelOptions):
                                      "(default: the virtual camera when there is one, else a window)", repeat=True)
     parts: tuple[int, ...] = option((), "start in part-swap mode with these co-part parts of the avatar, e.g. "
                                     "1,2,3 (s / toggle_swap switches)", type=part_list, aliases=("--swap",))
-    full_frame: bool = option(True, FULL_FRAME_HELP)
-    size: tuple[int, int] = option((1280, 720), "size WIDTHxHEIGHT of every output (virtual camera, window, HTTP, "
-                                   "recording): the portrait is fitted and padded, not stretched", type=output_size,
-                                   metavar="WxH", shown="1280x720")
     relative: bool = option(True, "move the avatar by the motion since calibration", negative="--absolute")
     adapt_scale: bool = option(False, "scale relative motion by the face-size ratio (convex hull of the keypoints)")
     smooth: bool = option(True, "One Euro smoothing of the keypoints")
     crop: str = option("face", "follow the face, or use the centre square of the frame", choices=("face", "full"))
-    tracker: str = option("auto", "face tracker for --crop face: dlib's 68 landmarks, MediaPipe's face mesh, "
-                          "face-alignment, or the Haar box detector; auto takes mediapipe when installed, else dlib "
-                          "when its model file is there, else haar", choices=TRACKERS)
     margin: float = option(DEFAULT_MARGIN, "crop margin around the face box, per side", type=at_least(0.0, float))
     pace: bool = option(False, "replay file or synthetic input at its frame rate like a camera (frames are "
                         "dropped when inference is slower)")
@@ -46,7 +51,7 @@ class LiveOptions(ModelOptions):
 
 
 @dataclass(frozen=True)
-class BenchOptions(ModelOptions):
+class BenchOptions(ShowOptions):
     backend: str = option(DEFAULT_BACKEND, BACKEND_HELP)
     export_dir: str | None = option(None, EXPORT_DIR_HELP)
     driving: str = option("synthetic", "the input of every loop: a video file (e.g. checkpoints/webcam.mp4), a "
