@@ -132,7 +132,8 @@ def test_bad_inputs_give_one_line_and_exit_2(case, bad_inputs, capsys):
     args.update(override(b))
     code, err = run_cli(capsys, "animate", *[x for k, v in args.items() for x in (f"--{k}", v)])
     assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
+    # besides `--backend auto`'s line saying which backend it opened, one line: the error
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("backend auto: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     import re
     assert re.search(pattern, lines[0]), lines[0]
