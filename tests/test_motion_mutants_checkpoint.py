@@ -202,6 +202,9 @@ def test_load_state_messages(fomm_config, tiny_fomm, tiny_coseg):
         "reconstruction_module, segmentation_module (a co-part segmentation model checkpoint) but the config "
         f"{fomm_config.path} describes a First Order Motion Model (needs kp_detector, generator); pass the matching "
         "--config")
+    assert refused(load_state, build_networks(coseg_config), {"generator": {}}, coseg_config, "c.pth") == (
+        f"checkpoint c.pth has entries generator but the config {coseg_config.path} describes a co-part segmentation "
+        "model (needs segmentation_module, reconstruction_module); pass the matching --config")
     fomm_data = read_checkpoint(tiny_fomm[1])
     assert refused(load_state, build_networks(coseg_config), fomm_data, coseg_config, "c.pth") == (
         f"checkpoint c.pth is a First Order Motion Model, but {coseg_config.path} is a co-part segmentation config: "

@@ -154,6 +154,12 @@ def test_local_affine_motions_by_loops():
                     np.testing.assert_allclose(plain[bi, ki + 1, i, j].numpy(), want, rtol=1e-12, atol=1e-14)
 
 
+def test_local_affine_motions_stay_on_the_keypoints_device():
+    kp, jac = torch.empty(1, 2, 2, device=META), torch.empty(1, 2, 2, 2, device=META)
+    assert local_affine_motions(kp, kp, jac, jac, 3, 4).device == META
+    assert local_affine_motions(kp, kp, None, None, 3, 4).device == META
+
+
 def test_local_affine_motions_with_only_one_side_jacobians_is_a_translation():
     kp_s, kp_d = rng_tensor(9, 1, 2, 2), rng_tensor(10, 1, 2, 2)
     jac = 2 * torch.eye(2, dtype=torch.float64).expand(1, 2, 2, 2)

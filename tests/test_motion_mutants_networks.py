@@ -23,8 +23,10 @@ from motion.networks import build_networks
 from motion.reconstruction import ReconstructionModule, part_flow, parts_mask, visibility_mask
 from motion.segmentation import Segments, SegmentationModule
 
-# grid_sample without an explicit align_corners warns (and relies on a default that changed in torch 1.3): an error here
-pytestmark = pytest.mark.filterwarnings("error:Default grid_sample")
+# grid_sample without an explicit align_corners (a default that changed in torch 1.3) and softmax without an explicit
+# dim warn: errors here
+pytestmark = [pytest.mark.filterwarnings("error:Default grid_sample"),
+              pytest.mark.filterwarnings("error:Implicit dimension choice")]
 DT = torch.float64
 TOL = dict(rtol=1e-9, atol=1e-11)
 
@@ -316,7 +318,8 @@ def test_dense_motion(occlusion):
         torch.testing.assert_close(out.occlusion, occ, **TOL)
     else:
         assert out.occlusion is None and m.occlusion is None
-    assert DenseMotionNetwork(4, 1, 8, 2, 3).kp_variance == 0.01  # the official default
+    default = DenseMotionNetwork(4, 1, 8, 2, 3)
+    assert default.kp_variance == 0.01 and default.occlusion is None  # the official defaults
 
 
 def test_warp_features_hides_by_the_resized_mask():
