@@ -111,3 +111,29 @@ def test_part_numbers_run_from_0_to_the_model_parts(parts, ok):
 def test_cpu_flag_and_no_gpu_give_the_cpu():
     assert pick_device(True).type == "cpu"
     assert pick_device(False).type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_swap_defaults_and_stage_timing():
+    """Driving-frame segmentation by default (not the avatar's), timed as keypoints then generator; the
+    avatar prepared only when given."""
+    timed, swapper = [], Swapper()
+
+    @contextmanager
+    def timer(stage):
+        timed.append(stage)
+        yield
+
+    pipeline = SwapPipeline(swapper, (2,), timer=timer)
+    assert pipeline.avatar is None
+    pipeline.avatar = swapper.prepare("photo")
+    pipeline.step("frame")
+    assert swapper.calls[0][3] is False and timed == ["keypoints", "generator"]
+    assert FommPipeline(Stages([])).avatar is None
+
+
+def test_absolute_mode_without_jacobians_keeps_none_and_bad_parts_are_listed():
+    stages = Stages([kp([0.2, 0.0])])
+    pipeline = FommPipeline(stages, [[0.0, 0.0]])
+    assert pipeline.drive(pipeline.keypoints(None)).jacobian is None
+    with pytest.raises(UserError, match=r"^--parts 1,9 is invalid"):
+        check_swap_index((1, 9), 4)
