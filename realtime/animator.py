@@ -43,8 +43,8 @@ class Animator:
     """Per-frame stages with their state: calibration pose, smoothing filters, held pose."""
 
     def __init__(self, puppeteer: Puppeteer, avatars: list[Avatar], controls: Controls, stats: Stats,
-                 size: tuple[int, int], tracker: FaceTracker | LandmarkTracker | None = None, margin: float = DEFAULT_MARGIN,
-                 relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
+                 size: tuple[int, int], tracker: FaceTracker | LandmarkTracker | None = None,
+                 margin: float = DEFAULT_MARGIN, relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
                  swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
                  swap_parts: Sequence[int] = (), want_alpha: bool = False, out_size: tuple[int, int] | None = None):
         self.avatars, self.controls, self.stats = avatars, controls, stats
