@@ -86,7 +86,8 @@ class Swapper:
 
     def swap(self, avatar, target, segments, parts, use_source_segmentation):
         self.calls.append((avatar, target, parts, use_source_segmentation))
-        return "swapped"
+        self.given = segments.segmentation
+        return f"swapped into {target[1]}"
 
 
 @pytest.mark.parametrize("source_segmentation", [False, True])
@@ -94,9 +95,9 @@ def test_swap_passes_its_parts_and_segmentation_choice(source_segmentation):
     swapper = Swapper()
     pipeline = SwapPipeline(swapper, (1, 3), "photo", source_segmentation)
     image, segmentation = pipeline.step("frame")
-    assert image == "swapped" and segmentation == "segmentation of frame"
+    assert image == "swapped into frame" and segmentation == swapper.given == "segmentation of frame"
     assert swapper.calls == [(("avatar", "photo"), ("target", "frame"), [1, 3], source_segmentation)]
-    assert pipeline("frame 2") == "swapped"
+    assert pipeline("frame 2") == "swapped into frame 2"
 
 
 @pytest.mark.parametrize("parts, ok", [((0, 4), True), ((1,), True), ((5,), False), ((-1,), False), ((), False)])
@@ -137,3 +138,13 @@ def test_absolute_mode_without_jacobians_keeps_none_and_bad_parts_are_listed():
     assert pipeline.drive(pipeline.keypoints(None)).jacobian is None
     with pytest.raises(UserError, match=r"^--parts 1,9 is invalid"):
         check_swap_index((1, 9), 4)
+
+
+def test_relative_motion_keeps_the_drivers_jacobians_when_the_avatar_has_none():
+    """Without the avatar's Jacobians there is nothing to compose: the driver's pass through unchanged."""
+    from animation.puppeteer import normalize_keypoints
+    jacobian = torch.tensor([[[[2.0, 0.0], [0.0, 1.0]]]], dtype=torch.float64)
+    driver = Keypoints(torch.tensor([[[0.3, 0.0]]], dtype=torch.float64), jacobian)
+    out = normalize_keypoints(kp([0.0, 0.0]), driver, Keypoints(driver.value * 0, jacobian), True, False)
+    np.testing.assert_allclose(out.value[0], [[0.3, 0.0]])
+    assert torch.equal(out.jacobian, jacobian)
