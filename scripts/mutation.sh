@@ -7,6 +7,9 @@
 #   scripts/mutation.sh            full run from scratch (removes mutants/ first)
 #   scripts/mutation.sh --resume   keep mutants/ and its cache: only changed functions and new tests rerun
 #   scripts/mutation.sh --report   only print the scores of the last run
+#   scripts/mutation.sh [--resume] 'motion.*' 'realtime.smoothing.*'
+#                                  (re)run only the mutants whose names match (mutmut's globs); the others
+#                                  stay as they were ("not checked" after a fresh start)
 #   JOBS=4 scripts/mutation.sh     parallel workers (default 2)
 #
 # Score = killed / (total - skipped); timeouts and "no tests" count as not killed.
@@ -17,15 +20,16 @@ MUTMUT=${MUTMUT:-mutmut}
 
 case "${1:-}" in
   --report) ;;
-  --resume|"")
-    [ "${1:-}" = --resume ] || rm -rf mutants
+  -*) [ "$1" = --resume ] || { echo "usage: $0 [--resume|--report] [MUTANT_GLOB...]" >&2; exit 2; } ;&
+  *)
+    if [ "${1:-}" = --resume ]; then shift; else rm -rf mutants; fi
     # one BLAS/OpenMP thread per worker: the workers are forked, and a forked thread pool can hang
     export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
     start=$(date +%s)
-    nice -n "${NICE:-10}" "$MUTMUT" run --max-children "${JOBS:-2}" || true
+    # `|| true`: an interrupted run still gets its table (the unfinished mutants as "not checked")
+    nice -n "${NICE:-10}" "$MUTMUT" run --max-children "${JOBS:-2}" "$@" || true
     echo "mutmut run took $(( $(date +%s) - start )) s"
     ;;
-  *) echo "usage: $0 [--resume|--report]" >&2; exit 2 ;;
 esac
 
 "$PYTHON" - <<'PY'
