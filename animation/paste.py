@@ -122,6 +122,11 @@ def match_colour(plan: PastePlan, rendered: np.ndarray, std: bool = False) -> Co
     return ColourMatch(gain.astype(np.float32), (plan.ring_mean - gain * mean).astype(np.float32))
 
 
+def as_bytes(image: np.ndarray) -> np.ndarray:
+    """A [0, 1] float picture or matte as uint8, rounded; uint8 passes through."""
+    return image if image.dtype == np.uint8 else np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = None) -> np.ndarray:
     """The photo with the animated (h, w, 3) crop (float in [0, 1] or uint8, at plan.model_size) blended
     in through the feathered mask: a new (H, W, 3) uint8 frame, the photo's own pixels outside the crop.
@@ -130,8 +135,8 @@ def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = No
     scale = 255.0 if crop.dtype != np.uint8 else 1.0
     if colour is not None:
         crop = np.clip(crop * (scale * colour.gain) + (colour.bias + 0.5), 0, 255).astype(np.uint8)
-    elif crop.dtype != np.uint8:
-        crop = np.clip(crop * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    else:
+        crop = as_bytes(crop)
     _, _, w, h = plan.rect
     resized = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)[plan.window]
     out = plan.photo.copy()
@@ -215,7 +220,7 @@ class Portrait:
         """A model-size crop (float [0, 1]) -> the output frame (uint8). The colour is measured on the
         first `rendered` crop (not on the avatar's own still crop, which has no generator bias)."""
         if self.plan is None:
-            image = np.clip(crop * 255.0 + 0.5, 0, 255).astype(np.uint8) if crop.dtype != np.uint8 else crop
+            image = as_bytes(crop)
         else:
             if self.colour is None and rendered:
                 self.colour = match_colour(self.plan, crop)
@@ -225,7 +230,7 @@ class Portrait:
     def matte(self, alpha: np.ndarray) -> np.ndarray:
         """A model-size foreground probability -> the output's uint8 matte; with full_frame the face's
         matte sits where the crop was pasted (the photo outside the crop has no segmentation: transparent)."""
-        matte = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        matte = as_bytes(alpha)
         if self.plan is not None:
             _, _, w, h = self.plan.rect
             full = np.zeros(self.plan.photo.shape[:2], np.uint8)
