@@ -182,6 +182,9 @@ def test_the_page_shows_the_live_output_in_chromium(running, tmp_path):
     shot = tmp_path / "overlay.png"
     result = chromium(["--window-size=300,300", f"--screenshot={shot}", sink.url + "?overlay=1"], tmp_path / "profile2")
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
-    pixels = imageio.imread(shot)[:64, :64, :3].astype(int)
-    assert pixels.std() > 5  # the avatar is drawn where the image sits
+    screen = imageio.imread(shot)[..., :3].astype(int)
+    page = screen[270:, 270:]  # right of and below the 256x256 <img>: the bare page
+    assert page.std() < 1  # one flat colour, nothing drawn there
+    drawn = np.abs(screen[:256, :256] - page[0, 0]).sum(axis=-1)
+    assert np.mean(drawn > 30) > 0.5  # the avatar covers most of the place where the image sits
     assert sink.requests.get("/stream.png", 0) > 0
