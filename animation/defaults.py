@@ -7,7 +7,8 @@ from motion.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"
-SHIPPED_MODELS = {"fomm": "fomm-face", "coseg": "coseg-face"}
+# kind -> checkpoints/NAME.{yaml,pth.tar}; live and bench default to the FOMM with a third of fomm-face's work
+SHIPPED_MODELS = {"fomm": "fomm-face", "fomm-live": "fomm-face-fast", "coseg": "coseg-face"}
 DEFAULT_AVATAR = CHECKPOINTS / "avatar.png"
 DEFAULT_DRIVING = CHECKPOINTS / "driving.mp4"
 

@@ -63,12 +63,21 @@ class FommPipeline:
             self.reference = kp_driving
         return normalize_keypoints(self.avatar.kp, kp_driving, self.reference, self.relative, self.adapt_scale)
 
+    def motion(self, kp_avatar: Keypoints, avatar: Any = None) -> Any:
+        """The dense motion for keypoints from drive(), for this avatar (default: the one shown)."""
+        with self.timer("dense_motion"):
+            return self.puppeteer.motion(self.avatar if avatar is None else avatar, kp_avatar)
+
+    def generate(self, motion: Any, avatar: Any = None) -> np.ndarray:
+        """The avatar's frame for a motion(); a separate step so the real-time loop can run it on another
+        thread while the next frame's keypoints and motion are computed."""
+        with self.timer("generator"):
+            return self.puppeteer.render(self.avatar if avatar is None else avatar, motion)
+
     def render(self, kp_avatar: Keypoints) -> tuple[np.ndarray, Any]:
         """(the avatar's frame, the dense motion that made it) for keypoints from drive()."""
-        with self.timer("dense_motion"):
-            motion = self.puppeteer.motion(self.avatar, kp_avatar)
-        with self.timer("generator"):
-            return self.puppeteer.render(self.avatar, motion), motion
+        motion = self.motion(kp_avatar)
+        return self.generate(motion), motion
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """One float (h, w, 3) driving frame in [0, 1] at the model's size -> the avatar's frame."""

@@ -7,7 +7,7 @@ frame pays only for the driving keypoints, the dense motion and the decoder.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,16 @@ class Rendered:
     face: bool  # False while the face is lost and the avatar holds its pose
     avatar: str  # the avatar shown
     swap: bool  # made by part swap
+
+
+@dataclass
+class Prepared:
+    """What Animator.start hands Animator.finish for one frame."""
+    frame: np.ndarray  # the driving frame (a held pose's preview is cut from it)
+    avatar: Avatar  # the avatar the motion is for (a switch between the halves must not mix two)
+    face: np.ndarray | None = None  # the face crop; None: no face, hold the pose
+    preview: np.ndarray | None = None  # the crop at the model's size
+    motion: Any = None  # the FOMM dense motion; None with a face: part swap
 
 
 def as_float(image: np.ndarray) -> np.ndarray:
@@ -65,43 +75,20 @@ class Animator:
     def avatar(self) -> Avatar:
         return self.avatars[self.controls.avatar]
 
-    def step(self, frame: np.ndarray, t: float) -> Rendered:
-        """One RGB uint8 driving frame captured at time t (seconds) -> the avatar's frame."""
+    def start(self, frame: np.ndarray, t: float) -> Prepared:
+        """The first half of one RGB uint8 driving frame captured at time t (seconds): track and crop the face, keypoints, smoothing, relative motion and
+        the dense motion. It owns the driver's state (reference pose, filters), so frames enter in order."""
         with self.stats.time("face_crop"):
             box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
             face = None if box is None else crop(frame, face_crop(box, self.margin, frame.shape) if self.tracker else box)
+        avatar = self.avatar
         if face is None:
-            return self._hold(frame)
+            self._lose()
+            return Prepared(frame, avatar)
         self.following = True
-        if self.controls.swap and self.swapping is not None:
-            rendered = self._swap(face)
-        else:
-            rendered = self._animate(face, t)
-        self.last = rendered
-        return rendered
-
-    def _hold(self, frame: np.ndarray) -> Rendered:
-        """No face: keep showing the last pose (or the avatar at rest, before any or after a switch); the
-        next face eases back in from it."""
-        self.losses += self.following
-        self.following = False
-        self.returning.lost()
-        self.jitter_raw.gap()
-        self.jitter_smoothed.gap()
-        if self.smoother is not None:
-            self.smoother.reset()
-        preview = resize_uint8(crop(frame, centre_box(frame.shape)), self.size)
-        if self.last is None or self.last.avatar != self.avatar.name:
-            image, alpha = self._show(self.avatar.image, self._still_alpha(), rendered=False)
-            return Rendered(image, preview, alpha, False, self.avatar.name, False)
-        return replace(self.last, preview=preview, face=False)
-
-    def _still_alpha(self) -> np.ndarray | None:
-        matte = self.avatar.matte
-        return matte[0, 0].cpu().numpy() if self.want_alpha and matte is not None else None
-
-    def _animate(self, face: np.ndarray, t: float) -> Rendered:
         preview = resize_uint8(face, self.size)
+        if self.controls.swap and self.swapping is not None:
+            return Prepared(frame, avatar, face, preview)
         kp = self.pipeline.keypoints(as_float(preview))
         self.jitter_raw.add(kp.value)
         if self.smoother is not None:
@@ -109,33 +96,67 @@ class Animator:
         self.jitter_smoothed.add(kp.value)
         if self.controls.take_recalibration():
             self.pipeline.recalibrate()
-        avatar = self.avatar
         self.pipeline.avatar = avatar.fomm
-        image, motion = self.pipeline.render(self.returning(self.pipeline.drive(kp)))
+        motion = self.pipeline.motion(self.returning(self.pipeline.drive(kp)), avatar.fomm)
+        return Prepared(frame, avatar, face, preview, motion)
+
+    def finish(self, prepared: Prepared) -> Rendered:
+        """The second half: the generator (or the part swap) and the paste-back, for the avatar the first
+        half moved; it may run on another thread while start() works on the next frame."""
+        if prepared.face is None:
+            return self._hold(prepared)
+        rendered = self._swap(prepared) if prepared.motion is None else self._animate(prepared)
+        self.last = rendered
+        return rendered
+
+    def _lose(self) -> None:
+        """No face in this frame: count a loss and let the next face ease back in from the held pose."""
+        self.losses += self.following
+        self.following = False
+        self.returning.lost()
+        self.jitter_raw.gap()
+        self.jitter_smoothed.gap()
+        if self.smoother is not None:
+            self.smoother.reset()
+
+    def _hold(self, prepared: Prepared) -> Rendered:
+        """No face: keep showing the last pose (or the avatar at rest, before any or after a switch)."""
+        frame, avatar = prepared.frame, prepared.avatar
+        preview = resize_uint8(crop(frame, centre_box(frame.shape)), self.size)
+        if self.last is None or self.last.avatar != avatar.name:
+            image, alpha = self._show(avatar.image, self._still_alpha(avatar), avatar.portrait, rendered=False)
+            return Rendered(image, preview, alpha, False, avatar.name, False)
+        return replace(self.last, preview=preview, face=False)
+
+    def _still_alpha(self, avatar: Avatar) -> np.ndarray | None:
+        matte = avatar.matte
+        return matte[0, 0].cpu().numpy() if self.want_alpha and matte is not None else None
+
+    def _animate(self, prepared: Prepared) -> Rendered:
+        avatar, motion = prepared.avatar, prepared.motion
+        image = self.pipeline.generate(motion, avatar.fomm)
         alpha = None
         if self.want_alpha and avatar.matte is not None:
             with self.stats.time("matte"):
                 alpha = warp(avatar.matte, torch.as_tensor(motion.deformation))[0, 0].cpu().numpy()
-        shown, matte = self._show(image, alpha)
-        return Rendered(shown, preview, matte, True, avatar.name, False)
+        shown, matte = self._show(image, alpha, avatar.portrait)
+        return Rendered(shown, prepared.preview, matte, True, avatar.name, False)
 
-    def _swap(self, face: np.ndarray) -> Rendered:
+    def _swap(self, prepared: Prepared) -> Rendered:
         """Co-part swap: the user's frame with the chosen parts of the avatar moved into its pose."""
-        assert self.swapping is not None and self.swap_size is not None
-        avatar = self.avatar
-        preview = resize_uint8(face, self.size)
+        assert self.swapping is not None and self.swap_size is not None and prepared.face is not None
+        avatar = prepared.avatar
         self.swapping.avatar = avatar.swap
-        image, segmentation = self.swapping.step(as_float(resize_uint8(face, self.swap_size)))
+        image, segmentation = self.swapping.step(as_float(resize_uint8(prepared.face, self.swap_size)))
         if image.shape[:2] != tuple(self.size):
             image = resize_map(torch.from_numpy(image).permute(2, 0, 1)[None], *self.size)[0].permute(1, 2, 0).numpy()
         alpha = foreground(segmentation, self.size)[0, 0].cpu().numpy() if self.want_alpha else None
         shown, matte = self._show(image, alpha, self.swap_portrait)
-        return Rendered(shown, preview, matte, True, avatar.name, True)
+        return Rendered(shown, prepared.preview, matte, True, avatar.name, True)
 
-    def _show(self, image: np.ndarray, alpha: np.ndarray | None, portrait: Portrait | None = None,
+    def _show(self, image: np.ndarray, alpha: np.ndarray | None, portrait: Portrait,
               rendered: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """A model-size frame and matte -> what the outputs show (the avatar's portrait by default)."""
-        portrait = portrait or self.avatar.portrait
+        """A model-size frame and matte -> what the outputs show, through the avatar's portrait."""
         with self.stats.time("paste_back"):
             return portrait(image, rendered), None if alpha is None else portrait.matte(alpha)
 

