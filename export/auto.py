@@ -6,7 +6,9 @@ Each candidate animates a few frames of the astronaut photo moving (animation.me
 torch, round-robin as the bench does; the fastest whose worst frame keeps ``min_psnr`` dB against FP32
 wins, torch otherwise. A real photo and a trained model make that check mean something: random-weight
 models give nearly flat frames, which any backend matches. ONNX Runtime candidates are tried only when the
-model's graphs are exported already, so the choice takes seconds, not an export's half minute.
+model's graphs can be exported: a model's first run exports them once (half a minute, with a message; later
+runs reuse them), since ONNX Runtime is what wins on CPUs without bf16 units. A failed export leaves the
+other candidates and says so in the line.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from export.cache import is_exported
+from export.cache import ensure_export, is_exported
 from export.cpu import CpuCapabilities, detect
 from export.timing import compare, psnr
 from motion.config import Config
@@ -108,9 +110,14 @@ def choose_backend(options: Request, open_named: Callable[[str], Any], capabilit
     has_ort = options.device.type == "cpu" and importlib.util.find_spec("onnxruntime") is not None
     offered = candidates(options.device, cpu, has_ort)
     needs_export = any(name.startswith("onnxruntime") for name in offered)
-    ready = not needs_export or is_exported(options.config, options.checkpoint, options.export_dir)
-    names = [name for name in offered if ready or not name.startswith("onnxruntime")]
-    untried = "" if ready else "; onnxruntime untried: not exported yet (one run with --backend onnxruntime does it)"
+    untried = ""
+    if needs_export and not is_exported(options.config, options.checkpoint, options.export_dir):
+        try:
+            ensure_export(options.config, options.checkpoint, options.export_dir)
+        except Exception as err:  # any failure of the exporter (a missing onnx, an unexportable op) leaves torch
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            untried = f"; onnxruntime untried: the export failed ({reason})"
+    names = [name for name in offered if not (untried and name.startswith("onnxruntime"))]
     if not names:
         line = f"backend auto: torch ({hardware}; nothing faster to try here{untried})"
         print(line, file=sys.stderr)

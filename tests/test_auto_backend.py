@@ -14,6 +14,7 @@ from conftest import ROOT
 from animation.media import sample_clip
 from animation.pipeline import FommPipeline
 from animation.puppeteer import normalize_keypoints
+import export.auto as auto
 from export.auto import MIN_PSNR_ENV, candidates, choose_backend
 from export.backends import BackendOptions, TorchBackend, open_backend, opener
 from export.cpu import CpuCapabilities, cross_check, parse_cpuinfo
@@ -131,16 +132,38 @@ def test_candidates_follow_the_hardware():
     assert candidates(torch.device("cuda"), AVX2, True) == ["torch-bf16-all"]
 
 
-def test_auto_without_bf16_flags_or_an_export_stays_on_torch(tiny_fomm, tmp_path, capsys):
+def test_auto_exports_a_new_model_once_for_onnxruntime(tiny_fomm, tmp_path, capsys):
+    """No bf16 units: the ONNX Runtime backends are the candidates, so a model's first run exports it."""
+    export_dir = tmp_path / "exports"
+    options = BackendOptions(load_config(tiny_fomm[0]), tiny_fomm[1], CPU, export_dir=export_dir)
+    choice = choose_backend(options, opener(options), AVX2, frames=2)
+    assert [t.name for t in choice.trials] == ["torch", "onnxruntime", "onnxruntime-int8"]
+    err = capsys.readouterr().err
+    assert "exporting" in err and "untried" not in choice.line and list(export_dir.rglob("*.onnx"))
+    choose_backend(options, opener(options), AVX2, frames=2)
+    assert "exporting" not in capsys.readouterr().err  # the second run reuses the export
+
+
+def fail_export(monkeypatch: pytest.MonkeyPatch, message: str = "not in this test") -> None:
+    """The exporter fails: auto is left with the torch candidates (and the tests with no export's wait)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(auto, "ensure_export", broken)
+
+
+def test_a_failed_export_leaves_torch_and_says_why(tiny_fomm, tmp_path, capsys, monkeypatch):
+    fail_export(monkeypatch, "unsupported operator\nmore detail")
     options = BackendOptions(load_config(tiny_fomm[0]), tiny_fomm[1], CPU, export_dir=tmp_path / "none")
     choice = choose_backend(options, opener(options), AVX2)
     assert (choice.name, choice.trials) == ("torch", ())
     line = capsys.readouterr().err.strip()
     assert line == choice.line and line.startswith("backend auto: torch (Intel Core i7-4790") and "bf16," not in line
-    assert "onnxruntime untried" in line
+    assert line.endswith("onnxruntime untried: the export failed (unsupported operator))")
 
 
 def test_forced_check_failure_falls_back_to_torch_and_says_why(tiny_fomm, tmp_path, capsys, monkeypatch):
+    fail_export(monkeypatch)
     config = load_config(tiny_fomm[0])
     options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
     choice = choose_backend(options, opener(options), AMX, min_psnr=math.inf, frames=2)
@@ -166,7 +189,8 @@ def shipped_fp32() -> list[np.ndarray]:
     return frames_of(open_backend("torch", config, SHIPPED[1], CPU), config)
 
 
-def test_auto_picks_a_candidate_whose_frames_keep_35_db(shipped_fp32, tmp_path):
+def test_auto_picks_a_candidate_whose_frames_keep_35_db(shipped_fp32, tmp_path, monkeypatch):
+    fail_export(monkeypatch)
     config = load_config(SHIPPED[0])
     options = BackendOptions(config, SHIPPED[1], CPU, export_dir=tmp_path / "none")
     choice = choose_backend(options, opener(options), AMX, frames=2)
