@@ -84,30 +84,12 @@ def _grown(own: torch.Tensor, value: torch.Tensor) -> torch.Tensor | None:
     return out
 
 
-def _narrowed(own: torch.Tensor, value: torch.Tensor) -> torch.Tensor | None:
-    """``value``'s leading slice in every dimension, when ``own`` is at most as large in each (a narrower
-    layer: fewer channels in and out); else None. Every layer keeping the same leading channels, a narrow
-    network starts as the wide one with its later channels pruned, which fine-tuning recovers from far
-    sooner than from a random start."""
-    if own.dim() != value.dim() or own.dim() == 0 or any(a > b for a, b in zip(own.shape, value.shape)):
-        return None
-    return value[tuple(slice(0, n) for n in own.shape)].clone()
-
-
-def _fitted(own: torch.Tensor, value: torch.Tensor) -> torch.Tensor | None:
-    """A saved tensor of another width made to fit ``own``: grown (more output channels) or narrowed."""
-    if own.dim() == 0 or value.dim() == 0:
-        return None
-    return _grown(own, value) if own.shape[0] > value.shape[0] else _narrowed(own, value)
-
-
 def load_matching(module: nn.Module, state: dict[str, torch.Tensor], renames: dict[str, str] | None = None,
                   grow: bool = False) -> int:
     """Copy the tensors whose (renamed) key and shape fit; returns how many were taken.
 
     With ``grow``, a tensor that only has more output channels than the saved one keeps its fresh
-    initialisation in the extra channels and takes the saved ones in the others, and a narrower tensor
-    takes the saved one's leading channels (_narrowed).
+    initialisation in the extra channels and takes the saved ones in the others.
     """
     own = module.state_dict()
     taken = {}
@@ -119,8 +101,8 @@ def load_matching(module: nn.Module, state: dict[str, torch.Tensor], renames: di
             continue
         if own[key].shape == value.shape:
             taken[key] = value
-        elif grow and (fitted := _fitted(own[key], value)) is not None:
-            taken[key] = fitted
+        elif grow and (grown := _grown(own[key], value)) is not None:
+            taken[key] = grown
     module.load_state_dict(taken, strict=False)
     return len(taken)
 

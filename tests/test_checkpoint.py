@@ -128,31 +128,3 @@ def test_official_configs_parse_to_official_values():
     assert coseg.swap_index == (1, 2, 5)  # no part_swap_params: the official part_swap.py default
     nets = build_networks(coseg)
     assert nets["segmentation_module"].temperature == 0.1
-
-
-def test_a_narrower_generator_starts_as_the_wide_one_with_its_later_channels_pruned():
-    """train --init from a wider generator: each narrower tensor takes the leading channels. If the wide
-    network's later channels are dead (zero weights and BatchNorm scale/shift, so they hold 0 everywhere),
-    the narrow network must compute exactly what the wide one does; one extra slice would break that."""
-    from motion.checkpoint import load_matching
-    from motion.generator import EncoderDecoder
-
-    torch.manual_seed(0)
-    wide, narrow = EncoderDecoder(3, 12, 256, 1, 2).eval(), EncoderDecoder(3, 8, 256, 1, 2).eval()
-    state = wide.state_dict()
-    with torch.no_grad():
-        for key, value in state.items():
-            if value.is_floating_point():
-                value.copy_(torch.randn_like(value) * 0.3)
-                if "running_var" in key:
-                    value.abs_().add_(0.5)
-        for key, value in state.items():  # kill the channels the narrow network drops
-            narrow_shape = narrow.state_dict()[key].shape
-            if value.dim() and not key.endswith(("running_mean", "running_var")):
-                value[narrow_shape[0]:] = 0  # outputs beyond the narrow width
-    wide.load_state_dict(state)
-    assert load_matching(narrow, wide.state_dict(), grow=True) == len(narrow.state_dict())
-    assert narrow.first.conv.weight.shape == (8, 3, 7, 7) and narrow.final.weight.shape == (3, 8, 7, 7)
-    assert torch.equal(narrow.final.weight, wide.final.weight[:, :8])
-    image = torch.rand(1, 3, 16, 16)
-    assert torch.allclose(narrow.decode(narrow.encode(image)), wide.decode(wide.encode(image)), atol=1e-6)
