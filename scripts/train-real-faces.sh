@@ -14,14 +14,13 @@ bash scripts/real-face-data.sh
 # Two chains side by side. FOMM: stage 1 on the real clips (5 epochs at the high rate), stage 2 on the mixed
 # set (a new schedule). Co-part: stage 1 on the real clips (7 epochs at the high rate), stage 2 adds the
 # chroma-key matte loss (a new schedule).
-epoch() { python -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True, map_location='cpu')['epoch'])" "$1"; }
 (python puppet.py train --config configs/fomm-face-stage1.yaml --data data/real --init checkpoints/fomm-small.pth.tar \
      --epochs 5 --output "$OUT/fomm-stage1" --sheet-every 0 "${EXTRA[@]}" &&
  python puppet.py train --config checkpoints/fomm-face.yaml --data data/mixed --init "$OUT/fomm-stage1/checkpoint.pth.tar" \
      --minutes "$FOMM_MIN" --snapshots --output "$OUT/fomm" --sheet-every 0 "${EXTRA[@]}" &&
  # 4 more epochs at the low rate, so the average below has more of them
  python puppet.py train --config checkpoints/fomm-face.yaml --data data/mixed --resume "$OUT/fomm/checkpoint.pth.tar" \
-     --epochs $(( $(epoch "$OUT/fomm/checkpoint.pth.tar") + 4 )) --snapshots --output "$OUT/fomm" --sheet-every 0 "${EXTRA[@]}") &
+     --epochs $(( $(python scripts/run_info.py epoch "$OUT/fomm") + 4 )) --snapshots --output "$OUT/fomm" --sheet-every 0 "${EXTRA[@]}") &
 fomm=$!
 (python puppet.py train --config configs/coseg-face-stage1.yaml --data data/real --init checkpoints/coseg-small.pth.tar \
      --epochs 7 --output "$OUT/coseg-stage1" --sheet-every 0 "${EXTRA[@]}" &&
@@ -33,6 +32,6 @@ wait $coseg
 
 # ship the weight average of each run's low-learning-rate epochs (those after its milestone)
 # shellcheck disable=SC2046 # one word per snapshot
-python puppet.py average $(python scripts/low_rate_snapshots.py "$OUT/fomm") --config checkpoints/fomm-face.yaml --data data/mixed --output "$OUT/fomm-face.pth.tar"
-python puppet.py average $(python scripts/low_rate_snapshots.py "$OUT/coseg") --config checkpoints/coseg-face.yaml --data data/real --output "$OUT/coseg-face.pth.tar"
+python puppet.py average $(python scripts/run_info.py low-rate "$OUT/fomm") --config checkpoints/fomm-face.yaml --data data/mixed --output "$OUT/fomm-face.pth.tar"
+python puppet.py average $(python scripts/run_info.py low-rate "$OUT/coseg") --config checkpoints/coseg-face.yaml --data data/real --output "$OUT/coseg-face.pth.tar"
 echo "done: $OUT/fomm-face.pth.tar $OUT/coseg-face.pth.tar (copy them to checkpoints/ to ship them)"
