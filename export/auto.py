@@ -114,6 +114,8 @@ def choose_backend(options: Request, open_named: Callable[[str], Any], capabilit
     if needs_export and not is_exported(options.config, options.checkpoint, options.export_dir):
         try:
             ensure_export(options.config, options.checkpoint, options.export_dir)
+        except UserError:
+            raise  # the user's mistake (e.g. a file that is no checkpoint): every backend would refuse it
         except Exception as err:  # any failure of the exporter (a missing onnx, an unexportable op) leaves torch
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             untried = f"; onnxruntime untried: the export failed ({reason})"

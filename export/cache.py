@@ -31,8 +31,9 @@ def ensure_export(config: Config, checkpoint: str | Path, export_dir: str | Path
     out, sha = export_folder(config, checkpoint, export_dir)
     metadata = read_metadata(out)
     if metadata is None:
+        nets = load_model(config, checkpoint)  # a bad checkpoint is the user's one-line error before any message
         print(f"exporting {checkpoint} to {out} (first use of this model; later runs reuse it)", file=sys.stderr)
-        metadata = export_onnx(config, load_model(config, checkpoint), checkpoint, sha, out)
+        metadata = export_onnx(config, nets, checkpoint, sha, out)
     check_fresh(metadata, out, config, sha)
     missing = [g["file"] for g in metadata["graphs"].values() if not (out / g["file"]).is_file()]
     if missing:
