@@ -2,7 +2,9 @@
 avatar relative to the calibration pose (or swap the chosen parts), each stage timed.
 
 The avatar's own keypoints, encoder features and segments were prepared once (realtime/avatars.py), so a
-frame pays only for the driving keypoints, the dense motion and the decoder.
+frame pays only for the driving keypoints, the dense motion and the decoder. The work is cut in two halves,
+start() (tracking, keypoints, motion) and finish() (generator, paste-back), which the engine runs on two
+threads so that two frames are in flight.
 """
 from __future__ import annotations
 
