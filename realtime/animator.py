@@ -78,8 +78,9 @@ class Animator:
         return self.avatars[self.controls.avatar]
 
     def start(self, frame: np.ndarray, t: float) -> Prepared:
-        """The first half of one RGB uint8 driving frame captured at time t (seconds): track and crop the face, keypoints, smoothing, relative motion and
-        the dense motion. It owns the driver's state (reference pose, filters), so frames enter in order."""
+        """The first half of one RGB uint8 driving frame captured at time t (seconds): track and crop the
+        face, keypoints, smoothing, relative motion and the dense motion. It owns the driver's state
+        (reference pose, filters), so frames enter in order."""
         with self.stats.time("face_crop"):
             box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
             face = None if box is None else crop(frame, face_crop(box, self.margin, frame.shape) if self.tracker else box)

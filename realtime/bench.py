@@ -46,7 +46,7 @@ class I420Camera:
     device = "benchmark stand-in (RGB -> I420)"
 
     def __init__(self, width: int, height: int, fps: float):
-        self.size = (width, height)
+        """The virtual camera's device factory signature; the conversion needs nothing of it."""
 
     def send(self, frame: np.ndarray) -> None:
         cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
