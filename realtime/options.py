@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from animation.defaults import DEFAULT_AVATAR
+from animation.defaults import DEFAULT_AVATAR, SHIPPED_MODELS
 from animation.faces import DEFAULT_MARGIN
 from animation.options import (BACKEND_HELP, DEFAULT_BACKEND, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions, at_least, option,
                                 output_size, part_list, positive)
 from realtime.landmark_tracker import TRACKERS
+
+LIVE_MODEL = SHIPPED_MODELS["fomm-live"]
 
 
 @dataclass(frozen=True)
 class ShowOptions(ModelOptions):
     """What `live` shows and `bench` measures alike: the portrait, its size, how the face is followed, the input's
     rate, and the inference backend and threads."""
-    config: str | None = option(None, "YAML config (official format; default: checkpoints/fomm-face-fast.yaml, the "
+    config: str | None = option(None, f"YAML config (official format; default: checkpoints/{LIVE_MODEL}.yaml, the "
                                 "shipped live model)")
-    checkpoint: str | None = option(None, "checkpoint .pth.tar (official layout; default: "
-                                    "checkpoints/fomm-face-fast.pth.tar)")
+    checkpoint: str | None = option(None, f"checkpoint .pth.tar (official layout; default: "
+                                    f"checkpoints/{LIVE_MODEL}.pth.tar)")
     full_frame: bool = option(True, FULL_FRAME_HELP)
     size: tuple[int, int] = option((1280, 720), "size WIDTHxHEIGHT of every output (virtual camera, window, HTTP, "
                                    "recording): the portrait is fitted and padded, not stretched", type=output_size,
@@ -27,8 +29,8 @@ class ShowOptions(ModelOptions):
                           "face-alignment, or the Haar box detector; auto takes mediapipe when installed, else dlib "
                           "when its model file is there, else haar", choices=TRACKERS)
     fps: float | None = option(None, "frame rate of a file or synthetic input (default: the file's own; "
-                               "synthetic: 30), e.g. --fps 30 (with live --pace) replays a 25 fps clip as a 30 fps camera",
-                               type=positive)
+                               "synthetic: 30), e.g. --fps 30 (with live --pace) replays a 25 fps clip as a 30 fps "
+                               "camera", type=positive)
     backend: str = option(DEFAULT_BACKEND, BACKEND_HELP)
     export_dir: str | None = option(None, EXPORT_DIR_HELP)
     threads: int | None = option(None, "intra-op threads of each of the two inference halves (default: half the "
