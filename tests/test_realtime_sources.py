@@ -97,8 +97,11 @@ def test_fps_replays_a_file_at_another_rate(driving_mp4):
     frame = source.read(stop)
     assert frame.index == 2 and frame.captured_at == pytest.approx(0.08) and frame.t == pytest.approx(0.08)
     source.close()
-    assert open_source(str(driving_mp4), fps=25).fps == 25 and open_source(str(driving_mp4)).fps == 10
-    assert open_source("synthetic", fps=12.5).fps == 12.5 and open_source("synthetic").fps == 30
+    for spec, fps, expected in ((str(driving_mp4), 25, 25), (str(driving_mp4), None, 10), ("synthetic", 12.5, 12.5),
+                                ("synthetic", None, 30)):
+        opened = open_source(spec, fps=fps)
+        assert opened.fps == expected
+        opened.close()
 
 
 @pytest.mark.timeout(30)
