@@ -63,10 +63,10 @@ class FommPipeline:
             self.reference = kp_driving
         return normalize_keypoints(self.avatar.kp, kp_driving, self.reference, self.relative, self.adapt_scale)
 
-    def motion(self, kp_avatar: Keypoints, avatar: Any = None) -> Any:
-        """The dense motion for keypoints from drive(), for this avatar (default: the one shown)."""
+    def motion(self, kp_avatar: Keypoints) -> Any:
+        """The dense motion for keypoints from drive(), for the avatar shown."""
         with self.timer("dense_motion"):
-            return self.puppeteer.motion(self.avatar if avatar is None else avatar, kp_avatar)
+            return self.puppeteer.motion(self.avatar, kp_avatar)
 
     def generate(self, motion: Any, avatar: Any = None) -> np.ndarray:
         """The avatar's frame for a motion(); a separate step so the real-time loop can run it on another

@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from export.cache import ensure_export, is_exported
+from export.cache import ensure_export
 from export.cpu import CpuCapabilities, detect
 from export.timing import compare, psnr
 from motion.config import Config
@@ -111,8 +111,8 @@ def choose_backend(options: Request, open_named: Callable[[str], Any], capabilit
     offered = candidates(options.device, cpu, has_ort)
     needs_export = any(name.startswith("onnxruntime") for name in offered)
     untried = ""
-    if needs_export and not is_exported(options.config, options.checkpoint, options.export_dir):
-        try:
+    if needs_export:
+        try:  # exports on the model's first use; afterwards only reads the export's metadata
             ensure_export(options.config, options.checkpoint, options.export_dir)
         except UserError:
             raise  # the user's mistake (e.g. a file that is no checkpoint): every backend would refuse it

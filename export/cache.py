@@ -20,11 +20,6 @@ def export_folder(config: Config, checkpoint: str | Path,
     return (Path(export_dir) if export_dir is not None else default_export_dir(config, sha)), sha
 
 
-def is_exported(config: Config, checkpoint: str | Path, export_dir: str | Path | None = None) -> bool:
-    """Whether this model's graphs are on disk, so an ONNX backend opens without exporting (half a minute+)."""
-    return read_metadata(export_folder(config, checkpoint, export_dir)[0]) is not None
-
-
 def ensure_export(config: Config, checkpoint: str | Path, export_dir: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
     """(folder, metadata) of a fresh export of this model in its export_folder, exported there (with a
     progress message) when empty."""

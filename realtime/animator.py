@@ -100,7 +100,7 @@ class Animator:
         if self.controls.take_recalibration():
             self.pipeline.recalibrate()
         self.pipeline.avatar = avatar.fomm
-        motion = self.pipeline.motion(self.returning(self.pipeline.drive(kp)), avatar.fomm)
+        motion = self.pipeline.motion(self.returning(self.pipeline.drive(kp)))
         return Prepared(frame, avatar, face, preview, motion)
 
     def finish(self, prepared: Prepared) -> Rendered:
