@@ -20,8 +20,8 @@ def cmd_animate(options: AnimateOptions) -> None:
     from animation.run import run_animate
     from export.backends import open_backend
 
-    def open_model(config, checkpoint, device):
-        return open_backend(options.backend, config, checkpoint, device, options.export_dir)
+    def open_model(config, checkpoint, device, avatar):
+        return open_backend(options.backend, config, checkpoint, device, options.export_dir, avatar=avatar)
     run_animate(options, open_model)
 
 

@@ -269,13 +269,21 @@ def contact_sheet(source: np.ndarray, driving: list[np.ndarray], outputs: list[n
     return np.concatenate([top, bottom], axis=0)
 
 
-def sample_clip(size: tuple[int, int], frames: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(avatar, driving frames): the astronaut photo, and it sliding and zooming a little. The input of the
-    backend benchmark and of INT8 calibration: a real photo, so PSNR and activation ranges mean something."""
-    photo = skdata.astronaut()
-    avatar = to_model_frame(photo, size)
+def moving_clip(photo: np.ndarray, size: tuple[int, int], frames: int) -> list[np.ndarray]:
+    """The photo sliding sideways (up to 24/512 of its width) and zooming in (up to 24/512 per side) in a
+    repeating pattern, at the model's size: driving frames whose motion a model should follow exactly."""
+    height, width = photo.shape[:2]
     driving = []
     for i in range(frames):
-        crop = 8 * (i % 4)
-        driving.append(to_model_frame(np.roll(photo, 6 * (i % 5), axis=1)[crop:512 - crop, crop:512 - crop], size))
-    return avatar, driving
+        dy, dx = round(height * 8 * (i % 4) / 512), round(width * 8 * (i % 4) / 512)
+        moved = np.roll(photo, round(width * 6 * (i % 5) / 512), axis=1)
+        driving.append(to_model_frame(moved[dy:height - dy, dx:width - dx], size))
+    return driving
+
+
+def sample_clip(size: tuple[int, int], frames: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(avatar, driving frames): the astronaut photo, and it moving (moving_clip). The input of the backend
+    benchmark without a photo and of INT8 calibration: a real photo, so PSNR and activation ranges mean
+    something."""
+    photo = skdata.astronaut()
+    return to_model_frame(photo, size), moving_clip(photo, size, frames)

@@ -35,8 +35,9 @@ def _remember(frames: Iterator[np.ndarray], store: list[np.ndarray]) -> Iterator
         yield frame
 
 
-# (config, checkpoint, device) -> a puppeteer with FommPuppeteer's stages (an export backend plugs in here)
-ModelOpener = Callable[[Config, str, torch.device], Any]
+# (config, checkpoint, device, avatar image) -> a puppeteer with FommPuppeteer's stages (an export backend
+# plugs in here; auto checks its choice on the avatar)
+ModelOpener = Callable[[Config, str, torch.device, np.ndarray], Any]
 # (config, checkpoint, device, avatar image) -> the per-frame pipeline
 PipelineOpener = Callable[[Config, str, torch.device, np.ndarray], Callable[[np.ndarray], np.ndarray]]
 # (avatar path, config) -> (the avatar at the model's size, model-size frame -> output frame)
@@ -90,7 +91,7 @@ def _run(options: ClipOptions, config: Config, checkpoint: str, open_pipeline: P
     return writer.count
 
 
-def torch_model(config: Config, checkpoint: str, device: torch.device) -> FommPuppeteer:
+def torch_model(config: Config, checkpoint: str, device: torch.device, avatar: np.ndarray) -> FommPuppeteer:
     return FommPuppeteer(load_model(config, checkpoint, device), device)
 
 
@@ -99,7 +100,7 @@ def run_animate(options: AnimateOptions, open_model: ModelOpener = torch_model) 
     config, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
 
     def open_pipeline(loaded: Config, path: str, device: torch.device, avatar: np.ndarray) -> FommPipeline:
-        return FommPipeline(open_model(loaded, path, device), avatar, options.relative, options.adapt_scale)
+        return FommPipeline(open_model(loaded, path, device, avatar), avatar, options.relative, options.adapt_scale)
     loader = portrait_avatar(options.full_frame, options.size) if options.full_frame or options.size else official_avatar
     return _run(options, load_config_for("fomm", config), checkpoint, open_pipeline, loader)
 

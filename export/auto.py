@@ -2,10 +2,10 @@
 
 Which backends are worth trying follows the hardware, not a constant: bf16 pays only with bf16 matrix units
 (AMX, AVX-512-BF16: export/cpu.py) or a GPU and is emulated, slower, elsewhere; INT8 graphs pay with VNNI.
-Each candidate animates a few frames of the astronaut photo moving (animation.media.sample_clip) beside FP32
-torch, round-robin as the bench does; the fastest whose worst frame keeps ``min_psnr`` dB against FP32
-wins, torch otherwise. A real photo and a trained model make that check mean something: random-weight
-models give nearly flat frames, which any backend matches. ONNX Runtime candidates are tried only when the
+Each candidate animates a few frames of the user's avatar moving (animation.media.moving_clip; the astronaut
+photo when the caller has no avatar) beside FP32 torch, round-robin as the bench does; the fastest whose worst
+frame keeps ``min_psnr`` dB against FP32 wins, torch otherwise. A real photo and a trained model make that
+check mean something: random-weight models give nearly flat frames, which any backend matches. ONNX Runtime candidates are tried only when the
 model's graphs can be exported: a model's first run exports them once (half a minute, with a message; later
 runs reuse them), since ONNX Runtime is what wins on CPUs without bf16 units. A failed export leaves the
 other candidates and says so in the line.
@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+import numpy as np
 import torch
 
+from animation.media import moving_clip, sample_clip
 from export.cache import ensure_export
 from export.cpu import CpuCapabilities, detect
 from export.timing import compare, psnr
@@ -64,16 +66,17 @@ def pick(trials: Sequence[Trial], min_psnr: float) -> Trial:
     return min([trials[0], *(trial for trial in trials[1:] if trial.psnr >= min_psnr)], key=lambda t: t.ms)
 
 
-def explain(chosen: Trial, trials: Sequence[Trial], min_psnr: float, hardware: str) -> str:
-    """The reason part of the line: the winner's figures against torch, or why torch stayed."""
+def explain(chosen: Trial, trials: Sequence[Trial], min_psnr: float, hardware: str, photo: str) -> str:
+    """The reason part of the line: the winner's figures against torch, or why torch stayed; ``photo``:
+    what the frames were compared on."""
     reference = trials[0]
     if chosen is not reference:
-        return f"{hardware}; {chosen.psnr:.1f} dB vs FP32, {chosen.ms:.1f} ms vs {reference.ms:.1f} ms torch"
+        return f"{hardware}; {chosen.psnr:.1f} dB vs FP32 on {photo}, {chosen.ms:.1f} ms vs {reference.ms:.1f} ms torch"
     failed = [trial for trial in trials[1:] if trial.psnr < min_psnr]
     slower = [trial for trial in trials[1:] if trial.psnr >= min_psnr]
     parts = [hardware]
     if failed:
-        parts.append(f"below {min_psnr:g} dB vs FP32: " + ", ".join(f"{t.name} {t.psnr:.1f} dB" for t in failed))
+        parts.append(f"below {min_psnr:g} dB vs FP32 on {photo}: " + ", ".join(f"{t.name} {t.psnr:.1f} dB" for t in failed))
     if slower:
         parts.append("slower: " + ", ".join(f"{t.name} {t.ms:.1f} ms" for t in slower) +
                      f" vs {reference.ms:.1f} ms torch")
@@ -97,6 +100,7 @@ class Request(Protocol):
     checkpoint: str | Path
     device: torch.device
     export_dir: str | Path | None
+    avatar: np.ndarray | None
 
 
 def choose_backend(options: Request, open_named: Callable[[str], Any], capabilities: CpuCapabilities | None = None,
@@ -124,11 +128,16 @@ def choose_backend(options: Request, open_named: Callable[[str], Any], capabilit
         line = f"backend auto: torch ({hardware}; nothing faster to try here{untried})"
         print(line, file=sys.stderr)
         return AutoChoice("torch", open_named("torch"), (), line)
-    runs = compare(["torch", *names], open_named, options.config.size, options.device, frames)
+    if options.avatar is None:
+        photo, (avatar, driving) = "the astronaut", sample_clip(options.config.size, frames + 1)
+    else:
+        photo, avatar = "the avatar", options.avatar
+        driving = moving_clip(avatar, options.config.size, frames + 1)
+    runs = compare(["torch", *names], open_named, avatar, driving, options.device)
     reference = runs[0].frames
     trials = tuple(Trial(run.name, run.median_ms("frame"), float(min(map(psnr, run.frames, reference))))
                    for run in runs)
     chosen = pick(trials, bar)
-    line = f"backend auto: {chosen.name} ({explain(chosen, trials, bar, hardware)}{untried})"
+    line = f"backend auto: {chosen.name} ({explain(chosen, trials, bar, hardware, photo)}{untried})"
     print(line, file=sys.stderr)
     return AutoChoice(chosen.name, runs[trials.index(chosen)].puppeteer, trials, line)

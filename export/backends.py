@@ -40,12 +40,14 @@ class UnknownBackendError(UserError):
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """What every backend is built from. export_dir: where the exported graphs live (None: the cache)."""
+    """What every backend is built from. export_dir: where the exported graphs live (None: the cache);
+    avatar: the user's avatar at the model's size, on which auto checks its choice (None: the astronaut)."""
     config: Config
     checkpoint: str | Path
     device: torch.device
     export_dir: str | Path | None = None
     threads: int | None = None
+    avatar: np.ndarray | None = None
 
 
 class TorchBackend(FommPuppeteer):
@@ -161,11 +163,13 @@ BACKENDS: dict[str, Callable[[BackendOptions], Any]] = {
 
 
 def open_backend(name: str, config: Config, checkpoint: str | Path, device: torch.device,
-                 export_dir: str | Path | None = None, threads: int | None = None) -> Any:
-    """A puppeteer with the FommPuppeteer stage interface running on backend ``name``."""
+                 export_dir: str | Path | None = None, threads: int | None = None,
+                 avatar: np.ndarray | None = None) -> Any:
+    """A puppeteer with the FommPuppeteer stage interface running on backend ``name``; ``avatar`` (the
+    model-size face the user animates) is what auto checks its choice on."""
     if name not in BACKENDS:
         raise UnknownBackendError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
     if config.kind != "fomm":
         raise UserError(f"backends run First Order Motion Models; {config.path} is a co-part segmentation "
                         "config, which runs on PyTorch (puppet.py swap)")
-    return BACKENDS[name](BackendOptions(config, checkpoint, device, export_dir, threads))
+    return BACKENDS[name](BackendOptions(config, checkpoint, device, export_dir, threads, avatar))

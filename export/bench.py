@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from animation.defaults import resolve_model
+from animation.media import sample_clip
 from animation.pipeline import FOMM_STAGES
 from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.backends import open_backend
@@ -50,11 +51,29 @@ def named_backends(config: Config, checkpoint: str | Path, device: torch.device,
     return open_named
 
 
+Clip = tuple[np.ndarray, Sequence[np.ndarray]]  # (avatar, driving frames) at the model's size
+
+
 def compare_backends(names: Sequence[str], config: Config, checkpoint: str | Path, device: torch.device,
-                     frames: int = 20, export_dir: str | Path | None = None,
-                     threads: int | None = None) -> list[BackendRun]:
-    """The backends (and "official") timed side by side on the astronaut photo moving."""
-    return compare(names, named_backends(config, checkpoint, device, export_dir, threads), config.size, device, frames)
+                     frames: int = 20, export_dir: str | Path | None = None, threads: int | None = None,
+                     clip: Clip | None = None) -> list[BackendRun]:
+    """The backends (and "official") timed side by side on ``clip``'s first frames + 1 (the first warms up);
+    no clip: the astronaut photo moving."""
+    avatar, driving = clip or sample_clip(config.size, frames + 1)
+    return compare(names, named_backends(config, checkpoint, device, export_dir, threads), avatar,
+                   driving[:frames + 1], device)
+
+
+def worst_psnr(run: BackendRun, reference: BackendRun) -> float:
+    """The lowest PSNR of run's frames against the reference's frames of the same input."""
+    return min(psnr(a, b) for a, b in zip(run.frames, reference.frames))
+
+
+def summary(runs: Sequence[BackendRun]) -> dict[str, dict[str, float | None]]:
+    """Per backend: median ms per stage and frame, and the worst-frame PSNR against the first run (None
+    for the first), as the table shows them (`bench --compare --stats`)."""
+    return {run.name: {**{f"{stage}_ms": round(run.median_ms(stage), 2) for stage in (*FOMM_STAGES, "frame")},
+                       "psnr_db": None if run is runs[0] else round(worst_psnr(run, runs[0]), 2)} for run in runs}
 
 
 def format_table(runs: Sequence[BackendRun]) -> str:
@@ -68,7 +87,7 @@ def format_table(runs: Sequence[BackendRun]) -> str:
     lines = [head]
     for run in runs:
         frame_ms = run.median_ms("frame")
-        quality = min(psnr(a, b) for a, b in zip(run.frames, base.frames))
+        quality = worst_psnr(run, base)
         lines.append(f"{run.name:<18}" + "".join(f"{run.median_ms(s):>16.1f}" for s in FOMM_STAGES) +
                      f"{frame_ms:>11.1f}{1000 / frame_ms:>8.1f}{base.median_ms('frame') / frame_ms:>13.2f}x" +
                      (f"{official.median_ms('frame') / frame_ms:>12.2f}x" if official else "") +
@@ -89,15 +108,16 @@ def device_name(device: torch.device) -> str:
 
 
 def run_compare(config: str | Path | None, checkpoint: str | Path | None, names: Sequence[str], frames: int,
-                device: torch.device, export_dir: str | Path | None = None,
-                threads: int | None = None) -> list[BackendRun]:
+                device: torch.device, export_dir: str | Path | None = None, threads: int | None = None,
+                clip: Clip | None = None, clip_name: str = "the astronaut photo moving") -> list[BackendRun]:
     """Time the backends side by side and print the table (`puppet.py bench --compare`); no config and
-    checkpoint: the shipped model."""
+    checkpoint: the shipped model; clip (named clip_name): as compare_backends."""
     config, checkpoint = resolve_model("fomm", config, checkpoint)
     loaded = load_config(config)
-    runs = compare_backends(names, loaded, checkpoint, device, frames, export_dir, threads)
-    print(f"{loaded.path} at {loaded.size[0]}x{loaded.size[1]}, {frames} frames, {device_name(device)}",
-          file=sys.stderr)
+    runs = compare_backends(names, loaded, checkpoint, device, frames, export_dir, threads, clip)
+    timed = len(runs[0].times["frame"])
+    print(f"{loaded.path} at {loaded.size[0]}x{loaded.size[1]}, {timed} frames of {clip_name}, "
+          f"{device_name(device)}", file=sys.stderr)
     print(format_table(runs))
     return runs
 

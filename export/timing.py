@@ -1,4 +1,4 @@
-"""Backends timed side by side on a real photo: per-stage samples through the one pipeline, and PSNR against
+"""Backends timed side by side on a clip: per-stage samples through the one pipeline, and PSNR against
 a reference. Used by the backend benchmark (export/bench.py) and by `--backend auto` (export/auto.py); it
 opens backends through the function it is given, so it depends on neither."""
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from animation.media import sample_clip
 from animation.pipeline import FOMM_STAGES, FommPipeline
 
 
@@ -56,10 +55,10 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
-def compare(names: Sequence[str], open_named: Callable[[str], Any], size: tuple[int, int], device: torch.device,
-            frames: int = 20) -> list[BackendRun]:
-    """Open every backend by name, warm each up on one frame, then time ``frames`` frames round-robin."""
-    avatar, driving = sample_clip(size, frames + 1)
+def compare(names: Sequence[str], open_named: Callable[[str], Any], avatar: np.ndarray,
+            driving: Sequence[np.ndarray], device: torch.device) -> list[BackendRun]:
+    """Open every backend by name, start each on ``avatar`` and warm it up on the first driving frame (also
+    the reference pose), then time the other frames round-robin."""
     runs = [BackendRun(name, open_named(name), device) for name in names]
     for run in runs:
         run.start(avatar)

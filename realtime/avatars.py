@@ -14,7 +14,7 @@ import torch
 from animation.media import MediaError, frame_files, load_picture, to_model_frame
 from animation.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
 from motion.geometry import resize_map
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box, crop
+from animation.faces import DEFAULT_MARGIN, Box, HaarFaceDetector, avatar_box, crop
 from animation.paste import Portrait
 
 
@@ -51,25 +51,45 @@ def foreground(segments_map: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     return resize_map(1 - segments_map[:, :1], *size)
 
 
-def prepare_avatars(paths: Sequence[str | Path], puppeteer: Puppeteer, size: tuple[int, int],
-                    swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
-                    margin: float = DEFAULT_MARGIN, detector: HaarFaceDetector | None = None,
-                    full_frame: bool = False, out_size: tuple[int, int] | None = None) -> list[Avatar]:
-    """Each avatar's face crop, cached stages and output plan (full_frame: the crop pasted back into the
-    photo; out_size: letterboxed to that (width, height))."""
+@dataclass(frozen=True)
+class AvatarPhoto:
+    """An avatar photo at full resolution and its face box (None: no face, the whole picture is animated)."""
+    path: Path
+    photo: np.ndarray
+    box: Box | None
+
+    def face(self, size: tuple[int, int]) -> np.ndarray:
+        """The face crop at a model's size, as the driving frames are cropped."""
+        return to_model_frame(self.photo if self.box is None else crop(self.photo, self.box), size)
+
+
+def find_faces(paths: Sequence[str | Path], margin: float = DEFAULT_MARGIN,
+               detector: HaarFaceDetector | None = None) -> list[AvatarPhoto]:
+    """Each avatar photo (a folder: every picture in it) and its face box, found before any model opens, so
+    `--backend auto` can check its choice on the first avatar's face."""
     detector = detector or HaarFaceDetector()
-    avatars = []
+    photos = []
     for path in avatar_paths(paths):
         photo = read_photo(path)
         box = avatar_box(photo, detector, margin)
         if box is None:
             print(f"no face found in avatar {path}; animating the whole picture", file=sys.stderr)
-        face = photo if box is None else crop(photo, box)
-        image = to_model_frame(face, size)
+        photos.append(AvatarPhoto(path, photo, box))
+    return photos
+
+
+def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer, size: tuple[int, int],
+                    swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
+                    full_frame: bool = False, out_size: tuple[int, int] | None = None) -> list[Avatar]:
+    """Each avatar's face crop, cached stages and output plan (full_frame: the crop pasted back into the
+    photo; out_size: letterboxed to that (width, height))."""
+    avatars = []
+    for avatar in photos:
+        image = avatar.face(size)
         swap = matte = None
         if swapper is not None and swap_size is not None:
-            swap = swapper.prepare(to_model_frame(face, swap_size))
+            swap = swapper.prepare(avatar.face(swap_size))
             matte = foreground(swap.segments.segmentation, size)
-        portrait = Portrait(photo, box, size, full_frame, out_size)
-        avatars.append(Avatar(path.stem, image, puppeteer.prepare(image), swap, matte, portrait))
+        portrait = Portrait(avatar.photo, avatar.box, size, full_frame, out_size)
+        avatars.append(Avatar(avatar.path.stem, image, puppeteer.prepare(image), swap, matte, portrait))
     return avatars

@@ -6,6 +6,8 @@ the throughput, compared with the naive loop), and paced at the input's frame ra
 frames (frames dropped while inference is busy: the FPS and latency a user in a call gets)."""
 from __future__ import annotations
 
+import itertools
+import json
 import sys
 import threading
 import time
@@ -14,19 +16,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from animation.defaults import DEFAULT_AVATAR, resolve_model
-from animation.media import check_writable_file
+from animation.media import check_writable_file, moving_clip, read_frames
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
 from animation.pipeline import FommPipeline, pick_device
 from animation.puppeteer import Puppeteer
 from animation.run import load_config_for
 from export.backends import open_backend
-from export.bench import run_compare
+from export.bench import run_compare, summary
 from export.cpu import detect
 from motion.errors import UserError
 from realtime.animator import Animator, as_float
-from realtime.avatars import Avatar, prepare_avatars
+from realtime.avatars import Avatar, find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
 from realtime.landmark_tracker import make_tracker
@@ -115,26 +118,53 @@ def default_avatar() -> str:
     return str(path)
 
 
+def compare_clip(options: BenchOptions, size: tuple[int, int]) -> tuple[tuple[np.ndarray, list[np.ndarray]], str]:
+    """--compare's (avatar, driving frames) and their name: the avatar's face (as live crops it) driven by
+    --driving's first frames resized as `animate` reads them, or by the face moving (moving_clip) when the
+    driving is synthetic."""
+    avatar_path = options.avatar or default_avatar()
+    avatar = find_faces([avatar_path])[0].face(size)
+    count = options.frames + 1
+    if options.driving.partition(":")[0] == "synthetic":
+        return (avatar, moving_clip(avatar, size, count)), f"{Path(avatar_path).name} moving"
+    driving = list(itertools.islice(read_frames(options.driving, size)[1], count))
+    if len(driving) < 2:
+        raise UserError(f"--driving {options.driving} has {len(driving)} frame(s); --compare needs at least 2")
+    return (avatar, driving), f"{Path(avatar_path).name} driven by {Path(options.driving).name}"
+
+
+def write_stats(path: str | None, result: dict) -> dict:
+    """The figures as JSON in --stats, when given; returns them."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def run_bench(options: BenchOptions) -> dict:
     """The three loops on --driving; the tables on stdout, and as JSON in --stats."""
     config_path, checkpoint = resolve_model("fomm-live", options.config, options.checkpoint)
-    if options.compare:
-        runs = run_compare(config_path, checkpoint, options.compare.split(","), options.frames,
-                           pick_device(options.cpu), options.export_dir, options.threads)
-        return {run.name: run.median_ms("frame") for run in runs}
-    frames, backend, stats_path, driving = options.frames, options.backend, options.stats, options.driving
-    if frames < 2:
-        raise UserError("--frames must be at least 2")
-    if driving.partition(":")[0] == "webcam":
+    if options.driving.partition(":")[0] == "webcam":
         raise UserError("bench needs an input it can replay: pass --driving VIDEO|FRAME_DIR|synthetic[:HxW]")
-    if stats_path:
-        check_writable_file(stats_path, "--stats")
+    if options.stats:
+        check_writable_file(options.stats, "--stats")
+    if options.compare:
+        if options.threads:
+            torch.set_num_threads(options.threads)  # the torch backends' threads; ONNX Runtime gets them too
+        clip, clip_name = compare_clip(options, load_config_for("fomm", config_path).size)
+        runs = run_compare(config_path, checkpoint, options.compare.split(","), options.frames,
+                           pick_device(options.cpu), options.export_dir, options.threads, clip, clip_name)
+        result = {"config": str(config_path), "cpu": detect().label(), "threads": torch.get_num_threads(),
+                  "input": clip_name, "frames": len(runs[0].times["frame"]), "backends": summary(runs)}
+        return write_stats(options.stats, result)
+    frames, backend, stats_path, driving = options.frames, options.backend, options.stats, options.driving
     loaded = load_config_for("fomm", config_path)
     device = pick_device(options.cpu)
     threads = inference_threads(options.threads)
-    puppeteer = open_backend(backend, loaded, checkpoint, device, options.export_dir, threads=threads)
-    avatars = prepare_avatars([options.avatar or default_avatar()], puppeteer, loaded.size,
-                              full_frame=options.full_frame, out_size=options.size)
+    photos = find_faces([options.avatar or default_avatar()])
+    puppeteer = open_backend(backend, loaded, checkpoint, device, options.export_dir, threads=threads,
+                             avatar=photos[0].face(loaded.size))
+    avatars = prepare_avatars(photos, puppeteer, loaded.size, full_frame=options.full_frame, out_size=options.size)
     naive_loop(puppeteer, avatars[0], loaded.size, driving, WARM_UP)
     pipelined = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, False, options)
     paced = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, True, options)
@@ -160,8 +190,4 @@ def run_bench(options: BenchOptions) -> dict:
               "cpu": detect().label(), "full_frame": options.full_frame, "size": list(options.size),
               "tracker": pipelined.extra["tracking"]["tracker"], "driving": driving, "frames": frames, "pipelined": pipelined.summary(), "paced": paced.summary(),
               "naive": naive.summary(), "speedup": round(speedup, 3)}
-    if stats_path:
-        import json
-        Path(stats_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(stats_path).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return write_stats(stats_path, result)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
-from pathlib import Path
 
 from animation.defaults import resolve_model
 from animation.pipeline import check_swap_index, pick_device
@@ -15,7 +14,7 @@ from export.backends import open_backend
 from motion.checkpoint import load_model
 from motion.errors import Interrupted, UserError
 from realtime.animator import Animator
-from realtime.avatars import prepare_avatars
+from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
 from animation.media import check_not_input, check_writable_file
@@ -84,12 +83,13 @@ def run_live(options: LiveOptions) -> Stats:
             check_not_input(spec, [options.driving, *options.avatar])
     if options.stats:
         check_writable_file(options.stats, "--stats")
+    photos = find_faces(options.avatar, options.margin)
     with ExitStack() as cleanup:
         source = open_source(options.driving, paced=options.pace, fps=options.fps)
         cleanup.callback(source.close)
-        names = [Path(p).stem for p in options.avatar]
+        names = [photo.path.stem for photo in photos]
         frame_size = options.size[::-1]  # (height, width) of every frame the outputs get
-        controls = Controls(names)  # avatar names and swap availability are filled in below
+        controls = Controls(names)  # swap availability is filled in below
         sinks: list[Sink] = []
         for spec in options.output:
             sinks.append(open_sink(spec, frame_size, source.fps, controls))
@@ -109,10 +109,9 @@ def run_live(options: LiveOptions) -> Stats:
             print("no co-part segmentation model: PNG frames are opaque (pass --seg-config/--seg-checkpoint "
                   "for a transparent background)", file=sys.stderr)
         puppeteer = open_backend(options.backend, config, checkpoint, device, options.export_dir,
-                                 threads=inference_threads(options.threads))
-        avatars = prepare_avatars(options.avatar, puppeteer, config.size, swapper, swap_size, options.margin,
+                                 threads=inference_threads(options.threads), avatar=photos[0].face(config.size))
+        avatars = prepare_avatars(photos, puppeteer, config.size, swapper, swap_size,
                                   full_frame=options.full_frame, out_size=options.size)
-        controls.avatars = [a.name for a in avatars]
         controls.swap_available = swapper is not None and bool(options.parts)
         controls.swap = controls.swap_available
         tracker = None

@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from skimage.transform import resize
 
 from conftest import ROOT
-from animation.media import sample_clip
+from animation.media import moving_clip, sample_clip
 from animation.pipeline import FommPipeline
 from animation.puppeteer import normalize_keypoints
 import export.auto as auto
@@ -168,7 +169,7 @@ def test_forced_check_failure_falls_back_to_torch_and_says_why(tiny_fomm, tmp_pa
     options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
     choice = choose_backend(options, opener(options), AMX, min_psnr=math.inf, frames=2)
     assert choice.name == "torch" and [t.name for t in choice.trials] == ["torch", "torch-bf16-all", "torch-bf16"]
-    assert "below inf dB vs FP32: torch-bf16-all" in choice.line and "torch-bf16 " in choice.line
+    assert "below inf dB vs FP32 on the astronaut: torch-bf16-all" in choice.line and "torch-bf16 " in choice.line
     capsys.readouterr()
     # the same through open_backend, forced by the environment, as `live --backend auto` would be
     monkeypatch.setenv(MIN_PSNR_ENV, "inf")
@@ -181,6 +182,42 @@ def test_forced_check_failure_falls_back_to_torch_and_says_why(tiny_fomm, tmp_pa
     monkeypatch.setenv(MIN_PSNR_ENV, "high")
     with pytest.raises(UserError, match=f"{MIN_PSNR_ENV}='high' is not a number"):
         open_backend("auto", config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
+
+
+def test_moving_clip_slides_and_zooms_by_the_documented_amounts():
+    """At 512x512 frame i slides 6 * (i % 5) px and crops 8 * (i % 4) px a side: frame 7 slides 12, crops 24."""
+    photo = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    frames = moving_clip(photo, (64, 64), 8)
+    by_hand = resize(np.roll(photo, 12, axis=1)[24:488, 24:488], (64, 64)).astype(np.float32)
+    assert len(frames) == 8 and np.allclose(frames[7], by_hand, atol=1e-6)
+    assert np.allclose(frames[0], resize(photo, (64, 64)), atol=1e-6)
+
+
+def test_auto_checks_its_choice_on_the_users_avatar(tiny_fomm, tmp_path, monkeypatch):
+    """Every candidate and the FP32 reference start on the avatar given (not the astronaut), and the line
+    says where the PSNR was measured; without one, the astronaut."""
+    fail_export(monkeypatch)
+    config = load_config(tiny_fomm[0])
+    avatar = np.random.default_rng(0).random((*config.size, 3), dtype=np.float32)
+    prepared = []
+
+    def spying(options):
+        def open_named(name):
+            puppeteer = opener(options)(name)
+            original = puppeteer.prepare
+            puppeteer.prepare = lambda image: prepared.append((name, image)) or original(image)
+            return puppeteer
+        return open_named
+    options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none", avatar=avatar)
+    choice = choose_backend(options, spying(options), AMX, frames=2)
+    assert [name for name, _ in prepared] == ["torch", "torch-bf16-all", "torch-bf16"]
+    assert all(image is avatar for _, image in prepared)
+    assert "dB vs FP32 on the avatar" in choice.line
+    prepared.clear()
+    plain = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
+    choice = choose_backend(plain, spying(plain), AMX, frames=2)
+    astronaut = sample_clip(config.size, 1)[0]
+    assert all(np.array_equal(image, astronaut) for _, image in prepared) and "on the astronaut" in choice.line
 
 
 @pytest.fixture(scope="module")

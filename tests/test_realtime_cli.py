@@ -12,9 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 
 import puppet
+import realtime.bench as bench
+from motion.config import load_config
 from realtime.bench import run_bench
 from realtime.options import BenchOptions
 
@@ -101,6 +104,42 @@ def test_bench_on_a_video_file(tiny_fomm, astronaut_png, driving_mp4, capsys):
     assert result["pipelined"]["frames"] == result["naive"]["frames"] == 6  # the whole file, shorter than 20
     assert result["paced"]["input_fps"] == 10 and result["paced"]["frames"] + result["paced"]["dropped"] == 6
     assert "paced at 10 FPS" in capsys.readouterr().out
+
+
+def test_bench_compare_runs_on_the_given_avatar_and_driving_frames(tiny_fomm, tmp_path, capsys):
+    """--compare animates --avatar (no face in it: the whole picture) with --driving's first frames + 1: solid
+    colours in a lossless frame folder show which frames reached the backends, in order."""
+    avatar = np.zeros((40, 60, 3), np.uint8)
+    avatar[:, 30:] = 255  # left half black, right half white: no face, resized whole
+    imageio.imwrite(tmp_path / "avatar.png", avatar)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    (tmp_path / "drive").mkdir()
+    for i, colour in enumerate(colours):
+        imageio.imwrite(tmp_path / "drive" / f"{i:03d}.png", np.full((32, 32, 3), colour, np.uint8))
+    seen = []
+    options = BenchOptions(config=str(tiny_fomm[0]), checkpoint=str(tiny_fomm[1]), frames=2, compare="torch,official",
+                           avatar=str(tmp_path / "avatar.png"), driving=str(tmp_path / "drive"),
+                           stats=str(tmp_path / "compare.json"))
+    original = bench.run_compare
+
+    def spy(*args):
+        avatar_frame, driving = args[-2]
+        seen.append(avatar_frame)
+        seen.extend(driving)
+        return original(*args)
+    result = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench, "run_compare", spy)
+        result = run_bench(options)
+    size = load_config(tiny_fomm[0]).size
+    assert seen[0].shape == (*size, 3)
+    assert seen[0][:, : size[1] // 2 - 1].max() < 0.01 and seen[0][:, size[1] // 2 + 1:].min() > 0.99
+    assert [tuple(np.round(frame.mean(axis=(0, 1)) * 255).astype(int)) for frame in seen[1:]] == colours[:3]
+    written = json.loads((tmp_path / "compare.json").read_text())
+    assert written == result and written["frames"] == 2 and written["input"] == "avatar.png driven by drive"
+    assert set(written["backends"]) == {"torch", "official"} and written["backends"]["torch"]["psnr_db"] is None
+    assert written["backends"]["official"]["psnr_db"] > 80  # the same maths: only FP32 rounding differs
+    assert "2 frames of avatar.png driven by drive" in capsys.readouterr().err
 
 
 def test_bench_refuses_a_camera(tiny_fomm, capsys):

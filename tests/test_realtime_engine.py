@@ -23,7 +23,7 @@ from motion.config import load_config
 from motion.errors import UserError
 from motion.networks import build_networks
 from realtime.animator import Animator, Rendered
-from realtime.avatars import prepare_avatars
+from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
 from animation.faces import centre_box, crop, resize_uint8
@@ -61,7 +61,7 @@ def puppeteer(tiny_fomm):
 def make_engine(puppeteer, astronaut_png, source, sinks, track=False, smooth=False, max_frames=None):
     pup, config = puppeteer
     stats = Stats()
-    avatars = prepare_avatars([astronaut_png], pup, config.size)
+    avatars = prepare_avatars(find_faces([astronaut_png]), pup, config.size)
     controls = Controls([a.name for a in avatars])
     animator = Animator(pup, avatars, controls, stats, config.size, FaceTracker() if track else None,
                         smoother=KeypointSmoother() if smooth else None)
@@ -80,7 +80,7 @@ def test_video_to_frame_folder_matches_the_offline_pipeline(tiny_fomm, astronaut
 
     # the same crops through the paper's formulas, uncached, give the same frames
     pup, config = puppeteer
-    avatar = prepare_avatars([astronaut_png], pup, config.size)[0]
+    avatar = prepare_avatars(find_faces([astronaut_png]), pup, config.size)[0]
     driving = [resize_uint8(crop(f, centre_box(f.shape)), config.size).astype(np.float32) / 255
                for f in imageio.mimread(driving_mp4)]
     expected = [to_uint8(f) for f in naive_relative_animation({"kp_detector": pup.kp_detector,
@@ -355,7 +355,7 @@ def test_an_avatar_switch_between_the_halves_renders_the_avatar_the_motion_was_f
     pup, config = puppeteer
     cat = tmp_path / "chelsea.png"
     imageio.imwrite(cat, skdata.chelsea())
-    avatars = prepare_avatars([astronaut_png, cat], pup, config.size)
+    avatars = prepare_avatars(find_faces([astronaut_png, cat]), pup, config.size)
     controls = Controls([a.name for a in avatars])
     animator = Animator(pup, avatars, controls, Stats(), config.size, relative=False)
     driving = resize_uint8(skdata.astronaut(), config.size)

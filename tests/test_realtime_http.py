@@ -23,7 +23,7 @@ from animation.puppeteer import FommPuppeteer, SwapPuppeteer
 from motion.checkpoint import load_model
 from motion.config import load_config
 from realtime.animator import Animator
-from realtime.avatars import prepare_avatars
+from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine
 from realtime.sinks.http import HttpSink, PortInUseError
@@ -42,7 +42,7 @@ def running(tiny_fomm, tiny_coseg, astronaut_png, tmp_path_factory):
     config, seg_config = load_config(tiny_fomm[0]), load_config(tiny_coseg[0])
     puppeteer = FommPuppeteer(load_model(config, tiny_fomm[1]), device)
     swapper = SwapPuppeteer(load_model(seg_config, tiny_coseg[1]), device)
-    avatars = prepare_avatars([astronaut_png, cat], puppeteer, config.size, swapper, seg_config.size)
+    avatars = prepare_avatars(find_faces([astronaut_png, cat]), puppeteer, config.size, swapper, seg_config.size)
     controls = Controls([a.name for a in avatars], swap_available=True)
     stats = Stats()
     sink = HttpSink(0, controls)
