@@ -146,8 +146,8 @@ def renamed(options: type, argv: Sequence[str]) -> list[str]:
 
 
 BACKEND_HELP = ("inference backend: auto (the fastest that keeps 35 dB against FP32 on this machine, chosen when "
-                "it opens), torch, torch-fused, torch-bf16, torch-bf16-all, onnxruntime, onnxruntime-int8, tensorrt "
-                "or tensorrt-fp16 (see export/backends.py)")
+                "it opens), torch, torch-fused, torch-bf16, torch-bf16-all, torch-bf16-compiled, onnxruntime, "
+                "onnxruntime-int8, tensorrt or tensorrt-fp16 (see export/backends.py)")
 DEFAULT_BACKEND = "auto"
 FULL_FRAME_HELP = ("paste the animated face back into the whole avatar photo, at the photo's resolution "
                    "(feathered seam, colours matched to the photo)")

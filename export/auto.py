@@ -3,12 +3,13 @@
 Which backends are worth trying follows the hardware, not a constant: bf16 pays only with bf16 matrix units
 (AMX, AVX-512-BF16: export/cpu.py) or a GPU and is emulated, slower, elsewhere; INT8 graphs pay with VNNI.
 Each candidate animates a few frames of the user's avatar moving (animation.media.moving_clip; the astronaut
-photo when the caller has no avatar) beside FP32 torch, round-robin as the bench does; the fastest whose worst
-frame keeps ``min_psnr`` dB against FP32 wins, torch otherwise. A real photo and a trained model make that
-check mean something: random-weight models give nearly flat frames, which any backend matches. ONNX Runtime candidates are tried only when the
-model's graphs can be exported: a model's first run exports them once (half a minute, with a message; later
-runs reuse them), since ONNX Runtime is what wins on CPUs without bf16 units. A failed export leaves the
-other candidates and says so in the line.
+photo when the caller has no avatar) beside FP32 torch, round-robin as the bench does; the fastest whose
+worst frame keeps ``min_psnr`` dB against FP32 wins, torch otherwise. A real photo and a trained model make
+that check mean something: random-weight models give nearly flat frames, which any backend matches.
+Some candidates cost time on a model's first use, each with a message, and are reused afterwards: ONNX
+Runtime needs the model's graphs exported (half a minute), which is what wins on CPUs without bf16 units;
+torch-bf16-compiled needs TorchInductor's compile (up to a minute on bf16 CPUs). A failed export or a
+candidate that cannot run here (no C++ compiler) leaves the other candidates and says so in the line.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from export.cache import ensure_export
 from export.cpu import CpuCapabilities, detect
 from export.timing import compare, psnr
 from motion.config import Config
-from motion.errors import UserError
+from motion.errors import BackendUnavailableError, UserError
 
 MIN_PSNR = 35.0
 MIN_PSNR_ENV = "PUPPET_AUTO_MIN_PSNR"  # overrides MIN_PSNR (e.g. inf to see the fallback to torch)
@@ -57,7 +58,8 @@ def candidates(device: torch.device, cpu: CpuCapabilities, onnxruntime: bool) ->
     if device.type == "cuda":
         return ["torch-bf16-all"]
     if cpu.fast_bf16:
-        return ["torch-bf16-all", "torch-bf16"] + (["onnxruntime-int8"] if onnxruntime and cpu.vnni else [])
+        return ["torch-bf16-compiled", "torch-bf16-all", "torch-bf16"] + \
+            (["onnxruntime-int8"] if onnxruntime and cpu.vnni else [])
     return ["onnxruntime", "onnxruntime-int8"] if onnxruntime else []
 
 
@@ -123,17 +125,25 @@ def choose_backend(options: Request, open_named: Callable[[str], Any], capabilit
         except Exception as err:  # any failure of the exporter (a missing onnx, an unexportable op) leaves torch
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             untried = f"; onnxruntime untried: the export failed ({reason})"
-    names = [name for name in offered if not (untried and name.startswith("onnxruntime"))]
-    if not names:
+    export_failed = bool(untried)
+    opened = {"torch": open_named("torch")}
+    for name in offered:
+        if export_failed and name.startswith("onnxruntime"):
+            continue
+        try:
+            opened[name] = open_named(name)
+        except BackendUnavailableError as err:  # e.g. no C++ compiler for torch-bf16-compiled
+            untried += f"; {name} untried ({err.reason})"
+    if len(opened) == 1:
         line = f"backend auto: torch ({hardware}; nothing faster to try here{untried})"
         print(line, file=sys.stderr)
-        return AutoChoice("torch", open_named("torch"), (), line)
+        return AutoChoice("torch", opened["torch"], (), line)
     if options.avatar is None:
         photo, (avatar, driving) = "the astronaut", sample_clip(options.config.size, frames + 1)
     else:
         photo, avatar = "the avatar", options.avatar
         driving = moving_clip(avatar, options.config.size, frames + 1)
-    runs = compare(["torch", *names], open_named, avatar, driving, options.device)
+    runs = compare(list(opened), opened.__getitem__, avatar, driving, options.device)
     reference = runs[0].frames
     trials = tuple(Trial(run.name, run.median_ms("frame"), float(min(map(psnr, run.frames, reference))))
                    for run in runs)

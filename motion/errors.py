@@ -7,3 +7,12 @@ class UserError(Exception):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C after the command has already said what it closed and saved: exit 130 with no more words."""
+
+
+class BackendUnavailableError(UserError):
+    """An inference backend that cannot run on this machine: the message names it, the reason and what to use
+    instead; `--backend auto` leaves it out and shows the reason."""
+
+    def __init__(self, backend: str, reason: str, instead: str):
+        super().__init__(f"{backend} cannot run here ({reason}); use --backend {instead}")
+        self.reason = reason

@@ -88,6 +88,7 @@ def one_thread():
 
 
 AMX = parse_cpuinfo(XEON_AMX)
+BF16 = ["torch-bf16-compiled", "torch-bf16-all", "torch-bf16"]  # what a bf16 CPU tries without ONNX Runtime
 AVX2 = parse_cpuinfo(HASWELL)
 
 
@@ -126,10 +127,10 @@ def test_candidates_follow_the_hardware():
             assert not [name for name in candidates(CPU, cpu, onnxruntime) if "bf16" in name]
     assert candidates(CPU, AVX2, True) == ["onnxruntime", "onnxruntime-int8"]
     assert candidates(CPU, AVX2, False) == []
-    assert candidates(CPU, AMX, True) == ["torch-bf16-all", "torch-bf16", "onnxruntime-int8"]
-    assert candidates(CPU, parse_cpuinfo(EPYC_ZEN4), False) == ["torch-bf16-all", "torch-bf16"]
-    assert candidates(CPU, CpuCapabilities("no vnni", frozenset({"avx512_bf16"})), True) == ["torch-bf16-all",
-                                                                                            "torch-bf16"]
+    bf16 = ["torch-bf16-compiled", "torch-bf16-all", "torch-bf16"]
+    assert candidates(CPU, AMX, True) == [*bf16, "onnxruntime-int8"]
+    assert candidates(CPU, parse_cpuinfo(EPYC_ZEN4), False) == bf16
+    assert candidates(CPU, CpuCapabilities("no vnni", frozenset({"avx512_bf16"})), True) == bf16
     assert candidates(torch.device("cuda"), AVX2, True) == ["torch-bf16-all"]
 
 
@@ -168,16 +169,17 @@ def test_forced_check_failure_falls_back_to_torch_and_says_why(tiny_fomm, tmp_pa
     config = load_config(tiny_fomm[0])
     options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
     choice = choose_backend(options, opener(options), AMX, min_psnr=math.inf, frames=2)
-    assert choice.name == "torch" and [t.name for t in choice.trials] == ["torch", "torch-bf16-all", "torch-bf16"]
-    assert "below inf dB vs FP32 on the astronaut: torch-bf16-all" in choice.line and "torch-bf16 " in choice.line
+    assert choice.name == "torch" and [t.name for t in choice.trials] == ["torch", *BF16]
+    assert "below inf dB vs FP32 on the astronaut: torch-bf16-compiled" in choice.line
+    assert "torch-bf16-all " in choice.line and "torch-bf16 " in choice.line
     capsys.readouterr()
     # the same through open_backend, forced by the environment, as `live --backend auto` would be
     monkeypatch.setenv(MIN_PSNR_ENV, "inf")
     monkeypatch.setattr("export.auto.detect", lambda: AMX)
     puppeteer = open_backend("auto", config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("backend auto: torch (Intel Xeon Platinum 8480+ amx_bf16")
-    assert "below inf dB" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("torch-bf16-compiled: compiling")  # why it takes a while
+    assert lines[1].startswith("backend auto: torch (Intel Xeon Platinum 8480+ amx_bf16") and "below inf dB" in lines[1]
     assert isinstance(puppeteer, TorchBackend) and not puppeteer.fused
     monkeypatch.setenv(MIN_PSNR_ENV, "high")
     with pytest.raises(UserError, match=f"{MIN_PSNR_ENV}='high' is not a number"):
@@ -210,7 +212,7 @@ def test_auto_checks_its_choice_on_the_users_avatar(tiny_fomm, tmp_path, monkeyp
         return open_named
     options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none", avatar=avatar)
     choice = choose_backend(options, spying(options), AMX, frames=2)
-    assert [name for name, _ in prepared] == ["torch", "torch-bf16-all", "torch-bf16"]
+    assert [name for name, _ in prepared] == ["torch", *BF16]
     assert all(image is avatar for _, image in prepared)
     assert "dB vs FP32 on the avatar" in choice.line
     prepared.clear()
@@ -231,37 +233,61 @@ def test_auto_picks_a_candidate_whose_frames_keep_35_db(shipped_fp32, tmp_path, 
     config = load_config(SHIPPED[0])
     options = BackendOptions(config, SHIPPED[1], CPU, export_dir=tmp_path / "none")
     choice = choose_backend(options, opener(options), AMX, frames=2)
-    assert [t.name for t in choice.trials] == ["torch", "torch-bf16-all", "torch-bf16"]
-    assert choice.name in ("torch", "torch-bf16-all", "torch-bf16")
+    assert [t.name for t in choice.trials] == ["torch", *BF16]
+    assert choice.name in ("torch", *BF16)
     assert choice.line.startswith(f"backend auto: {choice.name} (Intel Xeon Platinum 8480+")
     assert min(naive_psnr(a, b) for a, b in zip(frames_of(choice.puppeteer, config), shipped_fp32)) >= 35
 
 
-def test_bf16_all_keeps_35_db_on_a_real_photo(shipped_fp32):
+@pytest.mark.parametrize("name", ["torch-bf16-all", "torch-bf16-compiled"])
+def test_bf16_all_keeps_35_db_on_a_real_photo(shipped_fp32, name):
     """Measured 44.0 dB (torch 2.13, AVX2 CPU): the bf16 keypoint hourglass costs most of it."""
     config = load_config(SHIPPED[0])
-    frames = frames_of(open_backend("torch-bf16-all", config, SHIPPED[1], CPU), config)
+    frames = frames_of(open_backend(name, config, SHIPPED[1], CPU), config)
     assert min(naive_psnr(a, b) for a, b in zip(frames, shipped_fp32)) >= 35
 
 
-def test_bf16_all_runs_trunks_in_bf16_and_positions_in_fp32(tiny_fomm):
+@pytest.mark.parametrize("name", ["torch-bf16-all", "torch-bf16-compiled"])
+def test_bf16_all_runs_trunks_in_bf16_and_positions_in_fp32(tiny_fomm, name):
     """On the tiny model (random weights): keypoints and flow within a tenth of a pixel of FP32 (measured
-    0.008 and 0.002 px at 64x64), every trunk weight bf16, every head FP32."""
+    0.008 and 0.002 px at 64x64), every trunk weight bf16, every head FP32; compiled: the three trunks."""
     config = load_config(tiny_fomm[0])
     avatar, driving = sample_clip(config.size, 3)
-    stages, backends = {}, {name: open_backend(name, config, tiny_fomm[1], CPU) for name in ("torch", "torch-bf16-all")}
+    stages, backends = {}, {name: open_backend(name, config, tiny_fomm[1], CPU) for name in ("torch", name)}
     for name, backend in backends.items():
         prepared = backend.prepare(avatar)
         kp = normalize_keypoints(prepared.kp, backend.keypoints(driving[2]), backend.keypoints(driving[0]),
                                  relative=True, adapt_scale=False)
         stages[name] = (prepared.kp.value, kp.value, backend.motion(prepared, kp).deformation)
     pixels = config.size[0] / 2  # [-1, 1] spans the frame
-    for fp32, bf16 in zip(stages["torch"], stages["torch-bf16-all"]):
+    for fp32, bf16 in zip(stages["torch"], stages[name]):
         assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().max() * pixels < 0.1
-    bf16 = backends["torch-bf16-all"]
+    bf16 = backends[name]
     detector, dense = bf16.kp_detector, bf16.generator.dense_motion_network
     assert {p.dtype for p in detector.predictor.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in dense.hourglass.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in bf16.decoder.parameters()} == {torch.bfloat16}
     heads = [detector.kp, detector.jacobian, dense.mask, dense.occlusion]
     assert {p.dtype for head in heads for p in head.parameters()} == {torch.float32}
+    compiled = [detector.predictor.trunk, dense.hourglass.trunk, bf16.decode]
+    assert [hasattr(part, "_torchdynamo_orig_callable") or hasattr(part, "_orig_mod") for part in compiled] == \
+        [name == "torch-bf16-compiled"] * 3
+
+
+def test_a_backend_that_cannot_compile_is_one_line_and_auto_leaves_it_out(tiny_fomm, tmp_path, monkeypatch):
+    """No C++ compiler (forced: compiled code fails on its first call): asked for, a one-line error naming
+    the eager alternative; under auto, the other candidates run and the line says why it was left out."""
+    class Uncompilable(torch.nn.Module):
+        def forward(self, *args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+    monkeypatch.setattr(torch, "compile", lambda target, **kwargs: Uncompilable())
+    fail_export(monkeypatch)
+    config = load_config(tiny_fomm[0])
+    with pytest.raises(UserError) as error:
+        open_backend("torch-bf16-compiled", config, tiny_fomm[1], CPU)
+    assert str(error.value) == ("torch-bf16-compiled cannot run here (compiling failed: InvalidCxxCompiler: No "
+                                "working C++ compiler found); use --backend torch-bf16-all")
+    options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
+    choice = choose_backend(options, opener(options), AMX, frames=2)
+    assert [t.name for t in choice.trials] == ["torch", "torch-bf16-all", "torch-bf16"]
+    assert "torch-bf16-compiled untried (compiling failed: InvalidCxxCompiler" in choice.line

@@ -110,13 +110,14 @@ def kernel_by_hand(scale: float) -> torch.Tensor:
 
 
 def anti_alias(x, scale: float):
-    """Blur with the Gaussian (zero padding, centred), then keep every (1/scale)-th pixel from the first."""
+    """Blur with the Gaussian (zero padding, centred), then keep pixel floor(i / scale) as output pixel i."""
     k = kernel_by_hand(scale)
     pad = k.shape[0] // 2
     c = x.shape[1]
     blurred = F.conv2d(F.pad(x, (pad, pad, pad, pad)), k.expand(c, 1, *k.shape), groups=c)
-    step = round(1 / scale)
-    return blurred[:, :, ::step, ::step][:, :, :int(x.shape[2] * scale), :int(x.shape[3] * scale)]
+    rows = [math.floor(i / scale) for i in range(int(x.shape[2] * scale))]
+    cols = [math.floor(j / scale) for j in range(int(x.shape[3] * scale))]
+    return blurred[:, :, rows][:, :, :, cols]
 
 
 def grid(h, w):
@@ -204,7 +205,7 @@ def test_hourglass_widths_by_hand_and_output():
     assert wide.encoder.down_blocks[1].conv.weight.shape[0] == 256
 
 
-@pytest.mark.parametrize("scale, size", [(0.5, 5), (0.25, 13), (1 / 3, 9)])
+@pytest.mark.parametrize("scale, size", [(0.5, 5), (0.25, 13), (1 / 3, 9), (0.4, 7)])  # 0.4: no integer stride
 def test_gaussian_kernel_and_anti_alias_downsample(scale, size):
     kernel = gaussian_kernel(scale)
     assert kernel.shape == (size, size) and kernel.dtype == torch.float32
