@@ -100,6 +100,7 @@ def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
                          "pass an mp4, avi or gif file, or a folder of frames") from None
 
     meta = reader.get_meta_data()
+    reader.close()  # checked and measured; reopened when the frames are wanted, so nothing is held till then
     announced = meta.get("nframes")
     if not (isinstance(announced, (int, float)) and np.isfinite(announced)):  # ffmpeg: from the duration
         ffmpeg = meta.get("plugin") == "ffmpeg" and meta.get("duration")  # (a GIF's duration is per frame)
@@ -107,6 +108,7 @@ def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
 
     def frames() -> Iterator[np.ndarray]:
         count = 0
+        reader = imageio.get_reader(path)
         try:
             for frame in reader:
                 count += 1
@@ -183,6 +185,26 @@ def check_writable_file(path: str | Path, flag: str) -> None:
         path.unlink()
 
 
+def check_output(path: str | Path) -> None:
+    """Fail before any work if FrameWriter could not write to ``path``: a video of a known type in a
+    writable place (ffmpeg would only fail at the first frame), or a folder for PNG frames (created)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in WRITE_VIDEO_SUFFIXES:
+        check_writable_file(path, "output")
+        return
+    if suffix and not path.is_dir():
+        raise MediaError(f"cannot write output {path}: unknown video type '{suffix}'; use .mp4, .avi or .gif, "
+                         "or a folder name for PNG frames")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise MediaError(f"cannot write output {path} ({err.strerror or err}); choose a writable location") from None
+
+
 class FrameWriter:
     """Writes uint8 RGB frames to a video (.mp4, .avi, .gif) or a folder of lossless PNGs.
 
@@ -195,22 +217,13 @@ class FrameWriter:
         self.count = 0
         self.writer = None
         self.existed = self.path.exists()  # a user's old output stays if we fail before writing to it
+        check_output(self.path)
         suffix = self.path.suffix.lower()
         try:
-            if suffix in WRITE_VIDEO_SUFFIXES:
-                check_writable_file(self.path, "output")  # ffmpeg would only fail at the first frame
-                if suffix == ".gif":
-                    self.writer = imageio.get_writer(self.path, mode="I", duration=1000.0 / fps, loop=0)
-                else:
-                    self.writer = imageio.get_writer(self.path, fps=fps, macro_block_size=1)
-            elif suffix and not self.path.is_dir():
-                raise MediaError(f"cannot write output {self.path}: unknown video type '{suffix}'; use .mp4, "
-                                 ".avi or .gif, or a folder name for PNG frames")
-            else:
-                self.path.mkdir(parents=True, exist_ok=True)
-                probe = self.path / ".write_test"
-                probe.touch()
-                probe.unlink()
+            if suffix == ".gif":
+                self.writer = imageio.get_writer(self.path, mode="I", duration=1000.0 / fps, loop=0)
+            elif suffix in WRITE_VIDEO_SUFFIXES:
+                self.writer = imageio.get_writer(self.path, fps=fps, macro_block_size=1)
         except OSError as err:
             raise MediaError(f"cannot write output {self.path} ({err.strerror or err}); choose a writable "
                              "location") from None

@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from animation.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING, resolve_model
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box, crop
-from animation.media import (FrameWriter, check_not_input, check_writable_file, contact_sheet, load_picture, read_frames,
-                             read_image, to_model_frame, to_uint8, write_image)
+from animation.media import (FrameWriter, check_not_input, check_output, check_writable_file, contact_sheet,
+                             load_picture, read_frames, read_image, to_model_frame, to_uint8, write_image)
 from animation.options import AnimateOptions, ClipOptions, SwapOptions
 from animation.paste import Portrait
 from animation.pipeline import FommPipeline, SwapPipeline, check_swap_index, pick_device
@@ -73,8 +73,10 @@ def _run(options: ClipOptions, config: Config, checkpoint: str, open_pipeline: P
         check_writable_file(options.sheet, "--sheet")
     device = pick_device(options.cpu)
     avatar, present = load_avatar(str(options.avatar or DEFAULT_AVATAR), config)
-    pipeline = open_pipeline(config, checkpoint, device, avatar)  # before the video: a bad checkpoint leaks nothing
+    # the video and the output are checked before the model opens, which can take a while (auto)
     fps, frames = read_frames(options.driving or DEFAULT_DRIVING, config.size)
+    check_output(options.output)
+    pipeline = open_pipeline(config, checkpoint, device, avatar)
     seen: list[np.ndarray] = []
     results: list[np.ndarray] = []
     if options.sheet:

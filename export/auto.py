@@ -73,12 +73,14 @@ def explain(chosen: Trial, trials: Sequence[Trial], min_psnr: float, hardware: s
     what the frames were compared on."""
     reference = trials[0]
     if chosen is not reference:
-        return f"{hardware}; {chosen.psnr:.1f} dB vs FP32 on {photo}, {chosen.ms:.1f} ms vs {reference.ms:.1f} ms torch"
+        return (f"{hardware}; {chosen.psnr:.1f} dB vs FP32 on {photo}, {chosen.ms:.1f} ms vs {reference.ms:.1f} ms "
+                "torch")
     failed = [trial for trial in trials[1:] if trial.psnr < min_psnr]
     slower = [trial for trial in trials[1:] if trial.psnr >= min_psnr]
     parts = [hardware]
     if failed:
-        parts.append(f"below {min_psnr:g} dB vs FP32 on {photo}: " + ", ".join(f"{t.name} {t.psnr:.1f} dB" for t in failed))
+        parts.append(f"below {min_psnr:g} dB vs FP32 on {photo}: " +
+                     ", ".join(f"{t.name} {t.psnr:.1f} dB" for t in failed))
     if slower:
         parts.append("slower: " + ", ".join(f"{t.name} {t.ms:.1f} ms" for t in slower) +
                      f" vs {reference.ms:.1f} ms torch")

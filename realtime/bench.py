@@ -127,7 +127,8 @@ def compare_clip(options: BenchOptions, size: tuple[int, int]) -> tuple[tuple[np
     count = options.frames + 1
     if options.driving.partition(":")[0] == "synthetic":
         return (avatar, moving_clip(avatar, size, count)), f"{Path(avatar_path).name} moving"
-    driving = list(itertools.islice(read_frames(options.driving, size)[1], count))
+    with closing(read_frames(options.driving, size)[1]) as frames:
+        driving = list(itertools.islice(frames, count))
     if len(driving) < 2:
         raise UserError(f"--driving {options.driving} has {len(driving)} frame(s); --compare needs at least 2")
     return (avatar, driving), f"{Path(avatar_path).name} driven by {Path(options.driving).name}"
