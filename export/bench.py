@@ -17,16 +17,17 @@ import torch
 
 from animation.defaults import resolve_model
 from animation.media import sample_clip
+from animation.options import add_options, from_args
 from animation.pipeline import FOMM_STAGES
 from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.backends import open_backend
+from export.options import BackendBenchOptions
 from export.timing import BackendRun, compare, psnr
 from motion.checkpoint import load_model, save_checkpoint
 from motion.config import Config, load_config
+from motion.errors import UserError
 from motion.keypoints import Keypoints
 from motion.networks import build_networks
-
-DEFAULT_COMPARE = "torch,official,torch-bf16,onnxruntime"
 
 
 class OfficialLoop(FommPuppeteer):
@@ -122,26 +123,23 @@ def run_compare(config: str | Path | None, checkpoint: str | Path | None, names:
     return runs
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.bench", description=__doc__)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--checkpoint", help="weights (omit for random init: timings only, PSNR meaningless)")
-    parser.add_argument("--backends", default=DEFAULT_COMPARE,
-                        help="comma-separated registry names, the first is the baseline; 'official' is the "
-                        f"official per-frame path (default: {DEFAULT_COMPARE})")
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: usable cores)")
-    parser.add_argument("--export-dir", help="exported graphs (default: the cache)")
-    parser.add_argument("--cpu", action="store_true")
-    args = parser.parse_args(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint or random_checkpoint(load_config(args.config), Path(tmp))
-        run_compare(args.config, checkpoint, args.backends.split(","), args.frames, device, args.export_dir,
-                    args.threads)
+    add_options(parser, BackendBenchOptions)
+    options = from_args(BackendBenchOptions, parser.parse_args(argv))
+    device = torch.device("cuda" if torch.cuda.is_available() and not options.cpu else "cpu")
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = options.checkpoint or random_checkpoint(load_config(options.config), Path(tmp))
+            run_compare(options.config, checkpoint, options.backends.split(","), options.frames, device,
+                        options.export_dir, options.threads)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

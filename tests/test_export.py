@@ -20,6 +20,7 @@ from conftest import make_checkpoint
 from export.auto import choose_backend
 from export.backends import BackendOptions, open_backend, opener
 from export.bench import compare_backends, format_table
+from export.bench import main as export_bench_main
 from export.cache import ensure_export
 from export.cpu import CpuCapabilities
 from export.metadata import METADATA_FILE, StaleExportError, config_hash, default_export_dir, file_hash
@@ -197,6 +198,15 @@ def test_reexport_removes_derived_files(tiny_fomm, tmp_path):
 def test_an_unknown_backend_is_a_message_naming_the_real_ones(tiny_fomm):
     with pytest.raises(UserError, match="unknown backend 'torch-fast'; choose one of torch, .*onnxruntime-int8"):
         open_backend("torch-fast", load_config(tiny_fomm[0]), tiny_fomm[1], CPU)
+
+
+def test_backend_bench_command_gives_one_line_errors(tiny_fomm, capsys):
+    assert export_bench_main(["--config", "nope.yaml"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: config file nope.yaml does not exist; pass --config with the "
+                                               "path of a YAML config (e.g. checkpoints/NAME.yaml)")
+    assert export_bench_main(["--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--backends",
+                              "torch,torch-fast", "--frames", "1", "--cpu"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: unknown backend 'torch-fast'")
 
 
 def test_bench_prints_backends_side_by_side(exported, tiny_fomm):
