@@ -134,6 +134,8 @@ def open_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
         return 30.0, (load_picture(f, "frame") for f in files)
     if not path.is_file():
         raise MediaError(f"driving video {path} does not exist; pass a video file or a folder of frames")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise MediaError(f"driving video {path} is a single picture; pass a video file or a folder of frames")
     return _video_frames(path)
 
 

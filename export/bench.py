@@ -105,7 +105,9 @@ def random_checkpoint(config: Config, folder: Path) -> Path:
 
 
 def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def run_compare(config: str | Path | None, checkpoint: str | Path | None, names: Sequence[str], frames: int,
@@ -113,6 +115,9 @@ def run_compare(config: str | Path | None, checkpoint: str | Path | None, names:
                 clip: Clip | None = None, clip_name: str = "the astronaut photo moving") -> list[BackendRun]:
     """Time the backends side by side and print the table (`puppet.py bench --compare`); no config and
     checkpoint: the shipped model; clip (named clip_name): as compare_backends."""
+    twice = sorted({name for name in names if list(names).count(name) > 1})
+    if twice:
+        raise UserError(f"{', '.join(twice)} listed more than once; name each backend once")
     config, checkpoint = resolve_model("fomm", config, checkpoint)
     loaded = load_config(config)
     runs = compare_backends(names, loaded, checkpoint, device, frames, export_dir, threads, clip)

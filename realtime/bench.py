@@ -6,6 +6,7 @@ the throughput, compared with the naive loop), and paced at the input's frame ra
 frames (frames dropped while inference is busy: the FPS and latency a user in a call gets)."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import sys
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 
 from animation.defaults import DEFAULT_AVATAR, resolve_model
-from animation.media import check_writable_file, moving_clip, read_frames
+from animation.media import check_not_input, check_writable_file, moving_clip, read_frames
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
+from animation.options import flag
 from animation.pipeline import FommPipeline, pick_device
 from animation.puppeteer import Puppeteer
 from animation.run import load_config_for
@@ -33,13 +35,14 @@ from realtime.avatars import Avatar, find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
 from realtime.landmark_tracker import make_tracker
-from realtime.options import BenchOptions
+from realtime.options import BenchOptions, ShowOptions
 from realtime.sinks.vcam import VirtualCameraSink
 from realtime.smoothing import KeypointSmoother
-from realtime.sources import SyntheticSource, open_source
+from realtime.sources import SyntheticSource, open_source, synthetic_size
 from realtime.stats import Stats
 
 WARM_UP = 3
+COMPARE_IGNORES = ("backend", "full_frame", "size", "tracker", "fps")  # live-loop options --compare has no use for
 
 
 class I420Camera:
@@ -122,16 +125,27 @@ def compare_clip(options: BenchOptions, size: tuple[int, int]) -> tuple[tuple[np
     """--compare's (avatar, driving frames) and their name: the avatar's face (as live crops it) driven by
     --driving's first frames resized as `animate` reads them, or by the face moving (moving_clip) when the
     driving is synthetic."""
-    avatar_path = options.avatar or default_avatar()
-    avatar = find_faces([avatar_path])[0].face(size)
+    photo = find_faces([options.avatar or default_avatar()])[0]  # a folder: its first picture
+    avatar = photo.face(size)
     count = options.frames + 1
     if options.driving.partition(":")[0] == "synthetic":
-        return (avatar, moving_clip(avatar, size, count)), f"{Path(avatar_path).name} moving"
+        synthetic_size(options.driving)  # checked like live's; the clip is the avatar's face itself
+        return (avatar, moving_clip(avatar, size, count)), f"{photo.path.name} moving"
     with closing(read_frames(options.driving, size)[1]) as frames:
         driving = list(itertools.islice(frames, count))
     if len(driving) < 2:
         raise UserError(f"--driving {options.driving} has {len(driving)} frame(s); --compare needs at least 2")
-    return (avatar, driving), f"{Path(avatar_path).name} driven by {Path(options.driving).name}"
+    return (avatar, driving), f"{photo.path.name} driven by {Path(options.driving).name}"
+
+
+def check_compare_options(options: BenchOptions) -> None:
+    """--compare times the listed backends' model stages alone: refuse the live-loop options it would ignore."""
+    ignored = [flag(field.name) for field in dataclasses.fields(ShowOptions)
+               if field.name in COMPARE_IGNORES and getattr(options, field.name) != field.default]
+    if ignored:
+        raise UserError(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to --compare, "
+                        "which times the model stages of the backends it lists; drop "
+                        f"{'it' if len(ignored) == 1 else 'them'} or run bench without --compare")
 
 
 def write_stats(path: str | None, result: dict) -> dict:
@@ -148,8 +162,10 @@ def run_bench(options: BenchOptions) -> dict:
     if options.driving.partition(":")[0] == "webcam":
         raise UserError("bench needs an input it can replay: pass --driving VIDEO|FRAME_DIR|synthetic[:HxW]")
     if options.stats:
+        check_not_input(options.stats, [options.avatar, options.driving], "--stats")
         check_writable_file(options.stats, "--stats")
-    if options.compare:
+    if options.compare is not None:
+        check_compare_options(options)
         if options.threads:
             torch.set_num_threads(options.threads)  # the torch backends' threads; ONNX Runtime gets them too
         clip, clip_name = compare_clip(options, load_config_for("fomm", config_path).size)

@@ -256,6 +256,20 @@ class SyntheticSource(Replay):
         """Nothing to release."""
 
 
+def synthetic_size(spec: str) -> tuple[int, int] | None:
+    """The (height, width) of a synthetic[:HxW] input; None: the default size."""
+    arg = spec.partition(":")[2]
+    if not arg:
+        return None
+    try:
+        height, width = (int(v) for v in arg.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--driving {spec}: give the size as HEIGHTxWIDTH, e.g. synthetic:256x256") from None
+    if min(height, width) < 16:
+        raise UserError(f"--driving {spec}: the frame must be at least 16x16 pixels, e.g. synthetic:256x256")
+    return height, width
+
+
 def open_source(spec: str, paced: bool = False, frames: int | None = None, fps: float | None = None) -> Source:
     """webcam[:N], synthetic[:HxW], a video file or a folder of frames; a file or the synthetic face ends
     after `frames` frames when given, and is replayed at `fps` when given (a camera keeps its own rate)."""
@@ -265,14 +279,5 @@ def open_source(spec: str, paced: bool = False, frames: int | None = None, fps: 
             raise UserError(f"--driving {spec}: the camera index must be a number, e.g. webcam:0")
         return WebcamSource(int(arg or 0))
     if kind == "synthetic":
-        size = None
-        if arg:
-            try:
-                height, width = (int(v) for v in arg.lower().split("x"))
-                size = (height, width)
-            except ValueError:
-                raise UserError(f"--driving {spec}: give the size as HEIGHTxWIDTH, e.g. synthetic:256x256") from None
-            if min(size) < 16:
-                raise UserError(f"--driving {spec}: the frame must be at least 16x16 pixels, e.g. synthetic:256x256")
-        return SyntheticSource(size, fps or SyntheticSource.FPS, paced=paced, frames=frames)
+        return SyntheticSource(synthetic_size(spec), fps or SyntheticSource.FPS, paced=paced, frames=frames)
     return FileSource(spec, paced=paced, frames=frames, fps=fps)

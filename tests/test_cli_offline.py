@@ -113,6 +113,7 @@ CASES = {
     "unreadable image": (lambda b: dict(avatar=b["text"]), "cannot read image .*notes.png"),
     "missing video": (lambda b: dict(driving=b["tmp"] / "none.mp4"), "driving video .*none.mp4 does not exist"),
     "unreadable video": (lambda b: dict(driving=b["junk_video"]), "cannot read video .*junk.mp4"),
+    "a picture as video": (lambda b: dict(driving=b["png"]), "driving video .*astronaut.png is a single picture"),
     "empty frame folder": (lambda b: dict(driving=b["empty"]), "frame folder .*empty has no images"),
     "not a torch file": (lambda b: dict(checkpoint=b["junk_ckpt"]), "junk.pth.tar is not a .*PyTorch checkpoint"),
     "wrong checkpoint": (lambda b: dict(checkpoint=b["coseg"][1]), "co-part segmentation model checkpoint"),

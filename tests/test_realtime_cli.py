@@ -142,6 +142,20 @@ def test_bench_compare_runs_on_the_given_avatar_and_driving_frames(tiny_fomm, tm
     assert "2 frames of avatar.png driven by drive" in capsys.readouterr().err
 
 
+def test_bench_refuses_what_it_would_ignore_or_destroy(tiny_fomm, astronaut_png, capsys):
+    model = ["bench", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--frames", "2"]
+    before = astronaut_png.read_bytes()
+    message = one_line_error(capsys, [*model, "--avatar", str(astronaut_png), "--stats", str(astronaut_png)])
+    assert "--stats" in message and "is also an input" in message and astronaut_png.read_bytes() == before
+    message = one_line_error(capsys, [*model, "--compare", "torch,official", "--backend", "nope", "--fps", "5"])
+    assert message == ("error: --fps, --backend do not apply to --compare, which times the model stages of the "
+                       "backends it lists; drop them or run bench without --compare")
+    assert "torch listed more than once" in one_line_error(capsys, [*model, "--compare", "torch,official,torch"])
+    assert "unknown backend ''" in one_line_error(capsys, [*model, "--compare="])
+    assert "give the size as HEIGHTxWIDTH" in one_line_error(capsys, [*model, "--compare", "torch",
+                                                                      "--driving", "synthetic:abc"])
+
+
 def test_bench_refuses_a_camera(tiny_fomm, capsys):
     assert "an input it can replay" in one_line_error(capsys, ["bench", "--config", str(tiny_fomm[0]),
                                                                "--checkpoint", str(tiny_fomm[1]), "--driving",
