@@ -82,6 +82,7 @@ def run_live(options: LiveOptions) -> Stats:
         if spec not in ("vcam", "window") and not spec.startswith("http:"):
             check_not_input(spec, [options.driving, *options.avatar])
     if options.stats:
+        check_not_input(options.stats, [options.driving, *options.avatar], "--stats")
         check_writable_file(options.stats, "--stats")
     photos = find_faces(options.avatar, options.margin)
     with ExitStack() as cleanup:

@@ -50,6 +50,13 @@ def test_unreadable_avatar(tiny_fomm, tmp_path, capsys):
     assert "does not exist" in message
 
 
+def test_live_stats_never_replaces_an_input(tiny_fomm, astronaut_png, tmp_path, capsys):
+    before = astronaut_png.read_bytes()
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--driving", "synthetic", "--output",
+                                          str(tmp_path / "o"), "--stats", str(astronaut_png)))
+    assert "--stats" in message and "is also an input" in message and astronaut_png.read_bytes() == before
+
+
 def test_no_virtual_camera_device(tiny_fomm, astronaut_png, capsys):
     message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--driving", "synthetic", "--output", "vcam"))
     assert "v4l2loopback" in message and "OBS" in message
