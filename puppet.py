@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from animation.options import AnimateOptions, SwapOptions, add_options, from_args, renamed
+from animation.options import AnimateOptions, OneLineParser, SwapOptions, add_options, from_args, renamed
 from export.options import ExportOptions
 from motion.errors import Interrupted, UserError
 from realtime.options import BenchOptions, LiveOptions
@@ -140,7 +140,7 @@ COMMANDS: dict[str, tuple[str, type, Callable]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="puppet.py", description=__doc__)
+    parser = OneLineParser(prog="puppet.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (text, options, _) in COMMANDS.items():
         add_options(sub.add_parser(name, help=text, description=text), options)

@@ -15,6 +15,14 @@ T = TypeVar("T")
 NOTE = "note: {old} is now {new}; the old spelling goes in the next release"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a user's mistake as one `error:` line (and where the options are listed), like
+    every other user error of the tool, instead of the whole usage block; exit code 2 as before."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 # argparse types: a bad value fails at parse time with a one-line message
 def part_list(text: str) -> tuple[int, ...]:
     """Part numbers, e.g. 1,2,5."""

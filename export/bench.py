@@ -6,7 +6,6 @@ all alike; figures are medians over the frames. ``python -m export.bench --help`
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from animation.defaults import resolve_model
 from animation.media import sample_clip
-from animation.options import add_options, from_args
+from animation.options import OneLineParser, add_options, from_args
 from animation.pipeline import FOMM_STAGES
 from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.backends import open_backend
@@ -129,7 +128,7 @@ def run_compare(config: str | Path | None, checkpoint: str | Path | None, names:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.bench", description=__doc__)
+    parser = OneLineParser(prog="python -m export.bench", description=__doc__)
     add_options(parser, BackendBenchOptions)
     options = from_args(BackendBenchOptions, parser.parse_args(argv))
     device = torch.device("cuda" if torch.cuda.is_available() and not options.cpu else "cpu")

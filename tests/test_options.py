@@ -95,3 +95,10 @@ def test_absolute_turns_relative_off_and_they_exclude_each_other(capsys):
     with pytest.raises(SystemExit):
         parse("live", "--relative", "--absolute")
     assert parse("live", "--no-smooth").smooth is False
+
+
+def test_a_bad_option_is_one_error_line_naming_where_the_options_are(capsys):
+    with pytest.raises(SystemExit) as refused:
+        puppet.main(["bench", "--frames", "1"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err == "error: argument --frames: 1 is too small: use 2 or more; see puppet.py bench --help\n"
