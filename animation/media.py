@@ -89,18 +89,28 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _unreadable(path: Path, err: Exception, when: str = "") -> MediaError:
+    """The one-line error for a video the decoders cannot open (imageio's own wording is about plugins)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    reason = "no decoder for this file" if text.startswith("Could not find a backend") else \
+        f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return MediaError(f"cannot read video {path}{when} ({reason}); pass an mp4, avi or gif file, or a folder of "
+                      "frames")
+
+
 def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
     try:
         reader = imageio.get_reader(path)
-        fps = float(reader.get_meta_data().get("fps") or 0)
-        if not fps and reader.get_meta_data().get("duration"):
-            fps = 1000.0 / float(reader.get_meta_data()["duration"])  # gif frame duration in ms
+        try:
+            meta = reader.get_meta_data()
+        finally:
+            reader.close()  # checked and measured; reopened when the frames are wanted, so nothing is held
+        fps = float(meta.get("fps") or 0)
+        if not fps and meta.get("duration"):
+            fps = 1000.0 / float(meta["duration"])  # gif frame duration in ms
     except Exception as err:
-        raise MediaError(f"cannot read video {path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                         "pass an mp4, avi or gif file, or a folder of frames") from None
+        raise _unreadable(path, err) from None
 
-    meta = reader.get_meta_data()
-    reader.close()  # checked and measured; reopened when the frames are wanted, so nothing is held till then
     announced = meta.get("nframes")
     if not (isinstance(announced, (int, float)) and np.isfinite(announced)):  # ffmpeg: from the duration
         ffmpeg = meta.get("plugin") == "ffmpeg" and meta.get("duration")  # (a GIF's duration is per frame)
@@ -108,7 +118,10 @@ def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
 
     def frames() -> Iterator[np.ndarray]:
         count = 0
-        reader = imageio.get_reader(path)
+        try:
+            reader = imageio.get_reader(path)
+        except Exception as err:  # moved or deleted since it was checked
+            raise _unreadable(path, err, " any more") from None
         try:
             for frame in reader:
                 count += 1
@@ -134,8 +147,6 @@ def open_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
         return 30.0, (load_picture(f, "frame") for f in files)
     if not path.is_file():
         raise MediaError(f"driving video {path} does not exist; pass a video file or a folder of frames")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise MediaError(f"driving video {path} is a single picture; pass a video file or a folder of frames")
     return _video_frames(path)
 
 
@@ -188,23 +199,26 @@ def check_writable_file(path: str | Path, flag: str) -> None:
 
 
 def check_output(path: str | Path) -> None:
-    """Fail before any work if FrameWriter could not write to ``path``: a video of a known type in a
-    writable place (ffmpeg would only fail at the first frame), or a folder for PNG frames (created)."""
+    """Fail before any work if FrameWriter could not write to ``path`` (a video of a known type, or a folder
+    for PNG frames), creating nothing: a run that fails later leaves no trace of its output."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in WRITE_VIDEO_SUFFIXES:
-        check_writable_file(path, "output")
-        return
-    if suffix and not path.is_dir():
+    if suffix and suffix not in WRITE_VIDEO_SUFFIXES and not path.is_dir():
         raise MediaError(f"cannot write output {path}: unknown video type '{suffix}'; use .mp4, .avi or .gif, "
                          "or a folder name for PNG frames")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        raise MediaError(f"cannot write output {path} ({err.strerror or err}); choose a writable location") from None
+    if suffix in WRITE_VIDEO_SUFFIXES and (path.exists() or path.parent.is_dir()):
+        check_writable_file(path, "output")  # ffmpeg would only fail at the first frame; removes its probe
+        return
+    if path.exists() and not path.is_dir():
+        raise MediaError(f"cannot write output {path}: it is a file, and an output without a video suffix is a "
+                         "folder of PNG frames; name a folder or an .mp4, .avi or .gif file")
+    if path.is_dir():
+        place = path
+    else:  # what FrameWriter would create lies under the nearest existing folder
+        place = next(parent for parent in path.parents if parent.exists())
+    if not place.is_dir() or not os.access(place, os.W_OK | os.X_OK):
+        raise MediaError(f"cannot write output {path} ({place} is not a writable folder); choose a writable "
+                         "location")
 
 
 class FrameWriter:
@@ -222,10 +236,15 @@ class FrameWriter:
         check_output(self.path)
         suffix = self.path.suffix.lower()
         try:
+            (self.path.parent if suffix in WRITE_VIDEO_SUFFIXES else self.path).mkdir(parents=True, exist_ok=True)
             if suffix == ".gif":
                 self.writer = imageio.get_writer(self.path, mode="I", duration=1000.0 / fps, loop=0)
             elif suffix in WRITE_VIDEO_SUFFIXES:
                 self.writer = imageio.get_writer(self.path, fps=fps, macro_block_size=1)
+            else:  # a folder of frames: prove a file can be made there before any work
+                probe = self.path / ".write_test"
+                probe.touch()
+                probe.unlink()
         except OSError as err:
             raise MediaError(f"cannot write output {self.path} ({err.strerror or err}); choose a writable "
                              "location") from None

@@ -128,21 +128,24 @@ class CompiledBf16Backend(Bf16AllTorchBackend):
     (torch caches the result for later runs); it is done here, on blank frames, so no real frame waits."""
 
     def __init__(self, options: BackendOptions):
-        from torch._inductor import config as inductor
-
         super().__init__(options)
-        self.kp_detector.predictor.trunk = torch.compile(self.kp_detector.predictor.trunk, dynamic=False)
-        dense = self.generator.dense_motion_network
-        dense.hourglass.trunk = torch.compile(dense.hourglass.trunk, dynamic=False)
-        self.decode = torch.compile(self.decoder.decode, dynamic=False)
         print("torch-bf16-compiled: compiling the bf16 networks for this CPU (first use of a model: up to a "
               "minute; later runs reuse torch's cache)", file=sys.stderr)
         blank = np.zeros((*options.config.size, 3), np.float32)
         try:  # compiling happens on the first call; freezing must be on then (compile's options= ignores it)
+            from torch._inductor import config as inductor
+
+            # isolated: each backend's trunks keep their own compiled code (weights are frozen into it), not
+            # one shared per function that several backends in a process would overflow into eager
+            compiled = partial(torch.compile, dynamic=False, isolate_recompiles=True)
+            self.kp_detector.predictor.trunk = compiled(self.kp_detector.predictor.trunk)
+            dense = self.generator.dense_motion_network
+            dense.hourglass.trunk = compiled(dense.hourglass.trunk)
+            self.decode = compiled(self.decoder.decode)
             with inductor.patch(freezing=True):
                 avatar = self.prepare(blank)
                 self.render(avatar, self.motion(avatar, self.keypoints(blank)))
-        except Exception as err:  # no compiler, an unsupported op: the eager bf16 backends still run
+        except Exception as err:  # no compiler, an unsupported op or Python: the eager bf16 backends still run
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise BackendUnavailableError("torch-bf16-compiled", f"compiling failed: {reason}",
                                           "torch-bf16-all") from None

@@ -121,11 +121,12 @@ def default_avatar() -> str:
     return str(path)
 
 
-def compare_clip(options: BenchOptions, size: tuple[int, int]) -> tuple[tuple[np.ndarray, list[np.ndarray]], str]:
+def compare_clip(options: BenchOptions, avatar_path: str,
+                 size: tuple[int, int]) -> tuple[tuple[np.ndarray, list[np.ndarray]], str]:
     """--compare's (avatar, driving frames) and their name: the avatar's face (as live crops it) driven by
     --driving's first frames resized as `animate` reads them, or by the face moving (moving_clip) when the
     driving is synthetic."""
-    photo = find_faces([options.avatar or default_avatar()])[0]  # a folder: its first picture
+    photo = find_faces([avatar_path])[0]  # a folder: its first picture
     avatar = photo.face(size)
     count = options.frames + 1
     if options.driving.partition(":")[0] == "synthetic":
@@ -161,14 +162,15 @@ def run_bench(options: BenchOptions) -> dict:
     config_path, checkpoint = resolve_model("fomm-live", options.config, options.checkpoint)
     if options.driving.partition(":")[0] == "webcam":
         raise UserError("bench needs an input it can replay: pass --driving VIDEO|FRAME_DIR|synthetic[:HxW]")
+    avatar_path = options.avatar or default_avatar()
     if options.stats:
-        check_not_input(options.stats, [options.avatar, options.driving], "--stats")
+        check_not_input(options.stats, [avatar_path, options.driving], "--stats")
         check_writable_file(options.stats, "--stats")
     if options.compare is not None:
         check_compare_options(options)
         if options.threads:
             torch.set_num_threads(options.threads)  # the torch backends' threads; ONNX Runtime gets them too
-        clip, clip_name = compare_clip(options, load_config_for("fomm", config_path).size)
+        clip, clip_name = compare_clip(options, avatar_path, load_config_for("fomm", config_path).size)
         runs = run_compare(config_path, checkpoint, options.compare.split(","), options.frames,
                            pick_device(options.cpu), options.export_dir, options.threads, clip, clip_name)
         result = {"config": str(config_path), "cpu": detect().label(), "threads": torch.get_num_threads(),
@@ -178,7 +180,7 @@ def run_bench(options: BenchOptions) -> dict:
     loaded = load_config_for("fomm", config_path)
     device = pick_device(options.cpu)
     threads = inference_threads(options.threads)
-    photos = find_faces([options.avatar or default_avatar()])
+    photos = find_faces([avatar_path])
     puppeteer = open_backend(backend, loaded, checkpoint, device, options.export_dir, threads=threads,
                              avatar=photos[0].face(loaded.size))
     avatars = prepare_avatars(photos, puppeteer, loaded.size, full_frame=options.full_frame, out_size=options.size)

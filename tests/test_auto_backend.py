@@ -210,15 +210,18 @@ def test_auto_checks_its_choice_on_the_users_avatar(tiny_fomm, tmp_path, monkeyp
             puppeteer.prepare = lambda image: prepared.append((name, image)) or original(image)
             return puppeteer
         return open_named
+    moved = []
+    monkeypatch.setattr(auto, "moving_clip", lambda photo, *args: moved.append(photo) or moving_clip(photo, *args))
     options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none", avatar=avatar)
     choice = choose_backend(options, spying(options), AMX, frames=2)
     assert [name for name, _ in prepared] == ["torch", *BF16]
-    assert all(image is avatar for _, image in prepared)
+    assert all(image is avatar for _, image in prepared) and len(moved) == 1 and moved[0] is avatar
     assert "dB vs FP32 on the avatar" in choice.line
     prepared.clear()
     plain = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
     choice = choose_backend(plain, spying(plain), AMX, frames=2)
     astronaut = sample_clip(config.size, 1)[0]
+    assert [name for name, _ in prepared] == ["torch", *BF16]
     assert all(np.array_equal(image, astronaut) for _, image in prepared) and "on the astronaut" in choice.line
 
 

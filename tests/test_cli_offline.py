@@ -1,4 +1,5 @@
 """`puppet.py animate` and `swap` end to end, and every bad input's one-line message."""
+import shutil
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, ROOT, make_checkpoint, naive_relative_animation, shifted_clip
-from animation.media import read_frames, read_image, to_uint8
+from animation.media import MediaError, read_frames, read_image, to_uint8
 from motion.checkpoint import load_model
 from motion.config import load_config
 from puppet import main
@@ -113,7 +114,7 @@ CASES = {
     "unreadable image": (lambda b: dict(avatar=b["text"]), "cannot read image .*notes.png"),
     "missing video": (lambda b: dict(driving=b["tmp"] / "none.mp4"), "driving video .*none.mp4 does not exist"),
     "unreadable video": (lambda b: dict(driving=b["junk_video"]), "cannot read video .*junk.mp4"),
-    "a picture as video": (lambda b: dict(driving=b["png"]), "driving video .*astronaut.png is a single picture"),
+    "text as video": (lambda b: dict(driving=b["text"]), r"cannot read video .*notes.png \(no decoder for this file\)"),
     "empty frame folder": (lambda b: dict(driving=b["empty"]), "frame folder .*empty has no images"),
     "not a torch file": (lambda b: dict(checkpoint=b["junk_ckpt"]), "junk.pth.tar is not a .*PyTorch checkpoint"),
     "wrong checkpoint": (lambda b: dict(checkpoint=b["coseg"][1]), "co-part segmentation model checkpoint"),
@@ -138,6 +139,17 @@ def test_bad_inputs_give_one_line_and_exit_2(case, bad_inputs, capsys):
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     import re
     assert re.search(pattern, lines[0]), lines[0]
+    assert not (b["tmp"] / "ok").exists()  # a failed run leaves no trace of its output (checked before the model)
+
+
+def test_a_video_gone_before_it_is_read_is_a_one_line_error(driving_mp4, tmp_path):
+    """The video is checked, closed, and reopened when read (auto may take a minute in between)."""
+    video = tmp_path / "d.mp4"
+    shutil.copy(driving_mp4, video)
+    fps, frames = read_frames(video, (64, 64))
+    video.unlink()
+    with pytest.raises(MediaError, match="cannot read video .*d.mp4 any more"):
+        next(frames)
 
 
 def test_swap_index_and_model_kind_errors(tiny_fomm, tiny_coseg, astronaut_png, driving_mp4, tmp_path, capsys):

@@ -154,6 +154,10 @@ def test_bench_refuses_what_it_would_ignore_or_destroy(tiny_fomm, astronaut_png,
     before = astronaut_png.read_bytes()
     message = one_line_error(capsys, [*model, "--avatar", str(astronaut_png), "--stats", str(astronaut_png)])
     assert "--stats" in message and "is also an input" in message and astronaut_png.read_bytes() == before
+    bundled = ROOT / "checkpoints" / "avatar.png"  # the avatar used when none is given
+    before = bundled.read_bytes()
+    message = one_line_error(capsys, [*model, "--compare", "torch", "--stats", str(bundled)])
+    assert "is also an input" in message and bundled.read_bytes() == before
     message = one_line_error(capsys, [*model, "--compare", "torch,official", "--backend", "nope", "--fps", "5"])
     assert message == ("error: --fps, --backend do not apply to --compare, which times the model stages of the "
                        "backends it lists; drop them or run bench without --compare")
