@@ -158,7 +158,8 @@ def write_stats(path: str | None, result: dict) -> dict:
 
 
 def run_bench(options: BenchOptions) -> dict:
-    """The three loops on --driving; the tables on stdout, and as JSON in --stats."""
+    """The three loops on --driving (with --compare instead: the backends side by side); the tables on
+    stdout, and as JSON in --stats."""
     config_path, checkpoint = resolve_model("fomm-live", options.config, options.checkpoint)
     if options.driving.partition(":")[0] == "webcam":
         raise UserError("bench needs an input it can replay: pass --driving VIDEO|FRAME_DIR|synthetic[:HxW]")
