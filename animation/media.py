@@ -14,7 +14,7 @@ from skimage import data as skdata
 from skimage import img_as_ubyte
 from skimage.transform import resize
 
-from motion.errors import UserError
+from motion.errors import UserError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".gif", ".webm"}
@@ -91,7 +91,7 @@ def frame_files(folder: Path) -> list[Path]:
 
 def _unreadable(path: Path, err: Exception, when: str = "") -> MediaError:
     """The one-line error for a video the decoders cannot open (imageio's own wording is about plugins)."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = first_line(err, "")
     reason = "no decoder for this file" if text.startswith("Could not find a backend") else \
         f"{type(err).__name__}: {text}" if text else type(err).__name__
     return MediaError(f"cannot read video {path}{when} ({reason}); pass an mp4, avi or gif file, or a folder of "

@@ -28,7 +28,7 @@ from export.cache import ensure_export
 from export.cpu import CpuCapabilities, detect
 from export.timing import compare, psnr
 from motion.config import Config
-from motion.errors import BackendUnavailableError, UserError
+from motion.errors import BackendUnavailableError, UserError, first_line
 
 MIN_PSNR = 35.0
 MIN_PSNR_ENV = "PUPPET_AUTO_MIN_PSNR"  # overrides MIN_PSNR (e.g. inf to see the fallback to torch)
@@ -125,8 +125,7 @@ def choose_backend(options: Request, open_named: Callable[[str], Any], capabilit
         except UserError:
             raise  # the user's mistake (e.g. a file that is no checkpoint): every backend would refuse it
         except Exception as err:  # any failure of the exporter (a missing onnx, an unexportable op) leaves torch
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            untried = f"; onnxruntime untried: the export failed ({reason})"
+            untried = f"; onnxruntime untried: the export failed ({first_line(err)})"
     export_failed = bool(untried)
     opened = {"torch": open_named("torch")}
     for name in offered:

@@ -32,7 +32,7 @@ from export.graphs import GraphPuppeteer
 from motion.checkpoint import load_model
 from motion.config import Config
 from motion.dense_motion import DenseMotion
-from motion.errors import BackendUnavailableError, UserError
+from motion.errors import BackendUnavailableError, UserError, first_line
 from motion.generator import warp_features
 from motion.keypoints import Keypoints
 
@@ -146,8 +146,7 @@ class CompiledBf16Backend(Bf16AllTorchBackend):
                 avatar = self.prepare(blank)
                 self.render(avatar, self.motion(avatar, self.keypoints(blank)))
         except Exception as err:  # no compiler, an unsupported op or Python: the eager bf16 backends still run
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise BackendUnavailableError("torch-bf16-compiled", f"compiling failed: {reason}",
+            raise BackendUnavailableError("torch-bf16-compiled", f"compiling failed: {first_line(err)}",
                                           "torch-bf16-all") from None
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from motion.config import Config
-from motion.errors import UserError
+from motion.errors import UserError, first_line
 
 INFERENCE_KEYS = {"fomm": ("kp_detector", "generator"), "coseg": ("segmentation_module", "reconstruction_module")}
 MODEL_NAMES = {"fomm": "a First Order Motion Model", "coseg": "a co-part segmentation model"}
@@ -40,8 +40,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (unpickling failed); pass the "
                               ".pth.tar file saved by training") from None
     except Exception as err:  # torch.load raises many types (RuntimeError, KeyError, EOFError, ...) for junk
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({first}); "
+        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({first_line(err)}); "
                               "pass the .pth.tar file saved by training") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, not a dict of state_dicts; "

@@ -197,3 +197,9 @@ def test_truncated_video_says_how_many_frames_it_read(tmp_path, world):
     written = len(list((tmp_path / "o").glob("*.png")))
     assert 0 < written < 30
     assert f"read {written} of the 30 frames" in proc.stderr
+
+
+def test_first_line_of_an_exception():
+    from motion.errors import first_line
+    assert first_line(RuntimeError("  no compiler\nstack detail  ")) == "no compiler"
+    assert first_line(KeyError()) == "KeyError" and first_line(RuntimeError(""), "no device") == "no device"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from motion.errors import UserError
+from motion.errors import UserError, first_line
 from realtime.sinks import Packet
 
 FIX = ("on Linux load v4l2loopback (sudo apt install v4l2loopback-dkms; sudo modprobe v4l2loopback devices=1 "
@@ -25,8 +25,7 @@ def pyvirtualcam_device(width: int, height: int, fps: float) -> Any:
     try:
         return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB)
     except RuntimeError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else "no device"
-        raise VirtualCameraError(f"no virtual camera device ({reason}); {FIX}") from None
+        raise VirtualCameraError(f"no virtual camera device ({first_line(err, 'no device')}); {FIX}") from None
 
 
 class VirtualCameraSink:
