@@ -26,7 +26,7 @@ import torch
 from animation.media import moving_clip, sample_clip
 from export.cache import ensure_export
 from export.cpu import CpuCapabilities, detect
-from export.timing import compare, psnr
+from export.timing import BackendRun, compare, psnr
 from motion.config import Config
 from motion.errors import BackendUnavailableError, UserError, first_line
 
@@ -107,11 +107,18 @@ class Request(Protocol):
     avatar: np.ndarray | None
 
 
+def median_frame_ms(run: BackendRun) -> float:
+    """A trial's time: the median of its timed frames."""
+    return run.median_ms("frame")
+
+
 def choose_backend(options: Request, open_named: Callable[[str], Any], capabilities: CpuCapabilities | None = None,
-                   min_psnr: float | None = None, frames: int = FRAMES) -> AutoChoice:
+                   min_psnr: float | None = None, frames: int = FRAMES,
+                   frame_ms: Callable[[BackendRun], float] = median_frame_ms) -> AutoChoice:
     """Time this machine's candidates against FP32 torch, print one line saying which won and why, and
     return it opened. open_named: backend name -> puppeteer (export.backends.opener); capabilities: the
-    CPU's (default: detected); min_psnr: the bar (default: the setting)."""
+    CPU's (default: detected); min_psnr: the bar (default: the setting); frame_ms: a run's time (tests
+    inject it, so which backend wins never depends on the machine that runs them)."""
     cpu = capabilities or detect()
     bar = min_psnr_setting() if min_psnr is None else min_psnr
     hardware = torch.cuda.get_device_name(options.device) if options.device.type == "cuda" else cpu.label()
@@ -146,7 +153,7 @@ def choose_backend(options: Request, open_named: Callable[[str], Any], capabilit
         driving = moving_clip(avatar, options.config.size, frames + 1)
     runs = compare(list(opened), opened.__getitem__, avatar, driving, options.device)
     reference = runs[0].frames
-    trials = tuple(Trial(run.name, run.median_ms("frame"), float(min(map(psnr, run.frames, reference))))
+    trials = tuple(Trial(run.name, frame_ms(run), float(min(map(psnr, run.frames, reference))))
                    for run in runs)
     chosen = pick(trials, bar)
     line = f"backend auto: {chosen.name} ({explain(chosen, trials, bar, hardware, photo)}{untried})"

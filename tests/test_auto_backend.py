@@ -16,7 +16,7 @@ from animation.media import moving_clip, sample_clip
 from animation.pipeline import FommPipeline
 from animation.puppeteer import normalize_keypoints
 import export.auto as auto
-from export.auto import MIN_PSNR_ENV, candidates, choose_backend
+from export.auto import MIN_PSNR_ENV, Trial, candidates, choose_backend, pick
 from export.backends import BackendOptions, TorchBackend, open_backend, opener
 from export.cpu import CpuCapabilities, cross_check, parse_cpuinfo
 from motion.config import load_config
@@ -88,6 +88,15 @@ def one_thread():
 
 
 AMX = parse_cpuinfo(XEON_AMX)
+# Injected frame times (ms): which backend is faster is fixed by the test, never by the machine running it.
+BF16_FASTEST = {"torch": 50.0, "torch-bf16-compiled": 20.0, "torch-bf16-all": 30.0, "torch-bf16": 40.0,
+                "onnxruntime": 25.0, "onnxruntime-int8": 35.0}
+TORCH_FASTEST = {name: 100.0 + ms for name, ms in BF16_FASTEST.items()} | {"torch": 10.0}
+
+
+def timed(ms: dict[str, float]):
+    """A frame_ms for choose_backend that reads a trial's time from ``ms`` by backend name."""
+    return lambda run: ms[run.name]
 BF16 = ["torch-bf16-compiled", "torch-bf16-all", "torch-bf16"]  # what a bf16 CPU tries without ONNX Runtime
 AVX2 = parse_cpuinfo(HASWELL)
 
@@ -138,11 +147,12 @@ def test_auto_exports_a_new_model_once_for_onnxruntime(tiny_fomm, tmp_path, caps
     """No bf16 units: the ONNX Runtime backends are the candidates, so a model's first run exports it."""
     export_dir = tmp_path / "exports"
     options = BackendOptions(load_config(tiny_fomm[0]), tiny_fomm[1], CPU, export_dir=export_dir)
-    choice = choose_backend(options, opener(options), AVX2, frames=2)
+    choice = choose_backend(options, opener(options), AVX2, frames=2, frame_ms=timed(BF16_FASTEST))
     assert [t.name for t in choice.trials] == ["torch", "onnxruntime", "onnxruntime-int8"]
+    assert choice.name == "onnxruntime" and "25.0 ms vs 50.0 ms torch" in choice.line
     err = capsys.readouterr().err
     assert "exporting" in err and "untried" not in choice.line and list(export_dir.rglob("*.onnx"))
-    choose_backend(options, opener(options), AVX2, frames=2)
+    choose_backend(options, opener(options), AVX2, frames=2, frame_ms=timed(BF16_FASTEST))
     assert "exporting" not in capsys.readouterr().err  # the second run reuses the export
 
 
@@ -168,7 +178,8 @@ def test_forced_check_failure_falls_back_to_torch_and_says_why(tiny_fomm, tmp_pa
     fail_export(monkeypatch)
     config = load_config(tiny_fomm[0])
     options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
-    choice = choose_backend(options, opener(options), AMX, min_psnr=math.inf, frames=2)
+    choice = choose_backend(options, opener(options), AMX, min_psnr=math.inf, frames=2,
+                            frame_ms=timed(BF16_FASTEST))
     assert choice.name == "torch" and [t.name for t in choice.trials] == ["torch", *BF16]
     assert "below inf dB vs FP32 on the astronaut: torch-bf16-compiled" in choice.line
     assert "torch-bf16-all " in choice.line and "torch-bf16 " in choice.line
@@ -213,13 +224,13 @@ def test_auto_checks_its_choice_on_the_users_avatar(tiny_fomm, tmp_path, monkeyp
     moved = []
     monkeypatch.setattr(auto, "moving_clip", lambda photo, *args: moved.append(photo) or moving_clip(photo, *args))
     options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none", avatar=avatar)
-    choice = choose_backend(options, spying(options), AMX, frames=2)
+    choice = choose_backend(options, spying(options), AMX, frames=2, frame_ms=timed(BF16_FASTEST))
     assert [name for name, _ in prepared] == ["torch", *BF16]
     assert all(image is avatar for _, image in prepared) and len(moved) == 1 and moved[0] is avatar
-    assert "dB vs FP32 on the avatar" in choice.line
+    assert choice.name == "torch-bf16-compiled" and "dB vs FP32 on the avatar, 20.0 ms vs 50.0 ms torch" in choice.line
     prepared.clear()
     plain = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
-    choice = choose_backend(plain, spying(plain), AMX, frames=2)
+    choice = choose_backend(plain, spying(plain), AMX, frames=2, frame_ms=timed(BF16_FASTEST))
     astronaut = sample_clip(config.size, 1)[0]
     assert [name for name, _ in prepared] == ["torch", *BF16]
     assert all(np.array_equal(image, astronaut) for _, image in prepared) and "on the astronaut" in choice.line
@@ -231,15 +242,26 @@ def shipped_fp32() -> list[np.ndarray]:
     return frames_of(open_backend("torch", config, SHIPPED[1], CPU), config)
 
 
+def test_pick_takes_the_fastest_that_keeps_the_bar_else_torch():
+    torch_trial = Trial("torch", 50.0, math.inf)
+    trials = [torch_trial, Trial("fast-but-wrong", 10.0, 30.0), Trial("b", 20.0, 40.0), Trial("c", 15.0, 34.9)]
+    assert pick(trials, 35.0).name == "b"
+    assert pick(trials, 45.0) is torch_trial
+    assert pick([torch_trial, Trial("slow", 60.0, 50.0)], 35.0) is torch_trial
+
+
 def test_auto_picks_a_candidate_whose_frames_keep_35_db(shipped_fp32, tmp_path, monkeypatch):
     fail_export(monkeypatch)
     config = load_config(SHIPPED[0])
     options = BackendOptions(config, SHIPPED[1], CPU, export_dir=tmp_path / "none")
-    choice = choose_backend(options, opener(options), AMX, frames=2)
+    choice = choose_backend(options, opener(options), AMX, frames=2, frame_ms=timed(BF16_FASTEST))
     assert [t.name for t in choice.trials] == ["torch", *BF16]
-    assert choice.name in ("torch", *BF16)
-    assert choice.line.startswith(f"backend auto: {choice.name} (Intel Xeon Platinum 8480+")
+    assert choice.name == "torch-bf16-compiled" and all(trial.psnr >= 35 for trial in choice.trials[1:])
+    assert choice.line.startswith("backend auto: torch-bf16-compiled (Intel Xeon Platinum 8480+")
     assert min(naive_psnr(a, b) for a, b in zip(frames_of(choice.puppeteer, config), shipped_fp32)) >= 35
+    slower = choose_backend(options, opener(options), AMX, frames=2, frame_ms=timed(TORCH_FASTEST))
+    assert slower.name == "torch" and "slower: torch-bf16-compiled 120.0 ms, torch-bf16-all 130.0 ms, " \
+        "torch-bf16 140.0 ms vs 10.0 ms torch" in slower.line
 
 
 @pytest.mark.parametrize("name", ["torch-bf16-all", "torch-bf16-compiled"])
@@ -291,6 +313,7 @@ def test_a_backend_that_cannot_compile_is_one_line_and_auto_leaves_it_out(tiny_f
     assert str(error.value) == ("torch-bf16-compiled cannot run here (compiling failed: InvalidCxxCompiler: No "
                                 "working C++ compiler found); use --backend torch-bf16-all")
     options = BackendOptions(config, tiny_fomm[1], CPU, export_dir=tmp_path / "none")
-    choice = choose_backend(options, opener(options), AMX, frames=2)
+    choice = choose_backend(options, opener(options), AMX, frames=2, frame_ms=timed(BF16_FASTEST))
     assert [t.name for t in choice.trials] == ["torch", "torch-bf16-all", "torch-bf16"]
+    assert choice.name == "torch-bf16-all"
     assert "torch-bf16-compiled untried (compiling failed: InvalidCxxCompiler" in choice.line
