@@ -4,14 +4,15 @@ options, defaults and help come from the command's options dataclass (animation/
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
 
 from animation.options import AnimateOptions, OneLineParser, SwapOptions, add_options, from_args, renamed
 from export.options import ExportOptions
-from motion.errors import Interrupted, UserError
-from realtime.options import BenchOptions, LiveOptions
+from motion.errors import Interrupted, Terminated, UserError
+from realtime.options import BenchOptions, ChainEvalOptions, LiveOptions
 from training.options import (AverageOptions, EvalOptions, FetchDataOptions, MakeDataOptions, MakeFaceDataOptions,
                               PersonalizeOptions, PrepareDataOptions, SplitPartsOptions, TrainOptions)
 
@@ -98,6 +99,11 @@ def cmd_eval(o: EvalOptions) -> None:
     run_eval(o.config, o.checkpoint, o.data, cpu=o.cpu, json_path=o.json, landmarks=o.landmarks, photos=o.photos)
 
 
+def cmd_eval_live(options: ChainEvalOptions) -> None:
+    from realtime.chain_eval import run_chain_eval
+    run_chain_eval(options)
+
+
 def cmd_live(options: LiveOptions) -> None:
     from realtime.live import run_live
     run_live(options)
@@ -136,6 +142,8 @@ COMMANDS: dict[str, tuple[str, type, Callable]] = {
     "split-parts": ("give a co-part model's empty parts mass by splitting its heaviest parts (then train on with "
                     "--init)", SplitPartsOptions, cmd_split_parts),
     "eval": ("mean L1 reconstruction on held-out videos vs the identity baseline", EvalOptions, cmd_eval),
+    "eval-live": ("held-out clips at their own resolution through live's chain: face-region L1, PSNR and detail "
+                  "vs the still first frame", ChainEvalOptions, cmd_eval_live),
 }
 
 
@@ -153,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     _, options, func = COMMANDS[args.command]
     for note in renamed(options, argv):
         print(note, file=sys.stderr)
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         func(from_args(options, args))
     except UserError as err:
@@ -162,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(stop, Interrupted):
             print("interrupted; files written so far were closed", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def terminate(signum: int, frame: object) -> None:
+    """SIGTERM: unwind as Ctrl-C does, so outputs are finalised and stats written."""
+    raise Terminated
 
 
 if __name__ == "__main__":

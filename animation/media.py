@@ -19,6 +19,7 @@ from motion.errors import UserError, first_line
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".gif", ".webm"}
 WRITE_VIDEO_SUFFIXES = {".mp4", ".gif", ".avi"}
+FOLDER_FPS = 30.0  # a folder of frames has no rate of its own
 
 
 class MediaError(UserError):
@@ -136,15 +137,20 @@ def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
     return fps or 30.0, frames()
 
 
+def frame_folder(path: Path) -> list[Path]:
+    """The frames of a driving folder, by name; a folder without any is an error."""
+    files = frame_files(path)
+    if not files:
+        raise MediaError(f"frame folder {path} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                         "put the driving frames there or pass a video file")
+    return files
+
+
 def open_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
     """(fps, raw frames) of a video file or a folder of images sorted by name."""
     path = Path(path)
     if path.is_dir():
-        files = frame_files(path)
-        if not files:
-            raise MediaError(f"frame folder {path} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                             "put the driving frames there or pass a video file")
-        return 30.0, (load_picture(f, "frame") for f in files)
+        return FOLDER_FPS, (load_picture(f, "frame") for f in frame_folder(path))
     if not path.is_file():
         raise MediaError(f"driving video {path} does not exist; pass a video file or a folder of frames")
     return _video_frames(path)
@@ -200,10 +206,11 @@ def check_writable_file(path: str | Path, flag: str) -> None:
 
 def check_output(path: str | Path) -> None:
     """Fail before any work if FrameWriter could not write to ``path`` (a video of a known type, or a folder
-    for PNG frames), creating nothing: a run that fails later leaves no trace of its output."""
+    for PNG frames), creating nothing: a run that fails later leaves no trace of its output. A suffix
+    without letters is no file type (runs/size0.25 is a folder); one with letters must be a video type."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix and suffix not in WRITE_VIDEO_SUFFIXES and not path.is_dir():
+    if any(c.isalpha() for c in suffix) and suffix not in WRITE_VIDEO_SUFFIXES and not path.is_dir():
         raise MediaError(f"cannot write output {path}: unknown video type '{suffix}'; use .mp4, .avi or .gif, "
                          "or a folder name for PNG frames")
     if suffix in WRITE_VIDEO_SUFFIXES and (path.exists() or path.parent.is_dir()):
@@ -225,10 +232,12 @@ class FrameWriter:
     """Writes uint8 RGB frames to a video (.mp4, .avi, .gif) or a folder of lossless PNGs.
 
     The destination is opened up front so an unwritable path fails before any work is done, and a
-    context manager closes it on errors and Ctrl-C, so what was written stays playable.
+    context manager closes it on errors and Ctrl-C, so what was written stays playable. With `fragments`
+    an mp4 is written in half-second fragments, each playable once on disk: a recording cut short (a full
+    disk) plays up to its last fragment instead of lacking the index written at the end.
     """
 
-    def __init__(self, path: str | Path, fps: float):
+    def __init__(self, path: str | Path, fps: float, fragments: bool = False):
         self.path = Path(path)
         self.count = 0
         self.writer = None
@@ -240,7 +249,9 @@ class FrameWriter:
             if suffix == ".gif":
                 self.writer = imageio.get_writer(self.path, mode="I", duration=1000.0 / fps, loop=0)
             elif suffix in WRITE_VIDEO_SUFFIXES:
-                self.writer = imageio.get_writer(self.path, fps=fps, macro_block_size=1)
+                fragmented = ["-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "500000"]
+                self.writer = imageio.get_writer(self.path, fps=fps, macro_block_size=1,
+                                                 output_params=fragmented if fragments and suffix == ".mp4" else None)
             else:  # a folder of frames: prove a file can be made there before any work
                 probe = self.path / ".write_test"
                 probe.touch()

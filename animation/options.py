@@ -159,6 +159,8 @@ BACKEND_HELP = ("inference backend: auto (the fastest that keeps 35 dB against F
 DEFAULT_BACKEND = "auto"
 FULL_FRAME_HELP = ("paste the animated face back into the whole avatar photo, at the photo's resolution "
                    "(feathered seam, colours matched to the photo)")
+DETAIL_HELP = ("with --full-frame: the photo's own detail moved by the model's motion at the output's resolution "
+               "(--no-detail: the model's frame enlarged)")
 EXPORT_DIR_HELP = ("exported graphs for onnxruntime/tensorrt (default: a cache folder keyed by the checkpoint's hash, "
                    "exported on first use)")
 
@@ -191,6 +193,7 @@ class AnimateOptions(ClipOptions):
     backend: str = option(DEFAULT_BACKEND, BACKEND_HELP)
     export_dir: str | None = option(None, EXPORT_DIR_HELP)
     full_frame: bool = option(False, FULL_FRAME_HELP)
+    detail: bool = option(True, DETAIL_HELP)
     size: tuple[int, int] | None = option(None, "output size WIDTHxHEIGHT, e.g. 1280x720: frames are fitted and "
                                           "padded, not stretched (default: as rendered)", type=output_size)
 

@@ -8,11 +8,12 @@ Pure numpy/OpenCV: the live loop calls these between the model and the outputs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
+from animation.detail import DetailPlan, detail_band, fit_blur, plan_detail
 from animation.faces import Box
 from motion.errors import UserError
 
@@ -34,6 +35,7 @@ class PastePlan:
     ring: np.ndarray  # flat indices of model-size pixels in the feather band and inside the photo
     ring_mean: np.ndarray  # (3,) the photo's colour on the ring, 0..255
     ring_std: np.ndarray  # (3,)
+    detail: DetailPlan | None = None  # the photo's crop at rect size for detail transfer (animation.detail)
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,10 @@ def _inside(start: int, length: int, n: int, limit: int) -> np.ndarray:
 
 
 def plan_paste(photo: np.ndarray, box: Box | None, model_size: tuple[int, int],
-               feather: float = DEFAULT_FEATHER) -> PastePlan:
+               feather: float = DEFAULT_FEATHER, detail: bool = False) -> PastePlan:
     """Plan pasting (model_size) crops of `box` back into `photo`; box None means the whole photo (the
-    avatar fallback when no face is found, where the model animated the whole picture)."""
+    avatar fallback when no face is found, where the model animated the whole picture); detail: plan the
+    photo's detail transfer too."""
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
         raise ValueError(f"the photo must be (H, W, 3) uint8, got {photo.shape} {photo.dtype}")
     if not 0 <= feather <= 0.5:
@@ -101,7 +104,7 @@ def plan_paste(photo: np.ndarray, box: Box | None, model_size: tuple[int, int],
     photo = photo.copy()
     photo.flags.writeable = False
     return PastePlan(photo, (x, y, w, h), region, window, alpha, 1 - alpha, (mh, mw), ring,
-                     mean.astype(np.float32), std.astype(np.float32))
+                     mean.astype(np.float32), std.astype(np.float32), plan_detail(padded, (mh, mw)) if detail else None)
 
 
 def match_colour(plan: PastePlan, rendered: np.ndarray, std: bool = False) -> ColourMatch:
@@ -127,10 +130,12 @@ def as_bytes(image: np.ndarray) -> np.ndarray:
     return image if image.dtype == np.uint8 else np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = None) -> np.ndarray:
+def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = None,
+              band: np.ndarray | None = None) -> np.ndarray:
     """The photo with the animated (h, w, 3) crop (float in [0, 1] or uint8, at plan.model_size) blended
     in through the feathered mask: a new (H, W, 3) uint8 frame, the photo's own pixels outside the crop.
-    The colour correction runs at the model's size (cheaper, and it commutes with linear resizing)."""
+    The colour correction runs at the model's size (cheaper, and it commutes with linear resizing); band:
+    (rect height, rect width, 3) detail in 0..255 units added to the enlarged crop (animation.detail)."""
     crop = _check_crop(plan, crop)
     scale = 255.0 if crop.dtype != np.uint8 else 1.0
     if colour is not None:
@@ -138,7 +143,10 @@ def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = No
     else:
         crop = as_bytes(crop)
     _, _, w, h = plan.rect
-    resized = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)[plan.window]
+    resized = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+    if band is not None:
+        resized = cv2.add(resized, band, dtype=cv2.CV_8U)  # saturated and rounded to bytes
+    resized = resized[plan.window]
     out = plan.photo.copy()
     out[plan.region] = cv2.blendLinear(np.ascontiguousarray(resized), plan.photo[plan.region], plan.alpha, plan.beta)
     return out
@@ -204,27 +212,54 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def shrink_to_fit(photo: np.ndarray, box: Box | None, size: tuple[int, int]) -> tuple[np.ndarray, Box | None]:
+    """A photo larger than the output it is shown in, resized once to the size it is shown at (and its face
+    box with it), so that no frame pastes, transfers detail or letterboxes at more pixels than are shown."""
+    placement = place(photo.shape, size)
+    if placement.scale >= 1:
+        return photo, box
+    h, w = photo.shape[:2]
+    sx, sy = placement.width / w, placement.height / h
+    small = cv2.resize(photo, (placement.width, placement.height), interpolation=cv2.INTER_AREA)
+    return small, None if box is None else Box(box.cx * sx, box.cy * sy, box.side * (sx + sy) / 2)
+
+
 class Portrait:
     """What the outputs show of one avatar: the animated crop, or (full_frame) the crop pasted back into
     the whole photo, then letterboxed to `size` (width, height) when one is given. The colour correction
-    is measured once, on the first crop shown: the avatar at rest (the reference pose of relative motion)."""
+    is measured once, on the first crop shown: the avatar at rest (the reference pose of relative motion).
+    detail (full_frame only): the photo's own detail moved by each frame's motion (animation.detail)."""
 
     def __init__(self, photo: np.ndarray, box: Box | None, model_size: tuple[int, int], full_frame: bool,
-                 size: tuple[int, int] | None):
-        self.plan = plan_paste(photo, box, model_size) if full_frame else None
+                 size: tuple[int, int] | None, detail: bool = False):
+        if full_frame and size:
+            photo, box = shrink_to_fit(photo, box, size)
+        self.plan = plan_paste(photo, box, model_size, detail=detail) if full_frame else None
         self.colour: ColourMatch | None = None
         shape = photo.shape if full_frame else (*model_size, 3)
         self.placement = place(shape, size) if size else None
 
-    def __call__(self, crop: np.ndarray, rendered: bool = True) -> np.ndarray:
-        """A model-size crop (float [0, 1]) -> the output frame (uint8). The colour is measured on the
-        first `rendered` crop (not on the avatar's own still crop, which has no generator bias)."""
+    def band(self, deformation: np.ndarray | None = None, occlusion: np.ndarray | None = None) -> np.ndarray | None:
+        """The photo's detail for a frame made by this motion (deformation (hd, wd, 2), occlusion (hd, wd);
+        None: the avatar at rest), or None without detail transfer; a step of its own to be timed apart."""
+        if self.plan is None or self.plan.detail is None:
+            return None
+        return detail_band(self.plan.detail, deformation, occlusion)
+
+    def __call__(self, crop: np.ndarray, rendered: bool = True, band: np.ndarray | None = None) -> np.ndarray:
+        """A model-size crop (float [0, 1]) and its band() -> the output frame (uint8). The colour is
+        measured on the first `rendered` crop (not on the avatar's own still crop, which has no generator
+        bias)."""
         if self.plan is None:
             image = as_bytes(crop)
         else:
             if self.colour is None and rendered:
                 self.colour = match_colour(self.plan, crop)
-            image = composite(self.plan, crop, self.colour)
+                if self.plan.detail is not None:  # the generator's blur, measured on the same frame at rest
+                    detail = self.plan.detail
+                    self.plan = replace(self.plan, detail=plan_detail(detail.photo, detail.model_size,
+                                                                      fit_blur(detail, crop)))
+            image = composite(self.plan, crop, self.colour, band)
         return image if self.placement is None else letterbox(self.placement, image)
 
     def matte(self, alpha: np.ndarray) -> np.ndarray:

@@ -34,6 +34,15 @@ def pick_device(cpu: bool) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
 
 
+def motion_arrays(motion: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A FOMM dense motion (any backend's: it carries ``deformation`` (1, h, w, 2) and ``occlusion``
+    (1, 1, h, w) or None) as (h, w, 2) and (h, w) arrays for the paste-back's detail transfer; None: none."""
+    if motion is None:
+        return None, None
+    occlusion = None if motion.occlusion is None else motion.occlusion[0, 0].float().cpu().numpy()
+    return motion.deformation[0].float().cpu().numpy(), occlusion
+
+
 class FommPipeline:
     """An avatar following a driver. ``avatar`` may be replaced between frames (live avatar switching):
     the reference pose belongs to the driver, so it survives the switch."""
@@ -79,9 +88,13 @@ class FommPipeline:
         motion = self.motion(kp_avatar)
         return self.generate(motion), motion
 
+    def step(self, frame: np.ndarray) -> tuple[np.ndarray, Any]:
+        """One float (h, w, 3) driving frame in [0, 1] at the model's size -> (the avatar's frame, the
+        dense motion that made it)."""
+        return self.render(self.drive(self.keypoints(frame)))
+
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """One float (h, w, 3) driving frame in [0, 1] at the model's size -> the avatar's frame."""
-        return self.render(self.drive(self.keypoints(frame)))[0]
+        return self.step(frame)[0]
 
 
 def check_swap_index(swap_index: Sequence[int], num_segments: int) -> None:

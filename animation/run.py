@@ -14,7 +14,7 @@ from animation.media import (FrameWriter, check_not_input, check_output, check_w
                              load_picture, read_frames, read_image, to_model_frame, to_uint8, write_image)
 from animation.options import AnimateOptions, ClipOptions, SwapOptions
 from animation.paste import Portrait
-from animation.pipeline import FommPipeline, SwapPipeline, check_swap_index, pick_device
+from animation.pipeline import FommPipeline, SwapPipeline, check_swap_index, motion_arrays, pick_device
 from animation.puppeteer import FommPuppeteer, SwapPuppeteer
 from motion.checkpoint import MODEL_NAMES, load_model
 from motion.config import Config, load_config
@@ -38,29 +38,37 @@ def _remember(frames: Iterator[np.ndarray], store: list[np.ndarray]) -> Iterator
 # (config, checkpoint, device, avatar image) -> a puppeteer with FommPuppeteer's stages (an export backend
 # plugs in here; auto checks its choice on the avatar)
 ModelOpener = Callable[[Config, str, torch.device, np.ndarray], Any]
-# (config, checkpoint, device, avatar image) -> the per-frame pipeline
-PipelineOpener = Callable[[Config, str, torch.device, np.ndarray], Callable[[np.ndarray], np.ndarray]]
-# (avatar path, config) -> (the avatar at the model's size, model-size frame -> output frame)
-AvatarLoader = Callable[[str, Config], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
+# (config, checkpoint, device, avatar image) -> the per-frame step: driving frame -> (model frame, its motion)
+PipelineOpener = Callable[[Config, str, torch.device, np.ndarray], Callable[[np.ndarray], tuple[np.ndarray, Any]]]
+# (model-size frame, the dense motion that made it or None) -> output frame
+Presenter = Callable[[np.ndarray, Any], np.ndarray]
+# (avatar path, config) -> (the avatar at the model's size, its presenter)
+AvatarLoader = Callable[[str, Config], tuple[np.ndarray, Presenter]]
 
 
-def official_avatar(path: str, config: Config) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+def official_avatar(path: str, config: Config) -> tuple[np.ndarray, Presenter]:
     """The official demo's preparation: the whole photo resized to the model; frames written as rendered."""
-    return read_image(path, config.size), to_uint8
+    return read_image(path, config.size), lambda frame, motion: to_uint8(frame)
 
 
-def portrait_avatar(full_frame: bool, size: tuple[int, int] | None) -> AvatarLoader:
-    """The avatar for --full-frame (its face crop, pasted back into the photo) and/or --size (letterboxed)."""
-    def load(path: str, config: Config) -> tuple[np.ndarray, Portrait]:
+def presenter(portrait: Portrait) -> Presenter:
+    """Frames through a portrait, with the photo's detail moved by each frame's motion when it has detail."""
+    return lambda frame, motion: portrait(frame, True, portrait.band(*motion_arrays(motion)))
+
+
+def portrait_avatar(full_frame: bool, size: tuple[int, int] | None, detail: bool) -> AvatarLoader:
+    """The avatar for --full-frame (its face crop, pasted back into the photo, with its detail unless
+    --no-detail) and/or --size (letterboxed)."""
+    def load(path: str, config: Config) -> tuple[np.ndarray, Presenter]:
         if not full_frame:
             avatar, _ = official_avatar(path, config)
-            return avatar, Portrait(avatar, None, config.size, False, size)
+            return avatar, presenter(Portrait(avatar, None, config.size, False, size))
         photo = load_picture(path, "avatar")
         box = avatar_box(photo, HaarFaceDetector(), DEFAULT_MARGIN)
         if box is None:
             print(f"no face found in avatar {path}; animating the whole picture", file=sys.stderr)
         return to_model_frame(photo if box is None else crop(photo, box), config.size), \
-            Portrait(photo, box, config.size, True, size)
+            presenter(Portrait(photo, box, config.size, True, size, detail))
     return load
 
 
@@ -82,8 +90,8 @@ def _run(options: ClipOptions, config: Config, checkpoint: str, open_pipeline: P
     if options.sheet:
         frames = _remember(frames, seen)
     with FrameWriter(options.output, fps) as writer:
-        for frame in tqdm(map(pipeline, frames), desc="frames", unit="frame", file=sys.stderr, disable=None):
-            writer.write(present(frame))
+        for frame, motion in tqdm(map(pipeline, frames), desc="frames", unit="frame", file=sys.stderr, disable=None):
+            writer.write(present(frame, motion))
             if options.sheet:
                 results.append(frame)
     print(f"wrote {writer.count} frames to {options.output}", file=sys.stderr)
@@ -101,9 +109,10 @@ def run_animate(options: AnimateOptions, open_model: ModelOpener = torch_model) 
     """`open_model` picks the backend (export/backends.py plugs in here, from the command line's layer)."""
     config, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
 
-    def open_pipeline(loaded: Config, path: str, device: torch.device, avatar: np.ndarray) -> FommPipeline:
-        return FommPipeline(open_model(loaded, path, device, avatar), avatar, options.relative, options.adapt_scale)
-    loader = portrait_avatar(options.full_frame, options.size) if options.full_frame or options.size else official_avatar
+    def open_pipeline(loaded: Config, path: str, device: torch.device, avatar: np.ndarray) -> Callable:
+        return FommPipeline(open_model(loaded, path, device, avatar), avatar, options.relative, options.adapt_scale).step
+    loader = portrait_avatar(options.full_frame, options.size, options.detail) if options.full_frame or options.size \
+        else official_avatar
     return _run(options, load_config_for("fomm", config), checkpoint, open_pipeline, loader)
 
 
@@ -113,7 +122,8 @@ def run_swap(options: SwapOptions) -> int:
     chosen = loaded.swap_index if options.parts is None else options.parts
     check_swap_index(chosen, loaded.model.num_segments)
 
-    def open_pipeline(loaded: Config, path: str, device: torch.device, avatar: np.ndarray) -> SwapPipeline:
+    def open_pipeline(loaded: Config, path: str, device: torch.device, avatar: np.ndarray) -> Callable:
         swapper = SwapPuppeteer(load_model(loaded, path, device), device)
-        return SwapPipeline(swapper, chosen, avatar, options.source_segmentation)
+        pipeline = SwapPipeline(swapper, chosen, avatar, options.source_segmentation)
+        return lambda frame: (pipeline(frame), None)
     return _run(options, loaded, checkpoint, open_pipeline)

@@ -10,6 +10,10 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C after the command has already said what it closed and saved: exit 130 with no more words."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, kill), raised in the main thread: a command stops as on Ctrl-C."""
+
+
 def first_line(err: BaseException, default: str | None = None) -> str:
     """An exception's first line of text, for a one-line message; when it has none, ``default`` (None: the
     exception type's name)."""

@@ -14,12 +14,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from animation.pipeline import FommPipeline, SwapPipeline
+from animation.pipeline import FommPipeline, SwapPipeline, motion_arrays
 from animation.puppeteer import Puppeteer, SwapPuppeteer
 from motion.geometry import resize_map, warp
 from realtime.avatars import Avatar, foreground
 from realtime.controls import Controls
-from animation.faces import DEFAULT_MARGIN, centre_box, crop, face_crop, resize_uint8
+from realtime.framing import reframe, reframe_of
+from animation.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
 from animation.paste import Portrait
 from realtime.face import FaceTracker
 from realtime.landmark_tracker import LandmarkTracker
@@ -54,11 +55,14 @@ def as_float(image: np.ndarray) -> np.ndarray:
 class Animator:
     """Per-frame stages with their state: calibration pose, smoothing filters, held pose."""
 
+    calibrating = True  # the next frame with a face becomes the reference pose (and the next, until it holds still)
+
     def __init__(self, puppeteer: Puppeteer, avatars: list[Avatar], controls: Controls, stats: Stats,
                  size: tuple[int, int], tracker: FaceTracker | LandmarkTracker | None = None,
                  margin: float = DEFAULT_MARGIN, relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
                  swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
-                 swap_parts: Sequence[int] = (), want_alpha: bool = False, out_size: tuple[int, int] | None = None):
+                 swap_parts: Sequence[int] = (), want_alpha: bool = False, out_size: tuple[int, int] | None = None,
+                 follow_head: bool = True):
         self.avatars, self.controls, self.stats = avatars, controls, stats
         self.size, self.tracker, self.margin, self.smoother = size, tracker, margin, smoother
         self.pipeline = FommPipeline(puppeteer, relative=relative, adapt_scale=adapt_scale, timer=stats.time)
@@ -72,6 +76,8 @@ class Animator:
         self.last: Rendered | None = None
         self.losses = 0  # times a followed face was lost
         self.following = False
+        self.follow_head = follow_head  # the crop's motion since calibration moves the avatar (realtime/framing.py)
+        self.calibration: Box | None = None  # the face crop at calibration
 
     @property
     def avatar(self) -> Avatar:
@@ -83,7 +89,8 @@ class Animator:
         (reference pose, filters), so frames enter in order."""
         with self.stats.time("face_crop"):
             box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
-            face = None if box is None else crop(frame, face_crop(box, self.margin, frame.shape) if self.tracker else box)
+            cut = None if box is None else face_crop(box, self.margin, frame.shape) if self.tracker else box
+            face = None if cut is None else crop(frame, cut)
         avatar = self.avatar
         if face is None:
             self._lose()
@@ -98,7 +105,13 @@ class Animator:
             kp = self.smoother(kp, t)
         self.jitter_smoothed.add(kp.value)
         if self.controls.take_recalibration():
+            self.calibrating = True
+        if self.calibrating:  # the reference pose follows a tracked face until its box holds still
             self.pipeline.recalibrate()
+            self.calibrating = self.tracker is not None and not self.tracker.steady
+            self.calibration = cut
+        if self.follow_head and self.calibration is not None and self.tracker is not None:  # as a fixed crop sees it
+            kp = reframe(kp, reframe_of(self.calibration, cut))
         self.pipeline.avatar = avatar.fomm
         motion = self.pipeline.motion(self.returning(self.pipeline.drive(kp)))
         return Prepared(frame, avatar, face, preview, motion)
@@ -127,7 +140,7 @@ class Animator:
         frame, avatar = prepared.frame, prepared.avatar
         preview = resize_uint8(crop(frame, centre_box(frame.shape)), self.size)
         if self.last is None or self.last.avatar != avatar.name:
-            image, alpha = self._show(avatar.image, self._still_alpha(avatar), avatar.portrait, rendered=False)
+            image, alpha = self._show(avatar.image, self._still_alpha(avatar), avatar.portrait, None, rendered=False)
             return Rendered(image, preview, alpha, False, avatar.name, False)
         return replace(self.last, preview=preview, face=False)
 
@@ -142,7 +155,7 @@ class Animator:
         if self.want_alpha and avatar.matte is not None:
             with self.stats.time("matte"):
                 alpha = warp(avatar.matte, torch.as_tensor(motion.deformation))[0, 0].cpu().numpy()
-        shown, matte = self._show(image, alpha, avatar.portrait)
+        shown, matte = self._show(image, alpha, avatar.portrait, motion)
         return Rendered(shown, prepared.preview, matte, True, avatar.name, False)
 
     def _swap(self, prepared: Prepared) -> Rendered:
@@ -154,14 +167,17 @@ class Animator:
         if image.shape[:2] != tuple(self.size):
             image = resize_map(torch.from_numpy(image).permute(2, 0, 1)[None], *self.size)[0].permute(1, 2, 0).numpy()
         alpha = foreground(segmentation, self.size)[0, 0].cpu().numpy() if self.want_alpha else None
-        shown, matte = self._show(image, alpha, self.swap_portrait)
+        shown, matte = self._show(image, alpha, self.swap_portrait, None)
         return Rendered(shown, prepared.preview, matte, True, avatar.name, True)
 
-    def _show(self, image: np.ndarray, alpha: np.ndarray | None, portrait: Portrait,
+    def _show(self, image: np.ndarray, alpha: np.ndarray | None, portrait: Portrait, motion: Any,
               rendered: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """A model-size frame and matte -> what the outputs show, through the avatar's portrait."""
+        """A model-size frame and matte -> what the outputs show, through the avatar's portrait, with the
+        photo's detail moved by the frame's dense motion (None: the avatar at rest) when it transfers detail."""
+        with self.stats.time("detail"):
+            band = portrait.band(*motion_arrays(motion))
         with self.stats.time("paste_back"):
-            return portrait(image, rendered), None if alpha is None else portrait.matte(alpha)
+            return portrait(image, rendered, band), None if alpha is None else portrait.matte(alpha)
 
     def tracking(self) -> dict[str, object]:
         """Face tracking figures for the stats: the tracker, faces lost, full detections run."""

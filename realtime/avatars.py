@@ -80,9 +80,11 @@ def find_faces(paths: Sequence[str | Path], margin: float = DEFAULT_MARGIN,
 
 def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer, size: tuple[int, int],
                     swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
-                    full_frame: bool = False, out_size: tuple[int, int] | None = None) -> list[Avatar]:
+                    full_frame: bool = False, out_size: tuple[int, int] | None = None,
+                    detail: bool = False) -> list[Avatar]:
     """Each avatar's face crop, cached stages and output plan (full_frame: the crop pasted back into the
-    photo; out_size: letterboxed to that (width, height))."""
+    photo, with the photo's detail moved by the motion when detail; out_size: letterboxed to that (width,
+    height))."""
     avatars = []
     for avatar in photos:
         image = avatar.face(size)
@@ -90,6 +92,6 @@ def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer, size: t
         if swapper is not None and swap_size is not None:
             swap = swapper.prepare(avatar.face(swap_size))
             matte = foreground(swap.segments.segmentation, size)
-        portrait = Portrait(avatar.photo, avatar.box, size, full_frame, out_size)
+        portrait = Portrait(avatar.photo, avatar.box, size, full_frame, out_size, detail)
         avatars.append(Avatar(avatar.path.stem, image, puppeteer.prepare(image), swap, matte, portrait))
     return avatars

@@ -23,7 +23,7 @@ from animation.defaults import DEFAULT_AVATAR, resolve_model
 from animation.media import check_not_input, check_writable_file, moving_clip, read_frames
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
 from animation.options import flag
-from animation.pipeline import FommPipeline, pick_device
+from animation.pipeline import FommPipeline, motion_arrays, pick_device
 from animation.puppeteer import Puppeteer
 from animation.run import load_config_for
 from export.backends import open_backend
@@ -42,7 +42,7 @@ from realtime.sources import SyntheticSource, open_source, synthetic_size
 from realtime.stats import Stats
 
 WARM_UP = 3
-COMPARE_IGNORES = ("backend", "full_frame", "size", "tracker", "fps")  # live-loop options --compare has no use for
+COMPARE_IGNORES = ("backend", "full_frame", "detail", "stabilize", "size", "tracker", "fps")  # live-loop options --compare has no use for
 
 
 class I420Camera:
@@ -87,9 +87,11 @@ def naive_loop(puppeteer: Puppeteer, avatar: Avatar, size: tuple[int, int], driv
                                                   else centre_box(image.shape)), size))
             with stats.time("prepare"):
                 pipeline.set_avatar(avatar.image)
-            rendered = pipeline(face)
+            rendered, motion = pipeline.step(face)
+            with stats.time("detail"):
+                band = avatar.portrait.band(*motion_arrays(motion))
             with stats.time("paste_back"):
-                shown = avatar.portrait(rendered)
+                shown = avatar.portrait(rendered, True, band)
             with stats.time("output"):
                 camera.send(shown)
             stats.frame_done(time.perf_counter() - start)
@@ -102,7 +104,7 @@ def pipelined_loop(puppeteer: Puppeteer, avatars: list[Avatar], size: tuple[int,
     stats = Stats()
     controls = Controls([a.name for a in avatars])
     animator = Animator(puppeteer, avatars, controls, stats, size, make_tracker(options.tracker),
-                        smoother=KeypointSmoother(), out_size=options.size)
+                        smoother=KeypointSmoother(), out_size=options.size, follow_head=not options.stabilize)
     source = open_source(driving, paced=paced, frames=frames, fps=options.fps)
     stats.extra["input_fps"] = source.fps
     camera = VirtualCameraSink(options.size[::-1], source.fps, I420Camera)
@@ -184,7 +186,8 @@ def run_bench(options: BenchOptions) -> dict:
     photos = find_faces([avatar_path])
     puppeteer = open_backend(backend, loaded, checkpoint, device, options.export_dir, threads=threads,
                              avatar=photos[0].face(loaded.size))
-    avatars = prepare_avatars(photos, puppeteer, loaded.size, full_frame=options.full_frame, out_size=options.size)
+    avatars = prepare_avatars(photos, puppeteer, loaded.size, full_frame=options.full_frame, out_size=options.size,
+                              detail=options.detail)
     naive_loop(puppeteer, avatars[0], loaded.size, driving, WARM_UP)
     pipelined = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, False, options)
     paced = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, True, options)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from export.ort_runner import cpu_threads
+from motion.errors import UserError, first_line
 from realtime.animator import Animator
 from realtime.controls import Controls
 from realtime.sinks import Packet, Sink
@@ -35,6 +36,8 @@ from realtime.sources import Frame, Source
 from realtime.stats import Stats
 
 JOIN_S = 3.0
+NO_FACE_S = 3.0  # capture time without a face before the user is told
+BROKEN_FRAMES = 10  # reads in a row a live input may fail before the session ends
 RECORDING_QUEUE = 32  # a recording absorbs an encoder's hiccups (start-up, a slow disk) before it drops
 CLOSE_S = 15.0  # a video file may need a moment to flush
 
@@ -124,6 +127,39 @@ class NewestFrame(Slot):
             self.asked.set()
 
 
+class FaceWatch:
+    """Says once on stderr when no face has been seen for `after` seconds of capture time (from the start, or
+    since the face was last seen), and once when it is back: an avatar that holds its pose is otherwise
+    indistinguishable from a frozen program. Counts the frames without a face and the spells it announced."""
+
+    def __init__(self, after: float = NO_FACE_S):
+        self.after = after
+        self.since: float | None = None  # the capture time of the first frame of the current spell without a face
+        self.said = False
+        self.frames = 0
+        self.spells = 0
+
+    def __call__(self, face: bool, t: float) -> float:
+        """A frame captured at t (seconds), with or without a face: the seconds without one so far."""
+        if face:
+            if self.said:
+                print(f"face found again after {t - self.since:.1f} s", file=sys.stderr)
+            self.since, self.said = None, False
+            return 0.0
+        self.frames += 1
+        self.since = t if self.since is None else self.since
+        if t - self.since >= self.after and not self.said:
+            self.said = True
+            self.spells += 1
+            print(f"no face found for {self.after:g} s: the avatar holds its pose (face the camera, in good light)",
+                  file=sys.stderr)
+        return t - self.since
+
+    def figures(self) -> dict[str, int]:
+        """For the stats: frames without a face, and the times none was found for `after` seconds."""
+        return {"frames_without_face": self.frames, "face_missing": self.spells}
+
+
 class SinkWorker:
     """One sink on its own thread behind a bounded queue: drop-oldest, or blocking for a lossless sink
     when the input can wait."""
@@ -166,7 +202,10 @@ class SinkWorker:
                 continue
             self.written += 1
             self.stats.add(f"sink_{self.sink.name}", time.perf_counter() - start)
-        self.sink.close()
+        try:
+            self.sink.close()
+        except Exception as err:  # a recording that could not be finalised: reported once the loop has stopped
+            self.error = self.error or err
 
     def close(self) -> None:
         """Let the sink write what it was given, then close it (files are finalised)."""
@@ -191,15 +230,26 @@ class Engine:
         self.stop = threading.Event()
         self.capture_error: BaseException | None = None
         self.first_half_error: BaseException | None = None
+        self.watch = FaceWatch()
+        self.unreadable = 0  # frames a live input failed to deliver
 
     def _capture(self) -> None:
+        failures = 0  # reads in a row that failed
         try:
             while not self.stop.is_set():
                 if not self.source.live:
                     self.slot.wait_empty()
                 self.source.wait(self.stop, self.slot.asked)
                 start = time.perf_counter()
-                frame = self.source.read(self.stop)
+                try:
+                    frame = self.source.read(self.stop)
+                except (UserError, OSError) as err:
+                    if not self.source.live:
+                        raise
+                    failures += 1
+                    self._unreadable(err, failures)
+                    continue
+                failures = 0
                 if frame is None:
                     break
                 self.stats.add("capture", time.perf_counter() - start)
@@ -208,6 +258,17 @@ class Engine:
             self.capture_error = err
         finally:
             self.slot.close()
+
+    def _unreadable(self, err: Exception, failures: int) -> None:
+        """A live input failed to read a frame (corrupt, vanished): the avatar holds its pose and the session
+        goes on, said once; BROKEN_FRAMES failures in a row end it with this error."""
+        self.unreadable += 1
+        if failures >= BROKEN_FRAMES:
+            raise UserError(f"input {self.source.name} stays broken: {failures} frames in a row could not be read; "
+                            f"last: {first_line(err)}")
+        if self.unreadable == 1:
+            print(f"warning: skipped a frame of {self.source.name}, the avatar holds its pose (said once; --stats "
+                  f"counts them): {first_line(err)}", file=sys.stderr)
 
     def _first_half(self) -> None:
         """Take a frame only when the second half is free to take its result, so none ages in between."""
@@ -250,7 +311,8 @@ class Engine:
                         fps = 0.9 * fps + 0.1 / max(now - previous, 1e-6) if fps else 1 / max(now - previous, 1e-6)
                     previous = now
                     packet = Packet(frame.index, rendered.image, rendered.preview, rendered.alpha, rendered.face,
-                                    rendered.avatar, rendered.swap, fps, (now - frame.captured_at) * 1000)
+                                    rendered.avatar, rendered.swap, fps, (now - frame.captured_at) * 1000,
+                                    self.watch(rendered.face, frame.t))
                     for worker in workers:
                         worker.offer(packet)
                 self.stats.frame_done(self.clock.now() - frame.captured_at)
@@ -269,10 +331,11 @@ class Engine:
             for worker in workers:
                 worker.close()
             self.stats.dropped = self.slot.dropped
+            self.stats.extra["unreadable_frames"] = self.unreadable
             self.stats.extra["sinks"] = {w.sink.name: {"written": w.written, "dropped": w.dropped} for w in workers}
             self.stats.extra["jitter"] = self.animator.jitter()
-            self.stats.extra["tracking"] = self.animator.tracking()
-        for error in (self.capture_error, self.first_half_error):
+            self.stats.extra["tracking"] = {**self.animator.tracking(), **self.watch.figures()}
+        for error in (self.capture_error, self.first_half_error, *(w.error for w in workers)):
             if error is not None:
                 raise error
         return self.stats

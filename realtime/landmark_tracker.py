@@ -14,6 +14,7 @@ with dlib-bin and Debian's libdlib-data), MediaPipe's face mesh when it is insta
 """
 from __future__ import annotations
 
+import functools
 import glob
 import importlib
 import importlib.util
@@ -28,7 +29,7 @@ import numpy as np
 
 from animation.faces import BLANK_STD, DETECT_SIDE, LANDMARK_MODEL, LEFT_EYE, RIGHT_EYE, Box, load_dlib
 from motion.errors import UserError
-from realtime.face import FaceTracker
+from realtime.face import FaceTracker, SteadyBox
 from realtime.smoothing import OneEuroFilter
 
 # The face box from eyes and mouth, calibrated against the Haar box on the 64 even frames of
@@ -43,6 +44,14 @@ CENTRE_DOWN = 0.17  # the Haar box centre lies this fraction of the way from the
 WINDOW_SIDE = 0.86
 WINDOW_DOWN = 0.34
 FIT_SIDE = 128  # the tracking window's side, in pixels of the upright patch the shape predictor reads
+# Detection: dlib's HOG detector finds faces from 60 pixels (Haar-equivalent side; 50 it misses, measured on
+# the bundled clip), so frames are searched at up to twice their size: faces from 30 pixels are found. A
+# detection scans about 2 x DETECT_PIXELS at most (2 x 50 ms on one slow core); it runs only while there is
+# no face, when the loop has no keypoints or generator to run.
+MAX_SCALE = 2.0
+DETECT_PIXELS = 400_000
+TILE = 512  # a tile's side, in pixels of its scaled copy
+TILE_OVERLAP = 160  # scaled pixels: more than a face the next coarser scale misses (120) with its context
 
 MIN_SIMILARITY = 0.5  # correlation of the face's appearance with the last frame's below which it is lost
 MAX_SCALE_STEP = 1.25  # a face cannot grow or shrink more than this between two frames
@@ -106,16 +115,64 @@ class LandmarkProvider(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class View:
+    """A part of the frame (x0, y0, x1, y1 in frame pixels) searched on a copy scaled by `scale`."""
+    scale: float
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def cost(self) -> float:
+        """The pixels the detector scans (its own pyramid adds a fixed factor)."""
+        return (self.x1 - self.x0) * (self.y1 - self.y0) * self.scale ** 2
+
+
+def spans(length: int, tile: float, overlap: float) -> list[tuple[int, int]]:
+    """The fewest equal pieces, at most `tile` long and overlapping by `overlap`, that cover `length`."""
+    count = max(1, math.ceil((length - overlap) / (tile - overlap)))
+    size = (length - overlap) / count + overlap
+    return [(round(i * (size - overlap)), min(length, round(i * (size - overlap) + size))) for i in range(count)]
+
+
+@functools.lru_cache(maxsize=8)
+def search_plan(height: int, width: int, whole: float = DETECT_PIXELS) -> tuple[list[View], list[list[View]]]:
+    """How a frame of this size is searched for faces from 30 pixels up: at scales MAX_SCALE, 1/2 of it,
+    1/4, ... down to the first that fits DETECT_SIDE (at each, the HOG detector's own pyramid covers the
+    bigger faces). Returns (the views searched on every detection: the whole frame at the coarse scales,
+    while they cost `whole` pixels together; for each finer scale, coarse first, its tiles, searched in
+    turn). Tiles overlap by more than the largest face their scale must find (the next coarser scale finds
+    bigger ones); those nearest the frame's centre, where faces usually are, come first."""
+    scales = [MAX_SCALE]
+    while max(height, width) * scales[-1] > DETECT_SIDE:
+        scales.append(scales[-1] / 2)
+    every: list[View] = []
+    tiled: list[list[View]] = []
+    for scale in reversed(scales):  # coarse first: big faces are found at the least cost
+        view = View(scale, 0, 0, width, height)
+        if not tiled and sum(v.cost for v in every) + view.cost <= whole:
+            every.append(view)
+            continue
+        tile, overlap = TILE / scale, TILE_OVERLAP / scale
+        tiles = [View(scale, x0, y0, x1, y1) for y0, y1 in spans(height, tile, overlap)
+                 for x0, x1 in spans(width, tile, overlap)]
+        tiled.append(sorted(tiles, key=lambda v: math.hypot(v.x0 + v.x1 - width, v.y0 + v.y1 - height)))
+    return every, tiled
+
+
 class DlibLandmarks:
-    """dlib's HOG frontal detector (on a downscaled copy) and its 68-point shape predictor.
+    """dlib's HOG frontal detector (at several scales, see search_plan) and its 68-point shape predictor.
 
     Tracking feeds the predictor the rectangle a detection would have given, predicted from the last
     landmarks, in a patch turned upright by the last roll: no detector runs, and tilted heads, which the
     frontal detector misses, stay tracked."""
 
-    def __init__(self, model: str | None = None, detect_side: int = DETECT_SIDE):
+    def __init__(self, model: str | None = None, budget: float = DETECT_PIXELS):
         self.dlib, self.detector, self.predictor = load_dlib(model or LANDMARK_MODEL)
-        self.detect_side = detect_side
+        self.budget = budget
+        self.turn = 0  # the tiled searches run so far: which scale and tile are next
 
     def landmarks(self, frame: np.ndarray, previous: FaceShape | None) -> FaceShape | None:
         if previous is None:
@@ -124,17 +181,36 @@ class DlibLandmarks:
                 return None
         return self._fit(frame, previous)
 
+    def views(self, shape: tuple[int, ...]) -> list[View]:
+        """The views the next detection in a frame of this shape searches: the coarse whole-frame views,
+        then tiles while they cost `budget` pixels (one at least), the tiled scales taking turns, so the
+        coarser ones, with fewer tiles, are swept more often: a face found by a coarser scale is also
+        the more common, nearer one."""
+        every, tiled = search_plan(shape[0], shape[1], self.budget)
+        chosen, spent = list(every), 0.0
+        while tiled:
+            tiles = tiled[self.turn % len(tiled)]
+            view = tiles[self.turn // len(tiled) % len(tiles)]
+            if spent and spent + view.cost > self.budget:
+                break
+            chosen.append(view)
+            spent += view.cost
+            self.turn += 1
+        return chosen
+
     def _detect(self, frame: np.ndarray) -> FaceShape | None:
-        """The largest face, searched on a copy `detect_side` pixels wide and, if none is found there, on
-        one twice as big (the HOG detector needs faces of 80 pixels)."""
+        """The largest face in the first view (coarse to fine) that has one."""
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        first = min(1.0, self.detect_side / max(grey.shape))
-        for scale in dict.fromkeys((first, min(1.0, 2 * first))):
-            small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            faces = self.detector(small, 0)
+        for view in self.views(grey.shape):
+            part = grey[view.y0:view.y1, view.x0:view.x1]
+            if view.scale != 1.0:
+                part = cv2.resize(part, None, fx=view.scale, fy=view.scale,
+                                  interpolation=cv2.INTER_AREA if view.scale < 1 else cv2.INTER_LINEAR)
+            faces = self.detector(part, 0)
             if faces:
-                shape = self.predictor(small, max(faces, key=lambda r: r.area()))
-                return shape_68(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) / scale)
+                shape = self.predictor(part, max(faces, key=lambda r: r.area()))
+                points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+                return shape_68(points / view.scale + (view.x0, view.y0))
         return None
 
     def _fit(self, frame: np.ndarray, previous: FaceShape) -> FaceShape:
@@ -248,9 +324,15 @@ class LandmarkTracker:
         self.provider = provider if provider is not None else DlibLandmarks()
         self.min_similarity, self.max_scale_step = min_similarity, max_scale_step
         self.filter = OneEuroFilter(min_cutoff=1.0, beta=2.0)
+        self.stillness = SteadyBox()
         self.detections = 0
         self.losses = 0
         self.reset()
+
+    @property
+    def steady(self) -> bool:
+        """Has the box held still for a few frames (see SteadyBox)?"""
+        return self.stillness.steady
 
     def reset(self) -> None:
         """Forget the face: the next update detects it afresh."""
@@ -259,6 +341,7 @@ class LandmarkTracker:
         self.roll: float | None = None
         self._look: np.ndarray | None = None
         self.filter.reset()
+        self.stillness.add(None)
 
     @property
     def landmarks(self) -> np.ndarray | None:
@@ -267,6 +350,10 @@ class LandmarkTracker:
 
     def update(self, frame: np.ndarray, t: float) -> Box | None:
         """The face box in an RGB uint8 frame captured at time t (seconds), or None."""
+        self.stillness.add(self._update(frame, t))
+        return self.box
+
+    def _update(self, frame: np.ndarray, t: float) -> Box | None:
         if float(frame[::4, ::4].std()) < BLANK_STD:
             return self._lose()
         shape = look = None

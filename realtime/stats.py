@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-STAGES = ("capture", "face_crop", "keypoints", "dense_motion", "generator", "paste_back", "output")
+STAGES = ("capture", "face_crop", "keypoints", "dense_motion", "generator", "detail", "paste_back", "output")
 WINDOW = 10_000
 
 

@@ -293,3 +293,46 @@ def test_dropping_a_stream_logs_no_traceback(served, capfd):
     wait_idle(sink)
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Error" not in err and "stream" not in err, err[-2000:]
+
+
+@pytest.mark.timeout(60)
+def test_30_clients_reconnecting_to_a_stream_are_all_served():
+    """Below the connection limit nobody may get 503. A stream's handler notices a client that left only
+    when it next writes, and while the loop is paused there is no next frame: 30 clients that each take
+    the frame, leave and come back would fill the 32 slots with handlers of closed connections."""
+    sink = HttpSink(0, Controls(["a"]))
+    image = np.zeros((16, 16, 3), np.uint8)
+    sink.write(Packet(0, image, image, None, True, "a", False, 1.0, 1.0))  # one frame, then none
+    answers: list[int] = []
+
+    def client() -> None:
+        for _ in range(3):
+            connection = http.client.HTTPConnection("127.0.0.1", sink.port, timeout=5)
+            try:
+                connection.request("GET", "/stream.mjpg")
+                response = connection.getresponse()
+                if response.status == 200:
+                    response.readline()  # the frame's boundary: the stream is served
+                answers.append(response.status)
+                response.close()
+            finally:
+                connection.close()
+
+    try:
+        clients = [threading.Thread(target=client) for _ in range(30)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(30)
+        assert len(answers) == 90 and set(answers) == {200}, {code: answers.count(code) for code in set(answers)}
+        wait_idle(sink)  # the handlers of the last connections end too, without another frame
+    finally:
+        sink.close()
+
+
+def test_made_up_paths_are_counted_together(served):
+    """Per-path request counts must not grow with every path a scanner invents."""
+    sink, _ = served
+    for i in range(20):
+        assert get(f"{sink.url}probe{i}")[0] == 404
+    assert sink.requests == {"other": 20}

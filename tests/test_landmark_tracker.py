@@ -3,6 +3,7 @@ blanked and tilted by known angles; its crop against the Haar crop; the factory;
 adapters with stand-ins for MediaPipe's face mesh and face-alignment's network."""
 from __future__ import annotations
 
+import copy
 import importlib.machinery
 import importlib.util
 import sys
@@ -13,15 +14,23 @@ import cv2
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import torch
 from skimage import data as skdata
 
 from conftest import ROOT
 from animation.faces import DEFAULT_MARGIN, LANDMARK_MODEL, HaarFaceDetector, face_crop
+from animation.puppeteer import FommPuppeteer
+from motion.checkpoint import load_model
+from motion.config import load_config
 from motion.errors import UserError
 from realtime import landmark_tracker
-from realtime.face import FaceTracker
+from realtime.animator import Animator
+from realtime.avatars import find_faces, prepare_avatars
+from realtime.controls import Controls
+from realtime.face import STEADY_FRAMES, FaceTracker
 from realtime.landmark_tracker import (FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks, make_tracker,
                                        resolve_tracker, shape_68)
+from realtime.stats import Stats
 
 WEBCAM = ROOT / "checkpoints" / "webcam.mp4"
 SIZE = (480, 640)
@@ -165,6 +174,97 @@ def test_a_face_already_tilted_is_found_with_its_roll(tracker, scene):
     tracker.reset()
     assert tracker.update(scene.frame(200, 140, 15), 0.0) is not None
     assert abs(tracker.shape.roll - upright + 15) < 2.0 and abs(tracker.roll - upright + 15) < 2.0
+
+
+FACE_CENTRE = (99.3, 100.9)  # the landmark box of the patch's face (tracker.shape.box() on webcam frame 0)
+FACE_SIDE = 104.1
+
+
+def small_face(scene: Scene, background: np.ndarray, side: float, x: float, y: float, angle: float = 0.0) -> np.ndarray:
+    """The scene's face scaled to a `side`-pixel box centred at (x, y) in a copy of `background`, turned
+    `angle` degrees about its centre."""
+    size, scale = background.shape[1::-1], side / FACE_SIDE
+    centre = (FACE_CENTRE[0] * scale, FACE_CENTRE[1] * scale)
+    matrix = cv2.getRotationMatrix2D(centre, angle, 1.0)
+    matrix[:, 2] += np.array([x, y]) - centre
+    face, alpha = (cv2.warpAffine(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), matrix,
+                                  size) for image in (scene.face, scene.alpha))
+    return (background * (1 - alpha[..., None]) + face * alpha[..., None] + 0.5).astype(np.uint8)
+
+
+@pytest.fixture
+def searching(dlib_landmarks) -> LandmarkTracker:
+    """A tracker over the loaded model with its tile search starting afresh."""
+    provider = copy.copy(dlib_landmarks)
+    provider.turn = 0
+    return LandmarkTracker(provider)
+
+
+@pytest.mark.parametrize("side", [40, 60, 80])
+@pytest.mark.parametrize("frame_size", [(120, 160), (1080, 1920)])
+def test_small_faces_are_found_in_small_and_big_frames(searching, scene, side, frame_size):
+    """dlib's detector misses faces under 60 pixels at their own size: small frames are searched
+    upsampled, big ones at several scales, their finer scales in tiles over several frames (a face off
+    the centre, where the tiles come last, is found within one sweep of them). Then the face is followed
+    as it moves and tilts, by fits alone."""
+    h, w = frame_size
+    background = cv2.resize(skdata.coffee(), (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    x, y = 0.4 * w, 0.55 * h
+    tiled = landmark_tracker.search_plan(h, w)[1]
+    sweep = 1 + len(tiled) * max(map(len, tiled), default=0)
+    frame = small_face(scene, background, side, x, y)
+    for calls in range(1, sweep + 1):
+        if searching.update(frame, calls / 30) is not None:
+            break
+    box = searching.shape.box()
+    assert abs(box.cx - x) < 0.05 * side and abs(box.cy - y) < 0.05 * side and abs(box.side / side - 1) < 0.05
+    detections, upright = searching.detections, searching.shape.roll
+    assert detections == calls
+    for i in range(1, 6):
+        assert searching.update(small_face(scene, background, side, x + i * side / 20, y, 2 * i), (calls + i) / 30)
+        box = searching.shape.box()
+        assert abs(box.cx - x - i * side / 20) < 0.05 * side and abs(box.cy - y) < 0.05 * side
+    assert searching.detections == detections and searching.losses == 0
+    assert abs(searching.shape.roll - upright + 10) < 3  # turned 10 degrees counter-clockwise
+
+
+def test_the_avatar_follows_a_40_pixel_face_in_a_160x120_frame(searching, scene, tiny_fomm, astronaut_png):
+    """The frozen avatar of the issue: a face too small for the detector held the pose for ever. Here the
+    model gets the face from the first frame, and its motion (the tiny random model's) leaves the
+    calibration pose when the face tilts."""
+    config = load_config(tiny_fomm[0])
+    puppeteer = FommPuppeteer(load_model(config, tiny_fomm[1]), torch.device("cpu"))
+    avatars = prepare_avatars(find_faces([astronaut_png]), puppeteer, config.size)
+    animator = Animator(puppeteer, avatars, Controls([a.name for a in avatars]), Stats(), config.size,
+                        tracker=searching)
+    background = cv2.resize(skdata.coffee(), (160, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
+    angles = [0] * STEADY_FRAMES + [15]  # calibrated once the box has held still, then tilted
+    prepared = [animator.start(small_face(scene, background, 40, 70, 60, angle), i / 30) for i, angle in enumerate(angles)]
+    assert all(p.face is not None for p in prepared)  # not holding the pose
+    motion = [p.motion.deformation for p in prepared]
+    still, tilted = (float((m - motion[0]).abs().max()) for m in motion[-2:])
+    assert still == 0 < tilted  # the same face: the calibration pose; tilted: the avatar moves
+
+
+def test_search_plan_covers_the_frame_at_every_scale():
+    """Each tiled scale's tiles cover the frame, overlapping by more than a face the coarser scale misses;
+    the whole-frame views stay within their budget."""
+    for h, w in [(120, 160), (144, 176), (480, 640), (1080, 1920)]:
+        every, tiled = landmark_tracker.search_plan(h, w)
+        assert sum(v.cost for v in every) <= landmark_tracker.DETECT_PIXELS
+        scales = [v.scale for v in every] + [tiles[0].scale for tiles in tiled]
+        assert scales == sorted(scales) and scales[-1] == 2.0 and max(h, w) * scales[0] <= 320
+        for tiles in tiled:
+            scale = tiles[0].scale
+            covered = np.zeros((h, w), int)
+            for v in tiles:
+                covered[v.y0:v.y1, v.x0:v.x1] += 1
+                assert max(v.x1 - v.x0, v.y1 - v.y0) * scale <= landmark_tracker.TILE + 1
+            assert covered.min() >= 1
+            face = round(120 / scale)  # any face the coarser scale misses lies whole in one tile
+            for y0 in range(0, h - face + 1, 7):
+                for x0 in range(0, w - face + 1, 7):
+                    assert any(v.x0 <= x0 and x0 + face <= v.x1 and v.y0 <= y0 and y0 + face <= v.y1 for v in tiles)
 
 
 def test_factory_names_and_errors(monkeypatch):

@@ -179,7 +179,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ctrl_c_releases_everything_and_finalises_files(tiny_fomm, astronaut_png, tmp_path):
+@pytest.mark.parametrize("stop, said", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_releases_everything_and_finalises_files(tiny_fomm, astronaut_png, tmp_path, stop, said):
+    """SIGTERM (a service manager, kill) ends the loop as Ctrl-C does: files finalised, stats written, one line."""
     port = free_port()
     video, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
     process = subprocess.Popen([sys.executable, str(ROOT / "puppet.py"), *live(
@@ -199,12 +201,12 @@ def test_ctrl_c_releases_everything_and_finalises_files(tiny_fomm, astronaut_png
             time.sleep(0.2)
         else:
             pytest.fail("the live loop did not start")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, err = process.communicate(timeout=30)
     finally:
         process.kill()
     assert process.returncode == 130, err
-    assert "stopped (Ctrl-C)" in err and "Traceback" not in err
+    assert f"stopped ({said})" in err and "Traceback" not in err
     stats = json.loads(stats_path.read_text())
     assert stats["frames"] >= 10
     frames = imageio.mimread(video)  # a finalised, readable file
@@ -213,3 +215,52 @@ def test_ctrl_c_releases_everything_and_finalises_files(tiny_fomm, astronaut_png
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is fine, a listener not
         s.bind(("127.0.0.1", port))  # the server's port was released
         s.listen()
+
+
+def test_a_broken_live_input_ends_with_one_line_and_the_stats_written(tiny_fomm, astronaut_png, tmp_path, capsys,
+                                                                     monkeypatch):
+    """A paced folder whose frames stop decoding (on a fake clock, so every frame is read): exit 2 with one
+    line, the frames recorded until then kept, and the stats written."""
+    from conftest import FakeClock
+    import realtime.sources
+    monkeypatch.setattr(realtime.sources, "Clock", FakeClock)
+    driving = tmp_path / "in"
+    driving.mkdir()
+    for i in range(14):
+        if i < 3:
+            imageio.imwrite(driving / f"{i:03d}.png", np.roll(imageio.imread(astronaut_png)[::4, ::4], 3 * i, axis=1))
+        else:
+            (driving / f"{i:03d}.png").write_bytes(b"")
+    out, stats_path = tmp_path / "out", tmp_path / "stats.json"
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--driving", str(driving), "--pace", "--crop",
+                                          "full", "--size", "64x64", "--output", str(out), "--stats", str(stats_path)))
+    assert message.startswith(f"error: input {driving} stays broken: 10 frames in a row could not be read")
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames"] == 3 and stats["unreadable_frames"] == 10
+    assert len(list(out.glob("*.png"))) == 3
+
+
+def test_a_full_disk_under_one_output_ends_with_one_line_and_keeps_the_rest(tiny_fomm, astronaut_png, tmp_path,
+                                                                          capsys, monkeypatch):
+    """The frame folder's disk fills after 3 frames (an injected ENOSPC): exit 2 with one line naming the
+    output and the cause; its 3 frames, the other output (a finalised video) and the stats are kept."""
+    import errno
+    from realtime.sinks.files import FrameWriter
+    write = FrameWriter.write
+
+    def full_disk(self, frame):
+        if self.writer is None and self.count == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, frame)
+
+    monkeypatch.setattr(FrameWriter, "write", full_disk)
+    frames, video, stats_path = tmp_path / "frames", tmp_path / "out.mp4", tmp_path / "stats.json"
+    message = one_line_error(capsys, live(tiny_fomm, astronaut_png, "--driving", "synthetic:64x64", "--crop", "full",
+                                          "--size", "64x64", "--max-frames", "30", "--output", str(frames),
+                                          "--output", str(video), "--stats", str(stats_path)))
+    assert message == (f"error: cannot write output {frames} (no space left on the disk); the 3 frames written "
+                       "until then are kept")
+    assert sorted(p.name for p in frames.iterdir()) == [f"frame_{i:05d}.png" for i in range(3)]
+    stats = json.loads(stats_path.read_text())
+    assert stats["sinks"]["folder"]["written"] == 3
+    assert len(imageio.mimread(video)) == stats["sinks"]["file"]["written"] >= 3

@@ -26,7 +26,7 @@ from realtime.animator import Animator, Rendered
 from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
-from animation.faces import centre_box, crop, resize_uint8
+from animation.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
 from realtime.face import FaceTracker
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import FileSource, Frame, SyntheticSource
@@ -115,7 +115,10 @@ def test_lost_face_black_and_face_less_frames_hold_the_pose(puppeteer, astronaut
     assert faces == [True] * 3 + [False] * 9 + [True] * 3
     for packet in sink.packets[3:12]:
         assert np.array_equal(packet.image, sink.packets[2].image)  # held pose
-    assert stats.summary()["tracking"]["losses"] == 1  # one loss for the whole 9-frame gap
+    tracking = stats.summary()["tracking"]
+    assert tracking["losses"] == 1  # one loss for the whole 9-frame gap
+    assert tracking["frames_without_face"] == 9
+    assert tracking["detections"] == 1 + 7 + 1  # whole-frame searches: the first frame, each face-less one (not the black ones), the return
 
 
 def test_a_slow_sink_does_not_slow_inference(puppeteer, astronaut_png):
@@ -371,3 +374,107 @@ def test_an_avatar_switch_between_the_halves_renders_the_avatar_the_motion_was_f
         kp_driving = nets[0](torch.from_numpy(driving.astype(np.float32) / 255).permute(2, 0, 1)[None])
         expected = nets[1](source, kp_driving, kp_source).prediction[0].permute(1, 2, 0).numpy()
     assert np.abs(rendered.image.astype(np.float32) / 255 - expected).max() < 1.5 / 255
+
+
+class ScriptedDetector:
+    """Haar's place in the FaceTracker, giving hand-made boxes one per frame."""
+
+    def __init__(self, boxes):
+        self.boxes = iter(boxes)
+
+    def detect(self, frame, near=None):
+        return next(self.boxes)
+
+
+def test_calibration_waits_for_a_steady_box_also_on_recalibration(puppeteer, astronaut_png):
+    """A first box 40% too big (seen with Haar on a textured background) must not become the reference pose,
+    nor must one a recalibration lands on: the reference is the crop of a box that has held still."""
+    pup, config = puppeteer
+    good, bad = Box(224, 114, 111), Box(224, 114, 156)
+    script = [bad] + [good] * 10 + [bad] + [good] * 10  # a recalibration asked for at the second bad box
+    tracker = FaceTracker(ScriptedDetector(script))
+    avatars = prepare_avatars(find_faces([astronaut_png]), pup, config.size)
+    controls = Controls([a.name for a in avatars])
+    animator = Animator(pup, avatars, controls, Stats(), config.size, tracker)
+    photo = skdata.astronaut()
+    good_kp, bad_kp = (pup.keypoints(resize_uint8(crop(photo, face_crop(box, DEFAULT_MARGIN, photo.shape)),
+                                                  config.size).astype(np.float32) / 255).value for box in (good, bad))
+    for i in range(len(script)):
+        if i == 11:
+            controls.apply("recalibrate")
+        animator.start(photo, i / 30)
+        if i in (10, 21):
+            reference = animator.pipeline.reference.value
+            assert (reference - good_kp).abs().max() < 0.2 * (reference - bad_kp).abs().max()
+
+
+class ScriptedFaces:
+    """An animator that finds a face only in the frames numbered in `faces` (frame i captured at i / fps)."""
+
+    def __init__(self, faces: set[int], fps: float):
+        self.faces, self.fps = faces, fps
+
+    def start(self, image, t):
+        return Rendered(image, image, None, round(t * self.fps) in self.faces, "fake", False)
+
+    def finish(self, rendered):
+        return rendered
+
+    def jitter(self):
+        return {}
+
+    def tracking(self):
+        return {"losses": 0}
+
+
+def test_no_face_for_3_s_of_capture_time_is_said_once_and_so_is_its_return(capsys):
+    """A held avatar looks like a frozen program: 3 s without a face (here from the start) is said on stderr
+    once, the face's return once, a shorter gap not at all; packets (the HTTP status, the window) carry the
+    time without a face and the stats count the frames. Capture time is the frames' own, at 2 FPS: no sleeping."""
+    fps, faces = 2.0, {8, 9, 12, 13}  # none in 0-7 (t 0-3.5 s), 10-11 (1 s)
+    sink, stats = ListSink(lossless=True), Stats()
+    Engine(SyntheticSource((4, 4), fps, frames=14), ScriptedFaces(faces, fps), [sink], stats, Controls(["fake"])).run()
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "face" in line] == [
+        "no face found for 3 s: the avatar holds its pose (face the camera, in good light)",
+        "face found again after 4.0 s"]
+    assert [p.no_face_s for p in sink.packets] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 0, 0, 0, 0.5, 0, 0]
+    assert [p.face for p in sink.packets] == [i in faces for i in range(14)]
+    assert stats.summary()["tracking"] == {"losses": 0, "frames_without_face": 10, "face_missing": 1}
+
+
+def frame_folder(folder: Path, count: int, broken: range) -> Path:
+    """`count` tiny frames (frame i filled with i), those numbered in `broken` corrupt (not a picture)."""
+    folder.mkdir()
+    for i in range(count):
+        if i in broken:
+            (folder / f"{i:03d}.png").write_bytes(b"not a png")
+        else:
+            imageio.imwrite(folder / f"{i:03d}.png", np.full((8, 8, 3), i, np.uint8))
+    return folder
+
+
+def test_a_paced_input_skips_a_corrupt_or_vanished_frame_says_so_once_and_goes_on(tmp_path, capsys):
+    """A camera's bad frame must not end a call: the frame is skipped (the avatar holds its pose, as for a
+    dropped frame), one warning is printed however many are bad, and the stats count them. On a fake clock
+    every frame is due when asked for, so each is read."""
+    source = FileSource(str(frame_folder(tmp_path / "in", 8, range(3, 4))), paced=True, clock=FakeClock())
+    (tmp_path / "in" / "005.png").unlink()  # vanished after the folder was listed
+    sink, stats = ListSink(lossless=True), Stats()
+    Engine(source, ScriptedFaces(set(range(8)), source.fps), [sink], stats, Controls(["fake"])).run()
+    assert [p.index for p in sink.packets] == [0, 1, 2, 4, 6, 7]
+    assert [int(p.image[0, 0, 0]) for p in sink.packets] == [0, 1, 2, 4, 6, 7]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "skipped a frame" in line]
+    assert len(warnings) == 1 and "003.png" in warnings[0], warnings
+    assert stats.summary()["unreadable_frames"] == 2 and stats.frames == 6
+
+
+def test_an_input_that_stays_broken_ends_the_session_with_its_message(tmp_path):
+    """Ten failed reads in a row are a broken input, not a glitch: the session ends with a one-line error."""
+    source = FileSource(str(frame_folder(tmp_path / "in", 20, range(2, 20))), paced=True, clock=FakeClock())
+    sink, stats = ListSink(lossless=True), Stats()
+    engine = Engine(source, ScriptedFaces(set(range(20)), source.fps), [sink], stats, Controls(["fake"]))
+    with pytest.raises(UserError, match=r"stays broken: 10 frames in a row could not be read; last: cannot read "
+                                        r"frame .*011\.png"):
+        engine.run()
+    assert len(sink.packets) == 2 and sink.closed and stats.summary()["unreadable_frames"] == 10

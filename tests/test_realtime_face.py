@@ -53,6 +53,7 @@ def test_tracker_holds_through_misses_then_loses_and_redetects(detector):
     assert all(h == first for h in held)
     assert tracker.update(no_face, 4 / 30) is None
     assert tracker.update(photo, 5 / 30) is not None
+    assert tracker.detections == 2  # whole-frame searches: the first frame and the return; misses search near the box
 
 
 def test_tracker_drops_the_box_on_a_blank_frame_at_once(detector):

@@ -2,16 +2,23 @@
 window's preview and no-display path, recordings that are finalised."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 import sys
+import urllib.request
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
 
+from animation.media import MediaError
+from motion.errors import UserError
 from realtime.controls import Controls
 from realtime.live import default_sink, open_sink
 from realtime.sinks import Packet
 from realtime.sinks.files import RecordingSink
+from realtime.sinks.http import HttpSink
 from realtime.sinks.vcam import VirtualCameraError, VirtualCameraSink
 from realtime.sinks.window import WindowError, WindowSink, side_by_side
 
@@ -121,3 +128,55 @@ def test_recordings_are_finalised(tmp_path):
     folder.write(packet())
     folder.close()
     assert folder.name == "folder" and len(list((tmp_path / "frames").glob("*.png"))) == 1
+
+
+def test_a_new_folder_with_a_dot_in_its_name_is_a_frame_folder(tmp_path):
+    """`--output runs/size0.25`: a suffix without letters is no video type, so the missing path is a folder
+    (as an extension-less name is); a real unknown type is still refused."""
+    folder = open_sink(str(tmp_path / "runs" / "size0.25"), (64, 64), 10.0, Controls(["a"]))
+    folder.write(packet())
+    folder.close()
+    assert folder.name == "folder" and [p.name for p in (tmp_path / "runs" / "size0.25").iterdir()] == ["frame_00000.png"]
+    with pytest.raises(UserError, match="unknown video type '.xyz'"):
+        open_sink(str(tmp_path / "runs" / "out.xyz"), (64, 64), 10.0, Controls(["a"]))
+
+
+def test_the_http_status_says_how_long_the_face_has_been_missing():
+    """A page or script polling /control can tell a held pose (no face for 4.5 s) from a frozen loop."""
+    sink = HttpSink(0, Controls(["a"]))
+    try:
+        sink.write(dataclasses.replace(packet(7, face=False), no_face_s=4.5))
+        with urllib.request.urlopen(sink.url + "control", timeout=5) as response:
+            state = json.loads(response.read())
+        assert state["frame"] == 7 and state["face"] is False and state["no_face_s"] == 4.5
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize("deleted_after", [0, 5], ids=["before-the-first-frame", "mid-run"])
+def test_a_video_whose_folder_is_deleted_is_a_one_line_error(tmp_path, deleted_after):
+    """ffmpeg either cannot create the file or writes on into one that is gone: either way the user is told
+    which output failed and why, never a BrokenPipeError traceback or a silent exit 0."""
+    folder = tmp_path / "rec"
+    sink = open_sink(str(folder / "out.mp4"), (64, 64), 10.0, Controls(["a"]))
+    with pytest.raises(MediaError, match=r"^cannot write output .*out\.mp4 \(its folder was deleted"):
+        for i in range(40):
+            if i == deleted_after:
+                shutil.rmtree(folder)
+            sink.write(packet(i, value=5 * i))
+        sink.close()
+
+
+def test_a_recording_cut_short_plays_up_to_its_last_fragment(tmp_path):
+    """A full disk stops ffmpeg before it can write an mp4's index at the end: live recordings are written in
+    half-second fragments, so the part on disk plays (here: cut to 60%, as a full disk would)."""
+    video = tmp_path / "out.mp4"
+    sink = open_sink(str(video), (64, 64), 10.0, Controls(["a"]))
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        sink.write(Packet(i, image, image, None, True, "a", False, 10.0, 1.0))
+    sink.close()
+    data = video.read_bytes()
+    video.write_bytes(data[:len(data) * 6 // 10])
+    assert 15 <= len(imageio.mimread(video)) < 40

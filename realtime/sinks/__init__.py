@@ -23,6 +23,7 @@ class Packet:
     swap: bool  # part swap (True) or whole-face animation
     fps: float  # recent output frame rate
     latency_ms: float  # capture -> this packet
+    no_face_s: float = 0.0  # capture time since a face was last seen (0 while there is one)
 
 
 class Sink(Protocol):

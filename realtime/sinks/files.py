@@ -1,10 +1,18 @@
-"""Recording sinks: a video file or a folder of PNG frames, through the offline FrameWriter."""
+"""Recording sinks: a video file or a folder of PNG frames, through the offline FrameWriter.
+
+A recording that fails (a full disk, its folder deleted, the encoder gone) raises a one-line MediaError
+naming the output and the cause; what was written until then stays on disk."""
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
-from animation.media import FrameWriter
+from animation.media import FrameWriter, MediaError
+from motion.errors import first_line
 from realtime.sinks import Packet
+
+FULL_BYTES = 1 << 20  # less free space than this on the output's disk: it is full
 
 
 class RecordingSink:
@@ -12,11 +20,35 @@ class RecordingSink:
     wants_alpha = False
 
     def __init__(self, path: str | Path, fps: float):
-        self.writer = FrameWriter(path, fps)  # opened now, so a bad path fails before the loop starts
+        self.writer = FrameWriter(path, fps, fragments=True)  # opened now: a bad path fails before the loop starts
         self.name = "folder" if self.writer.writer is None else "file"
+        self.folder = self.writer.path if self.name == "folder" else self.writer.path.parent
 
     def write(self, packet: Packet) -> None:
-        self.writer.write(packet.image)
+        try:
+            self.writer.write(packet.image)
+        except OSError as err:
+            raise self._failed(self._cause(err)) from None
 
     def close(self) -> None:
-        self.writer.close()
+        """Finalise the recording; a video whose folder was deleted meanwhile is gone, and that is said."""
+        try:
+            self.writer.close()
+        except OSError as err:
+            raise self._failed(self._cause(err)) from None
+        if self.writer.count and not self.writer.path.exists():
+            raise self._failed("its folder was deleted during the session")
+
+    def _cause(self, err: OSError) -> str:
+        """What the user can act on: the folder gone, the disk full, the encoder quit, else the system's word."""
+        if not self.folder.is_dir():
+            return "its folder was deleted"
+        if err.errno == errno.ENOSPC or shutil.disk_usage(self.folder).free < FULL_BYTES:
+            return "no space left on the disk"
+        if err.errno in (None, errno.EPIPE):  # imageio's message when ffmpeg has quit; ffmpeg said why
+            return "the video encoder (ffmpeg) stopped; its message above says why"
+        return err.strerror or first_line(err)
+
+    def _failed(self, cause: str) -> MediaError:
+        kept = f"; the {self.writer.count} frames written until then are kept" if self.writer.path.exists() else ""
+        return MediaError(f"cannot write output {self.writer.path} ({cause}){kept}")

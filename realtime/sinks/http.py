@@ -18,15 +18,20 @@ clients that stall. Hence:
     64 KiB) and read fully, and a POST's connection closes after the answer: no body is ever parsed as a
     second request;
   * sockets time out after 10 s and at most 32 connections are served at once (503 beyond), so stalled
-    or slow clients cannot pin the server.
+    or slow clients cannot pin the server. A stream's handler notices a client that left only when it next
+    writes, so, with every slot taken, connections whose clients have hung up give theirs back at once (on
+    Linux, which reports a peer's hang-up to poll()): clients that reconnect are served, not refused.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import json
+import select
+import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -41,12 +46,15 @@ from realtime.sinks import Packet
 BOUNDARY = "frame"
 PAGE = (Path(__file__).with_name("page.html")).read_bytes()
 FIRST_FRAME_S = 10.0
+PATHS = ("/", "/index.html", "/stream.mjpg", "/stream.png", "/frame.png", "/control")
 HOST = "127.0.0.1"
 LOCAL_NAMES = (HOST, "localhost", "[::1]")
 MAX_BODY = 64 * 1024
 MAX_CLIENTS = 32
 TIMEOUT_S = 10.0
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+HANG_UP = getattr(select, "POLLRDHUP", 0)  # poll()'s "the peer closed its side" (Linux only)
+HANG_UP_S = 0.05
 
 
 class PortInUseError(UserError):
@@ -123,9 +131,11 @@ class HttpSink:
         with self._cond:
             packet = self._packet
         if packet is None:
-            return {**self.controls.state(), "frame": -1, "fps": 0.0, "latency_ms": 0.0, "face": False, "showing": None}
+            return {**self.controls.state(), "frame": -1, "fps": 0.0, "latency_ms": 0.0, "face": False,
+                    "no_face_s": 0.0, "showing": None}
         live = {"frame": packet.index, "fps": round(packet.fps, 2), "latency_ms": round(packet.latency_ms, 2),
-                "face": packet.face, "showing": {"avatar": packet.avatar, "swap": packet.swap}}
+                "face": packet.face, "no_face_s": round(packet.no_face_s, 2),
+                "showing": {"avatar": packet.avatar, "swap": packet.swap}}
         return {**self.controls.state(), **live}
 
     def close(self) -> None:
@@ -144,27 +154,78 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self.holders: set[socket.socket] = set()  # the connections holding a slot
+        self.holders_lock = threading.Lock()
         super().__init__(address, handler)
 
     def process_request(self, request, client_address) -> None:
-        """A thread for the connection while a slot is free; otherwise 503 and close at once."""
-        if self.slots.acquire(blocking=False):
+        """A thread for the connection while a slot is free (or one is freed by a client that left);
+        otherwise 503 and close at once."""
+        if self._take_slot():
+            with self.holders_lock:
+                self.holders.add(request)
             super().process_request(request, client_address)
             return
         with contextlib.suppress(OSError):
             request.sendall(BUSY)
         self.shutdown_request(request)
 
+    def _take_slot(self) -> bool:
+        """A free slot, or one freed by a client that hung up: for up to HANG_UP_S, as a hang-up on one core
+        may reach the server after the same client's next connection did on another."""
+        deadline = time.monotonic() + HANG_UP_S
+        while not self.slots.acquire(blocking=False):
+            if self._free_hung_up():
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.slots.acquire(timeout=min(0.01, left)):
+                return True
+        return True
+
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            self._free(request)
+
+    def _free(self, request: socket.socket) -> bool:
+        """Give the connection's slot back, unless that was done already; whether it was done now."""
+        with self.holders_lock:
+            if request not in self.holders:
+                return False
+            self.holders.discard(request)
+        self.slots.release()
+        return True
+
+    def _free_hung_up(self) -> bool:
+        """Free the slots of connections whose clients hung up: their sockets are shut, so their handlers
+        end at their next write (a stream's next frame). Whether any was freed."""
+        with self.holders_lock:
+            gone = [request for request in self.holders if hung_up(request)]
+        for request in gone:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
+        return sum(self._free(request) for request in gone) > 0
 
     def handle_error(self, request, client_address) -> None:
         """A client that hangs up or times out (a closed tab, OBS reloading) is normal; a traceback is for bugs."""
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
+
+
+def hung_up(connection: socket.socket) -> bool:
+    """Whether the client closed or reset the connection (False where poll() cannot tell, and for a socket
+    its handler has closed already)."""
+    if not HANG_UP:
+        return False
+    poller = select.poll()
+    try:
+        poller.register(connection, HANG_UP)
+    except (OSError, ValueError):
+        return False
+    return any(events & (HANG_UP | select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -226,7 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
-        self.sink.requests[url.path] = self.sink.requests.get(url.path, 0) + 1
+        counted = url.path if url.path in PATHS else "other"  # a scanner's made-up paths must not fill memory
+        self.sink.requests[counted] = self.sink.requests.get(counted, 0) + 1
         if url.path in ("/", "/index.html"):
             self._send(200, "text/html; charset=utf-8", PAGE)
         elif url.path == "/stream.mjpg":
@@ -289,7 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, kind: str, content_type: str) -> None:
         """Frames as they come until the sink closes; a client that leaves ends it with an OSError, which the
-        server drops quietly, and one that stops reading times out."""
+        server drops quietly, or, while no frame comes (the loop paused), when it is seen to have hung up; one
+        that stops reading times out."""
         self.send_response(200)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
@@ -298,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
         index = -1
         while (packet := self.sink.next_packet(index, 1.0)) is not None or not self.sink.closed:
             if packet is None:
+                if hung_up(self.connection):
+                    return
                 continue
             index = packet.index
             data = self.sink.encoded(packet, kind)

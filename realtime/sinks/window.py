@@ -48,7 +48,7 @@ def side_by_side(packet: Packet) -> np.ndarray:
         pair = cv2.resize(pair, (MAX_WIDTH, pair.shape[0] * MAX_WIDTH // pair.shape[1]), interpolation=cv2.INTER_AREA)
     pair = np.ascontiguousarray(pair)
     status = (f"{packet.fps:4.1f} FPS  {packet.latency_ms:3.0f} ms  {packet.avatar}" + ("  swap" if packet.swap else "")
-              + ("" if packet.face else "  no face: holding"))
+              + ("" if packet.face else f"  no face for {packet.no_face_s:.0f} s: holding"))
     _text(pair, status, (8, 22), 0.6)
     _text(pair, "r recalibrate  n next avatar  s swap  q quit", (8, pair.shape[0] - 10), 0.45)
     return pair

@@ -1,0 +1,154 @@
+"""Full-resolution evaluation through `live`'s own chain: a clip at its own resolution, its first frame as
+the avatar, tracked, cropped, moved relatively and pasted back as `live` does, so the right answer is the
+clip itself. Reported over the face region (where the paste-back can change anything): L1 and PSNR next to
+the identity baseline (showing the first frame still), and the detail ratio (mean |Laplacian| of the
+result over the truth's: 1 is as sharp as the camera, an enlarged model crop is well below).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from animation.defaults import resolve_model
+from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box
+from animation.media import check_writable_file, open_frames
+from animation.pipeline import pick_device
+from animation.puppeteer import Puppeteer
+from export.backends import open_backend
+from motion.config import load_config
+from motion.errors import UserError
+from realtime.animator import Animator
+from realtime.avatars import AvatarPhoto, prepare_avatars
+from realtime.controls import Controls
+from realtime.landmark_tracker import make_tracker
+from realtime.options import ChainEvalOptions
+from realtime.smoothing import KeypointSmoother
+from realtime.stats import Stats
+
+
+@dataclass(frozen=True)
+class RegionScores:
+    """A sequence of frames against the truth over one region."""
+    l1: float  # mean absolute error, 0..1 units
+    psnr: float  # dB over the region's pixels, all frames pooled
+    detail: float  # mean |Laplacian| of the frames / the truth's
+
+
+def laplacian_energy(image: np.ndarray) -> float:
+    """Mean |Laplacian| of a picture's grey levels: how much fine detail it holds."""
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+
+def region_scores(frames: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                  region: tuple[slice, slice]) -> RegionScores:
+    """Score uint8 frames against uint8 truths over ``region`` (rows, columns)."""
+    errors = [np.abs(f[region].astype(np.float64) - t[region]) / 255 for f, t in zip(frames, truths)]
+    mse = float(np.mean([np.mean(e ** 2) for e in errors]))
+    detail = sum(laplacian_energy(f[region]) for f in frames) / max(sum(laplacian_energy(t[region]) for t in truths),
+                                                                    1e-9)
+    return RegionScores(float(np.mean([e.mean() for e in errors])),
+                        math.inf if mse == 0 else 10 * math.log10(1 / mse), detail)
+
+
+def face_region(photo: np.ndarray, margin: float = DEFAULT_MARGIN) -> tuple[slice, slice] | None:
+    """The first frame's face crop (as the avatar is cropped), clipped to the frame; None: no face."""
+    box = avatar_box(photo, HaarFaceDetector(), margin)
+    if box is None:
+        return None
+    h, w = photo.shape[:2]
+    half = box.side / 2
+    return (slice(max(0, round(box.cy - half)), min(h, round(box.cy + half))),
+            slice(max(0, round(box.cx - half)), min(w, round(box.cx + half))))
+
+
+def through_live(frames: Sequence[np.ndarray], puppeteer: Puppeteer, size: tuple[int, int], detail: bool,
+                 follow_head: bool, tracker: str = "auto", fps: float = 25.0) -> list[np.ndarray]:
+    """The clip's frames (RGB uint8, own resolution) as `live` shows them with frames[0] as the avatar,
+    at the clip's own size: tracking, crop, smoothing, relative motion (following the head's position or
+    not), paste-back (with detail or not)."""
+    photo = frames[0]
+    photos = [AvatarPhoto(Path("first-frame"), photo, avatar_box(photo, HaarFaceDetector(), DEFAULT_MARGIN))]
+    out_size = (photo.shape[1], photo.shape[0])
+    avatars = prepare_avatars(photos, puppeteer, size, full_frame=True, out_size=out_size, detail=detail)
+    animator = Animator(puppeteer, avatars, Controls(["first-frame"]), Stats(), size, make_tracker(tracker),
+                        smoother=KeypointSmoother(), out_size=out_size, follow_head=follow_head)
+    return [animator.finish(animator.start(frame, i / fps)).image for i, frame in enumerate(frames)]
+
+
+# what each variant shows: (detail transfer, head position followed); the identity baseline shows frame 0
+VARIANTS = {"enlarged": (False, False), "detail": (True, False), "detail+head": (True, True)}
+
+
+def parse_clip(spec: str) -> tuple[str, int, int | None]:
+    """PATH or PATH:FIRST-LAST (frame numbers, LAST excluded) -> (path, first, last or None)."""
+    path, _, span = spec.rpartition(":") if re.fullmatch(r".*:\d+-\d+", spec) else (spec, "", "")
+    if not span:
+        return spec, 0, None
+    first, last = map(int, span.split("-"))
+    if last <= first + 1:
+        raise UserError(f"--clips {spec}: the span must hold at least 2 frames (FIRST-LAST, LAST excluded)")
+    return path, first, last
+
+
+def clip_frames(spec: str, limit: int) -> tuple[float, list[np.ndarray]]:
+    """(fps, at most ``limit`` RGB uint8 frames at the clip's own resolution) of a --clips entry."""
+    path, first, last = parse_clip(spec)
+    fps, frames = open_frames(path)
+    end = first + limit if last is None else min(last, first + limit)
+    picked = list(itertools.islice(frames, first, end))
+    if len(picked) < 2:
+        raise UserError(f"--clips {spec}: fewer than 2 frames there; check the path and the span")
+    return fps, picked
+
+
+def evaluate_clip(frames: Sequence[np.ndarray], fps: float, puppeteer: Puppeteer, size: tuple[int, int],
+                  tracker: str) -> dict[str, dict[str, float]]:
+    """Every variant's face-region scores on one clip (frames after the first), with the identity baseline."""
+    region = face_region(frames[0])
+    if region is None:
+        raise UserError("no face in the clip's first frame (the avatar); pick a clip that starts on a face")
+    truths = frames[1:]
+    scores = {"identity": region_scores([frames[0]] * len(truths), truths, region)}
+    for name, (detail, head) in VARIANTS.items():
+        scores[name] = region_scores(through_live(frames, puppeteer, size, detail, head, tracker, fps)[1:], truths,
+                                     region)
+    return {name: dataclasses.asdict(score) for name, score in scores.items()}
+
+
+def run_chain_eval(options: ChainEvalOptions) -> dict:
+    """`eval-live`: every clip through live's chain, a table on stdout, the figures in --json."""
+    config, checkpoint = resolve_model("fomm-live", options.config, options.checkpoint)
+    loaded = load_config(config)
+    if options.json:
+        check_writable_file(options.json, "--json")
+    clips = [(spec, *clip_frames(spec, options.frames)) for spec in options.clips]
+    puppeteer = open_backend("torch", loaded, checkpoint, pick_device(options.cpu))
+    results = {}
+    for spec, fps, frames in tqdm(clips, desc="clips", unit="clip", file=sys.stderr, disable=None):
+        results[spec] = {"frames": len(frames), "size": list(frames[0].shape[1::-1]),
+                         **evaluate_clip(frames, fps, puppeteer, loaded.size, options.tracker)}
+    names = ["identity", *VARIANTS]
+    mean = {name: {key: float(np.mean([r[name][key] for r in results.values()])) for key in ("l1", "psnr", "detail")}
+            for name in names}
+    print(f"{config}: face region through live's chain, {len(clips)} clip(s) at their own resolution")
+    print(f"{'shown':<12} {'L1':>7} {'/ identity':>10} {'PSNR dB':>8} {'detail':>7}")
+    for name in names:
+        figures = mean[name]
+        print(f"{name:<12} {figures['l1']:7.4f} {figures['l1'] / mean['identity']['l1']:10.2f} "
+              f"{figures['psnr']:8.2f} {figures['detail']:7.2f}")
+    report = {"config": config, "checkpoint": checkpoint, "clips": results, "mean": mean}
+    if options.json:
+        Path(options.json).write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,115 @@
+"""Detail transfer (animation/detail.py) through the paste-back, against expectations built independently:
+the photo itself, np.roll shifts and the enlarged generator frame."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from animation.detail import HIDDEN, VISIBLE, detail_band, fit_blur, low_pass, plan_detail
+from animation.faces import Box
+from animation.paste import Portrait, composite, plan_paste, shrink_to_fit
+
+MODEL = (32, 32)
+
+
+def textured(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A uint8 picture with detail finer than the model's size (what the transfer must carry)."""
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 0.8)
+
+
+def no_motion(h: int, w: int) -> np.ndarray:
+    """The deformation of no motion, written out: x, y from -1 to 1 corner to corner."""
+    deformation = np.zeros((h, w, 2), np.float32)
+    deformation[..., 0] = np.linspace(-1, 1, w)[None, :]
+    deformation[..., 1] = np.linspace(-1, 1, h)[:, None]
+    return deformation
+
+
+def model_size_photo(crop: np.ndarray) -> np.ndarray:
+    """The photo as a perfect generator would draw it at the model's size, float [0, 1]."""
+    return cv2.resize(crop, MODEL[::-1], interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def test_no_motion_and_a_generator_frame_equal_to_the_photo_give_the_full_resolution_photo():
+    photo = textured((200, 260, 3), 0)
+    box = Box(130, 100, 96)  # a 96 px crop inside the photo
+    plan = plan_paste(photo, box, MODEL, detail=True)
+    x, y, w, h = plan.rect
+    generated = model_size_photo(photo[y:y + h, x:x + w])
+    for deformation in (None, no_motion(8, 8)):  # at rest, and a dense motion of no motion
+        band = detail_band(plan.detail, deformation, np.ones((8, 8), np.float32))
+        out = composite(plan, generated, None, band)
+        assert np.abs(out.astype(int) - photo).max() <= 1  # rounding of the float sum only
+    no_detail = composite(plan, generated)
+    assert np.abs(no_detail[plan.region].astype(int) - photo[plan.region]).mean() > 5  # the blur it removes
+
+
+def test_a_known_shift_moves_the_detail_by_that_shift():
+    crop = textured((96, 96, 3), 1)
+    plan = plan_detail(crop, MODEL)
+    shift = 6  # pixels: the backward map samples the photo 6 px to the right, so the detail moves left
+    deformation = no_motion(8, 8)
+    deformation[..., 0] += 2 * shift / 96
+    band = detail_band(plan, deformation, None)
+    expected = np.roll(crop.astype(np.float32), -shift, axis=1)
+    expected = expected - low_pass(expected, MODEL)
+    inner = slice(16, 64)  # away from the border the roll wraps and the low-pass's edge
+    np.testing.assert_allclose(band[inner, inner], expected[inner, inner], atol=1e-3)
+    assert np.abs(band[inner, inner] - plan.still_band[inner, inner]).mean() > 3  # it did move
+
+
+def test_places_marked_unseen_take_the_generators_pixels():
+    photo = textured((128, 128, 3), 2)
+    plan = plan_paste(photo, None, MODEL, detail=True)
+    generated = np.random.default_rng(3).random((*MODEL, 3), dtype=np.float32)
+    occlusion = np.full((8, 8), 1.0, np.float32)
+    occlusion[:, :4] = HIDDEN  # the left half unseen: no detail there
+    band = detail_band(plan.detail, no_motion(8, 8), occlusion)
+    out = composite(plan, generated, None, band)
+    bytes_ = np.floor(generated * 255 + 0.5).astype(np.uint8)  # the crop as the paste-back rounds it
+    enlarged = cv2.resize(bytes_, (128, 128), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    left = np.abs(out[:, :40].astype(np.float32) - enlarged[:, :40]).max()
+    right = np.abs(out[:, 90:].astype(np.float32) - enlarged[:, 90:]).mean()
+    assert left <= 1 and right > 5  # the left is the generator's to rounding; the right has detail
+    visible = detail_band(plan.detail, no_motion(8, 8), np.full((8, 8), VISIBLE, np.float32))
+    np.testing.assert_allclose(visible, plan.detail.still_band, atol=1e-3)  # VISIBLE and up: the whole band
+
+
+def test_paste_back_with_detail_keeps_every_pixel_outside_its_region():
+    photo = textured((180, 240, 3), 4)
+    plan = plan_paste(photo, Box(100, 90, 80), MODEL, detail=True)
+    deformation = no_motion(8, 8)
+    deformation[..., 1] += 0.2
+    generated = np.random.default_rng(5).random((*MODEL, 3), dtype=np.float32)
+    out = composite(plan, generated, None, detail_band(plan.detail, deformation, None))
+    outside = np.ones(photo.shape[:2], bool)
+    outside[plan.region] = False
+    np.testing.assert_array_equal(out[outside], photo[outside])
+    assert not np.array_equal(out[plan.region], photo[plan.region])
+
+
+def test_a_photo_larger_than_the_output_is_shrunk_once_with_its_box():
+    photo = textured((1440, 1080, 3), 6)
+    small, box = shrink_to_fit(photo, Box(540, 600, 400), (1280, 720))
+    assert small.shape == (720, 540, 3)  # 1080x1440 fitted into 720 rows: scale 0.5
+    assert (box.cx, box.cy, box.side) == (270, 300, 200)
+    assert shrink_to_fit(photo, None, (4000, 4000))[0] is photo  # never enlarged
+    portrait = Portrait(photo, Box(540, 600, 400), MODEL, True, (1280, 720), detail=True)
+    frame = portrait(model_size_photo(small[200:400, 170:370]), False, portrait.band())
+    assert frame.shape == (720, 1280, 3)
+    assert np.abs(frame[:, 370:910].astype(int) - small).max() <= 1  # at rest: the photo, at the shown size
+
+
+def test_the_generators_blur_is_measured_on_the_first_rendered_frame_and_taken_out_of_the_band():
+    """A generator that draws the photo blurred by sigma 2 (model pixels): the portrait finds sigma 2, and
+    from then on the avatar at rest is the full-resolution photo again; a colour offset does not matter."""
+    photo = textured((160, 160, 3), 7)
+    portrait = Portrait(photo, None, MODEL, True, None, detail=True)
+    small = cv2.resize(photo, MODEL[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+    drawn = cv2.GaussianBlur(small, (0, 0), 2.0) / 255
+    assert fit_blur(portrait.plan.detail, drawn + 10 / 255) == 2.0
+    portrait(drawn, True, portrait.band())  # the first rendered frame: colour and blur measured
+    assert portrait.plan.detail.sigma == 2.0
+    out = portrait(drawn, True, portrait.band())
+    assert np.abs(out.astype(int) - photo).max() <= 1
