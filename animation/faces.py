@@ -3,6 +3,8 @@ the square face box, the crop with a margin around it (clamped into the frame), 
 and dlib's 68-point landmarks (optional: PyPI dlib-bin with Debian's libdlib-data)."""
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,9 +141,11 @@ LANDMARK_MODEL = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat"  # Debi
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)  # the 68-point scheme's eye contours
 
 
+@functools.lru_cache(maxsize=4)
 def load_dlib(model: str = LANDMARK_MODEL) -> tuple[Any, Any, Any]:
     """(the dlib module, its HOG frontal face detector, the 68-point shape predictor), or a one-line
-    UserError naming what to install."""
+    UserError naming what to install. Loaded once per process (seconds: the predictor is 100 MB); both are
+    read-only once built."""
     try:
         import dlib
     except ImportError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from animation.detail import DetailPlan, detail_band, fit_blur, plan_detail
+from animation.detail import ZERO, DetailPlan, detail_band, fit_blur, plan_detail
 from animation.faces import Box
 from motion.errors import UserError
 
@@ -135,7 +135,7 @@ def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = No
     """The photo with the animated (h, w, 3) crop (float in [0, 1] or uint8, at plan.model_size) blended
     in through the feathered mask: a new (H, W, 3) uint8 frame, the photo's own pixels outside the crop.
     The colour correction runs at the model's size (cheaper, and it commutes with linear resizing); band:
-    (rect height, rect width, 3) detail in 0..255 units added to the enlarged crop (animation.detail)."""
+    (rect height, rect width, 3) uint8 detail around animation.detail.ZERO added to the enlarged crop."""
     crop = _check_crop(plan, crop)
     scale = 255.0 if crop.dtype != np.uint8 else 1.0
     if colour is not None:
@@ -145,7 +145,7 @@ def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = No
     _, _, w, h = plan.rect
     resized = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
     if band is not None:
-        resized = cv2.add(resized, band, dtype=cv2.CV_8U)  # saturated and rounded to bytes
+        resized = cv2.addWeighted(resized, 1.0, band, 1.0, -ZERO)  # saturated and rounded to bytes
     resized = resized[plan.window]
     out = plan.photo.copy()
     out[plan.region] = cv2.blendLinear(np.ascontiguousarray(resized), plan.photo[plan.region], plan.alpha, plan.beta)

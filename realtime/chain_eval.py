@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from animation.defaults import resolve_model
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box
-from animation.media import check_writable_file, open_frames
+from animation.media import check_writable_file, open_frames, write_image
 from animation.pipeline import pick_device
 from animation.puppeteer import Puppeteer
 from export.backends import open_backend
@@ -31,6 +31,7 @@ from motion.errors import UserError
 from realtime.animator import Animator
 from realtime.avatars import AvatarPhoto, prepare_avatars
 from realtime.controls import Controls
+from realtime.engine import inference_threads
 from realtime.landmark_tracker import make_tracker
 from realtime.options import ChainEvalOptions
 from realtime.smoothing import KeypointSmoother
@@ -114,31 +115,47 @@ def clip_frames(spec: str, limit: int) -> tuple[float, list[np.ndarray]]:
 
 
 def evaluate_clip(frames: Sequence[np.ndarray], fps: float, puppeteer: Puppeteer, size: tuple[int, int],
-                  tracker: str) -> dict[str, dict[str, float]]:
-    """Every variant's face-region scores on one clip (frames after the first), with the identity baseline."""
+                  tracker: str) -> tuple[dict[str, dict[str, float]], dict[str, list[np.ndarray]]]:
+    """Every variant's face-region scores on one clip (frames after the first), with the identity baseline,
+    and every variant's frames."""
     region = face_region(frames[0])
     if region is None:
         raise UserError("no face in the clip's first frame (the avatar); pick a clip that starts on a face")
     truths = frames[1:]
+    shown = {name: through_live(frames, puppeteer, size, detail, head, tracker, fps)
+             for name, (detail, head) in VARIANTS.items()}
     scores = {"identity": region_scores([frames[0]] * len(truths), truths, region)}
-    for name, (detail, head) in VARIANTS.items():
-        scores[name] = region_scores(through_live(frames, puppeteer, size, detail, head, tracker, fps)[1:], truths,
-                                     region)
-    return {name: dataclasses.asdict(score) for name, score in scores.items()}
+    scores.update({name: region_scores(out[1:], truths, region) for name, out in shown.items()})
+    return {name: dataclasses.asdict(score) for name, score in scores.items()}, shown
+
+
+def crop_sheet(frames: Sequence[np.ndarray], shown: dict[str, list[np.ndarray]], rows: int = 4) -> np.ndarray:
+    """Rows of truth | each variant, cut around the first frame's face (a margin of half its side) at the
+    clip's own resolution, at ``rows`` frames spread over the clip."""
+    region = face_region(frames[0], margin=0.5) or (slice(None), slice(None))
+    picks = np.linspace(1, len(frames) - 1, rows).round().astype(int)
+    return np.concatenate([np.concatenate([frames[i][region], *(out[i][region] for out in shown.values())], axis=1)
+                           for i in picks], axis=0)
 
 
 def run_chain_eval(options: ChainEvalOptions) -> dict:
-    """`eval-live`: every clip through live's chain, a table on stdout, the figures in --json."""
+    """`eval-live`: every clip through live's chain, a table on stdout, the figures in --json, the first
+    clip's crops in --sheet (truth | enlarged | detail | detail+head)."""
     config, checkpoint = resolve_model("fomm-live", options.config, options.checkpoint)
     loaded = load_config(config)
-    if options.json:
-        check_writable_file(options.json, "--json")
+    for path, flag in ((options.json, "--json"), (options.sheet, "--sheet")):
+        if path:
+            check_writable_file(path, flag)
     clips = [(spec, *clip_frames(spec, options.frames)) for spec in options.clips]
+    inference_threads()  # as live sets them: two threads per op on a busy 2-core machine are ~100x slower
     puppeteer = open_backend("torch", loaded, checkpoint, pick_device(options.cpu))
     results = {}
-    for spec, fps, frames in tqdm(clips, desc="clips", unit="clip", file=sys.stderr, disable=None):
-        results[spec] = {"frames": len(frames), "size": list(frames[0].shape[1::-1]),
-                         **evaluate_clip(frames, fps, puppeteer, loaded.size, options.tracker)}
+    for number, (spec, fps, frames) in enumerate(tqdm(clips, desc="clips", unit="clip", file=sys.stderr,
+                                                      disable=None)):
+        scores, shown = evaluate_clip(frames, fps, puppeteer, loaded.size, options.tracker)
+        results[spec] = {"frames": len(frames), "size": list(frames[0].shape[1::-1]), **scores}
+        if options.sheet and number == 0:
+            write_image(options.sheet, crop_sheet(frames, shown))
     names = ["identity", *VARIANTS]
     mean = {name: {key: float(np.mean([r[name][key] for r in results.values()])) for key in ("l1", "psnr", "detail")}
             for name in names}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from animation.defaults import DEFAULT_AVATAR, SHIPPED_MODELS
 from animation.faces import DEFAULT_MARGIN
 from animation.options import (BACKEND_HELP, DEFAULT_BACKEND, DETAIL_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions,
-                                at_least, option, output_size, part_list, positive)
+                                at_least, option, output_size, part_list, picture_path, positive)
 from realtime.landmark_tracker import TRACKERS
 
 LIVE_MODEL = SHIPPED_MODELS["fomm-live"]
@@ -91,3 +91,10 @@ class ChainEvalOptions(ModelOptions):
     frames: int = option(150, "at most this many frames of each clip", type=at_least(2))
     tracker: str = option("auto", "face tracker, as live's --tracker", choices=TRACKERS)
     json: str | None = option(None, "also write the figures to this JSON file")
+    sheet: str | None = option(None, "also write a PNG of the first clip's face at 4 frames: truth | enlarged | "
+                               "detail | detail+head", type=picture_path)
+
+
+@dataclass(frozen=True)
+class DoctorOptions:
+    cameras: int = option(4, "camera indices to try, from webcam:0", type=at_least(1))

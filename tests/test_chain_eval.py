@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 
@@ -49,11 +50,14 @@ def test_eval_live_on_the_webcam_clip(tiny_fomm, tmp_path, capsys):
     must bring the camera's own detail back, and the identity baseline must be the still first frame."""
     out = tmp_path / "chain.json"
     assert main(["eval-live", "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]), "--clips",
-                 f"{ROOT / 'checkpoints' / 'webcam.mp4'}:0-4", "--tracker", "haar", "--json", str(out)]) == 0
+                 f"{ROOT / 'checkpoints' / 'webcam.mp4'}:0-4", "--tracker", "haar", "--json", str(out),
+                 "--sheet", str(tmp_path / "sheet.png")]) == 0
     report = json.loads(out.read_text())
     clip = next(iter(report["clips"].values()))
     assert clip["frames"] == 4 and clip["size"] == [400, 300]
     assert clip["detail"]["detail"] > 2 * clip["enlarged"]["detail"]
     assert 0 < clip["identity"]["l1"] < clip["enlarged"]["l1"]
     assert "identity" in capsys.readouterr().out
+    sheet = imageio.imread(tmp_path / "sheet.png")  # 4 rows of truth | enlarged | detail | detail+head
+    assert sheet.shape[0] % 4 == 0 and sheet.shape[1] % 4 == 0 and sheet.shape[1] // 4 <= 400
     assert main(["eval-live", "--clips", str(tmp_path / "none.mp4")]) == 2
