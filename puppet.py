@@ -12,7 +12,7 @@ from typing import Callable
 from animation.options import AnimateOptions, OneLineParser, SwapOptions, add_options, from_args, renamed
 from export.options import ExportOptions
 from motion.errors import Interrupted, Terminated, UserError
-from realtime.options import BenchOptions, ChainEvalOptions, LiveOptions
+from realtime.options import BenchOptions, ChainEvalOptions, DoctorOptions, LiveOptions
 from training.options import (AverageOptions, EvalOptions, FetchDataOptions, MakeDataOptions, MakeFaceDataOptions,
                               PersonalizeOptions, PrepareDataOptions, SplitPartsOptions, TrainOptions)
 
@@ -60,8 +60,9 @@ def cmd_prepare_data(o: PrepareDataOptions) -> None:
 def cmd_make_face_data(o: MakeFaceDataOptions) -> None:
     from training.fetch import photos
     from training.landmark_clips import make_face_data
-    paths = [Path(p) for p in o.photos] if o.photos else photos(o.sources, "train")
-    make_face_data(paths, o.trajectories, o.output, size=o.size, frames=o.frames, per_face=o.per_face, seed=o.seed)
+    paths = [Path(p) for p in o.photos] if o.photos else photos(o.sources, o.split)
+    make_face_data(paths, o.trajectories, o.output, size=o.size, frames=o.frames, per_face=o.per_face, seed=o.seed,
+                   split=o.split, own_size=o.own_size)
 
 
 def cmd_personalize(o: PersonalizeOptions) -> None:
@@ -114,6 +115,11 @@ def cmd_bench(options: BenchOptions) -> None:
     run_bench(options)
 
 
+def cmd_doctor(options: DoctorOptions) -> int:
+    from realtime.doctor import checks, run_doctor
+    return run_doctor(checks(options.cameras))
+
+
 def cmd_export(options: ExportOptions) -> None:
     from export.run import run_export
     run_export(options)
@@ -144,6 +150,8 @@ COMMANDS: dict[str, tuple[str, type, Callable]] = {
     "eval": ("mean L1 reconstruction on held-out videos vs the identity baseline", EvalOptions, cmd_eval),
     "eval-live": ("held-out clips at their own resolution through live's chain: face-region L1, PSNR and detail "
                   "vs the still first frame", ChainEvalOptions, cmd_eval_live),
+    "doctor": ("check this machine's setup for live (cameras, virtual camera, trackers, compiler, backends, GPU): "
+               "one line each, exit 0 when live can run", DoctorOptions, cmd_doctor),
 }
 
 
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(note, file=sys.stderr)
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        func(from_args(options, args))
+        code = func(from_args(options, args))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    return code or 0  # a command returns an exit code when it has one of its own (doctor)
 
 
 def terminate(signum: int, frame: object) -> None:

@@ -3,6 +3,7 @@ skimage resize to the model's frame size, alpha dropped, grey replicated to RGB,
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -232,15 +233,19 @@ class FrameWriter:
     """Writes uint8 RGB frames to a video (.mp4, .avi, .gif) or a folder of lossless PNGs.
 
     The destination is opened up front so an unwritable path fails before any work is done, and a
-    context manager closes it on errors and Ctrl-C, so what was written stays playable. With `fragments`
-    an mp4 is written in half-second fragments, each playable once on disk: a recording cut short (a full
-    disk) plays up to its last fragment instead of lacking the index written at the end.
+    context manager closes it on errors and Ctrl-C, so what was written stays playable. A `live` recording
+    (one made while the session runs) writes an mp4 in half-second fragments, each playable once on disk, so a
+    recording cut short (a full disk) plays up to its last fragment instead of lacking the index written at
+    the end. It also encodes cheaply, to take little CPU from inference: x264's ultrafast preset and PNGs at
+    zlib level 1 (see realtime/sinks/files.py for the costs).
     """
 
-    def __init__(self, path: str | Path, fps: float, fragments: bool = False):
+    def __init__(self, path: str | Path, fps: float, live: bool = False):
         self.path = Path(path)
         self.count = 0
         self.writer = None
+        self.png_level = 1 if live else 6  # zlib's levels; 6 is Pillow's default
+        self.last: np.ndarray | None = None  # the frame written last, for repeat()
         self.existed = self.path.exists()  # a user's old output stays if we fail before writing to it
         check_output(self.path)
         suffix = self.path.suffix.lower()
@@ -249,9 +254,10 @@ class FrameWriter:
             if suffix == ".gif":
                 self.writer = imageio.get_writer(self.path, mode="I", duration=1000.0 / fps, loop=0)
             elif suffix in WRITE_VIDEO_SUFFIXES:
-                fragmented = ["-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "500000"]
+                recording = ["-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "500000",
+                             "-preset", "ultrafast"]
                 self.writer = imageio.get_writer(self.path, fps=fps, macro_block_size=1,
-                                                 output_params=fragmented if fragments and suffix == ".mp4" else None)
+                                                 output_params=recording if live and suffix == ".mp4" else None)
             else:  # a folder of frames: prove a file can be made there before any work
                 probe = self.path / ".write_test"
                 probe.touch()
@@ -264,8 +270,22 @@ class FrameWriter:
         if self.writer is not None:
             self.writer.append_data(frame)
         else:
-            imageio.imwrite(self.path / f"frame_{self.count:05d}.png", frame)
+            imageio.imwrite(self._frame(self.count), frame, compress_level=self.png_level)
+        self.last = frame
         self.count += 1
+
+    def repeat(self, times: int) -> None:
+        """The last frame `times` times more (a live recording fills the moments of frames it never got); in a
+        folder as copies of its file, which cost no encoding."""
+        for _ in range(times):
+            if self.writer is None:
+                shutil.copyfile(self._frame(self.count - 1), self._frame(self.count))
+                self.count += 1
+            else:
+                self.write(self.last)
+
+    def _frame(self, index: int) -> Path:
+        return self.path / f"frame_{index:05d}.png"
 
     def close(self) -> None:
         if self.writer is not None:
@@ -286,7 +306,7 @@ class FrameWriter:
                 self.path.unlink()
             elif self.path.is_dir():
                 for index in range(self.count):
-                    (self.path / f"frame_{index:05d}.png").unlink(missing_ok=True)
+                    self._frame(index).unlink(missing_ok=True)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
 from animation.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
 from realtime.face import FaceTracker
+from realtime.sinks.files import RecordingSink
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import FileSource, Frame, SyntheticSource
 from realtime.stats import STAGES, Stats
@@ -478,3 +481,85 @@ def test_an_input_that_stays_broken_ends_the_session_with_its_message(tmp_path):
                                         r"frame .*011\.png"):
         engine.run()
     assert len(sink.packets) == 2 and sink.closed and stats.summary()["unreadable_frames"] == 10
+
+
+class FakeTimeAnimator(SlowAnimator):
+    """Inference that takes `seconds` of the source's fake clock and shows the driving frame as it is."""
+
+    def __init__(self, clock: FakeClock, seconds: float):
+        self.clock, self.seconds = clock, seconds
+
+    def start(self, image, t):
+        self.clock.t += self.seconds
+        return Rendered(image, image, None, True, "fake", False)
+
+
+@pytest.mark.timeout(60)
+def test_a_paced_sessions_recording_lasts_as_long_as_the_session(tmp_path):
+    """A 30 fps camera rehearsed for 10 s of fake time, inference 2.5 frame periods a frame: fewer than half the
+    frames are delivered, yet the mp4 plays for the session's time (frames = duration x fps, within 2%)."""
+    clock = FakeClock()
+    source = SyntheticSource((32, 32), 30.0, paced=True, frames=300, clock=clock)
+    stats, video = Stats(), tmp_path / "out.mp4"
+    Engine(source, FakeTimeAnimator(clock, 2.5 / 30), [RecordingSink(video, source.fps)], stats,
+           Controls(["fake"])).run()
+    assert stats.frames < 300 / 2 and stats.dropped > 300 / 2
+    assert imageio.get_reader(video).count_frames() / 30 == pytest.approx(clock.t, rel=0.02)
+
+
+class GatedRecording(ListSink):
+    """A recording whose first write blocks until `gate` opens (at most 10 s): an encoder that has stalled.
+    `opened`: the gate opened while it waited (False: the wait timed out)."""
+
+    def __init__(self, gate: threading.Event):
+        super().__init__("gated", lossless=True)
+        self.gate, self.opened = gate, False
+
+    def write(self, packet):
+        if not self.packets:
+            self.opened = self.gate.wait(10)
+        super().write(packet)
+
+
+class GateOpener(ListSink):
+    """A live output that opens the gate once it has the input's last frame."""
+
+    def __init__(self, gate: threading.Event, last: int):
+        super().__init__("opener")
+        self.gate, self.last = gate, last
+
+    def write(self, packet):
+        super().write(packet)
+        if packet.index == self.last:
+            self.gate.set()
+
+
+@pytest.mark.timeout(60)
+def test_a_stalled_recording_never_holds_up_the_other_outputs():
+    """A live input: while a recording is stuck in its first write, the loop delivers every frame and the
+    other output gets the last one (which opens the gate); the recording's queue drops its oldest meanwhile."""
+    gate, clock = threading.Event(), FakeClock()
+    source = SyntheticSource((16, 16), 30.0, paced=True, frames=80, clock=clock)
+    recording, other, stats = GatedRecording(gate), GateOpener(gate, 79), Stats()
+    Engine(source, FakeTimeAnimator(clock, 0.0), [recording, other], stats, Controls(["fake"])).run()
+    assert recording.opened and other.packets[-1].index == 79 and stats.frames == 80
+    assert stats.extra["sinks"]["gated"]["dropped"] > 0 and recording.closed
+
+
+class NiceSink(ListSink):
+    """Notes the niceness of the thread that writes it."""
+
+    def write(self, packet):
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)  # on Linux: the calling thread's
+        super().write(packet)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness is per thread only on Linux")
+def test_recordings_encode_at_a_lower_priority_than_inference():
+    """A recording's thread (and the ffmpeg it starts) yields the CPU to inference; live outputs do not."""
+    recording, window = NiceSink("recording", lossless=True), NiceSink("window")
+    engine = Engine(SyntheticSource((16, 16), frames=3), ScriptedFaces({0, 1, 2}, 30.0), [recording, window], Stats(),
+                    Controls(["fake"]))
+    engine.run()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert recording.nice == min(19, base + 10) and window.nice == base

@@ -24,6 +24,7 @@ class Packet:
     fps: float  # recent output frame rate
     latency_ms: float  # capture -> this packet
     no_face_s: float = 0.0  # capture time since a face was last seen (0 while there is one)
+    t: float | None = None  # the frame's time in seconds (Frame.t), by which a recording keeps real time
 
 
 class Sink(Protocol):

@@ -8,9 +8,10 @@ from typing import Any, Callable
 from motion.errors import UserError, first_line
 from realtime.sinks import Packet
 
-FIX = ("on Linux load v4l2loopback (sudo apt install v4l2loopback-dkms; sudo modprobe v4l2loopback devices=1 "
-       "exclusive_caps=1), on Windows or macOS install OBS Studio and start its Virtual Camera once; "
-       "or use --output window, http:PORT or a file")
+LINUX_FIX = "sudo apt install v4l2loopback-dkms && sudo modprobe v4l2loopback devices=1 exclusive_caps=1"
+OBS_FIX = "install OBS Studio (https://obsproject.com) and start its Virtual Camera once"
+FIX = (f"on Linux load v4l2loopback ({LINUX_FIX}), on Windows or macOS {OBS_FIX}; or use --output window, "
+       "http:PORT or a file")
 
 
 class VirtualCameraError(UserError):
