@@ -15,6 +15,7 @@ import torch
 from skimage import data as skdata
 from skimage.transform import resize
 
+from animation.pipeline import motion_arrays
 from animation.puppeteer import normalize_keypoints
 from conftest import make_checkpoint
 from export.auto import choose_backend
@@ -88,6 +89,10 @@ def test_onnxruntime_matches_torch_per_stage(exported, tiny_fomm, frames):
         assert got.shape == expected.shape
         assert (got - expected).abs().max().item() <= 1e-4
     assert np.abs(frame - ref_frame).max() <= 1e-4
+    # what the detail transfer reads of the exported graphs' motion: the same arrays as torch's
+    for expected, got in zip(motion_arrays(ref_motion), motion_arrays(motion)):
+        assert got.shape == expected.shape and got.dtype == np.float32 and np.abs(got - expected).max() <= 1e-4
+    assert motion_arrays(motion)[1].shape == motion_arrays(motion)[0].shape[:2]
 
 
 def _read_pngs(folder: Path) -> np.ndarray:

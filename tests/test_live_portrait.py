@@ -69,3 +69,30 @@ def test_bad_size_is_one_line(capsys):
         assert stop.code == 2
     err = capsys.readouterr().err
     assert "give WIDTHxHEIGHT, e.g. 1280x720" in err and "Traceback" not in err
+
+
+def test_animate_full_frame_carries_the_photos_detail_unless_no_detail(tiny_fomm, astronaut_png, driving_mp4,
+                                                                        tmp_path):
+    """The tiny model (random weights) draws a near-flat face: enlarged, it holds almost none of the photo's
+    fine detail; with detail transfer (the default) the face region gets much of it back (its random motion
+    stretches the photo and its occlusion map fades the band), and outside the crop both are the photo."""
+    runs = {}
+    for name, extra in (("detail", []), ("plain", ["--no-detail"])):
+        out = tmp_path / name
+        assert puppet.main(["animate", "--avatar", str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint",
+                            str(tiny_fomm[1]), "--driving", str(driving_mp4), "--full-frame", "--output", str(out),
+                            *extra]) == 0
+        runs[name] = [imageio.imread(f) for f in frame_files(out)]
+    photo = skdata.astronaut()
+    _, (y0, x0, y1, x1) = changed_box(runs["plain"][-1], photo)
+    face = slice(y0, y1 + 1), slice(x0, x1 + 1)
+
+    def energy(image: np.ndarray) -> float:
+        grey = image.astype(np.float32).mean(-1)
+        return float(np.abs(grey[1:-1, 1:-1] * 4 - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2]
+                            - grey[1:-1, 2:]).mean())
+    plain, detail = energy(runs["plain"][-1][face]), energy(runs["detail"][-1][face])
+    assert plain < 0.5 * detail and detail > 0.3 * energy(photo[face])
+    outside = np.ones(photo.shape[:2], bool)
+    outside[face] = False
+    assert np.array_equal(runs["detail"][-1][outside], photo[outside])
