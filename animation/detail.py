@@ -2,16 +2,19 @@
 generator's frame at the output's resolution.
 
 The generator sees and draws the face at the model's size (128 or 256 px), so a face pasted back into a
-720p portrait is an enlarged, blurred square. The photo holds the detail the model cannot: warping the
-full-resolution crop with the model's dense motion (upsampled; it is smooth) moves that detail where the
-face went, and its high-frequency band (the warped crop minus its own model-size version) is what the
-enlarged generator frame lacks. The generator keeps everything else: the low frequencies (shading, colour)
-and what the photo cannot show (the inside of an opening mouth, revealed background), which the
-occlusion map marks and where the band fades out. Pure numpy/OpenCV, planned once per avatar.
+720p portrait is an enlarged, blurred square. The photo holds the detail the model cannot: its
+high-frequency band (the crop minus what the generator can draw of it) moved by the model's dense motion
+is what the enlarged generator frame lacks. The band is sampled exactly as the generator samples its
+features: the deformation bilinearly upsampled and read by grid_sample's rule with align_corners=False
+(pixel ((x + 1) w - 1) / 2), so it lands where the generator draws, including the official convention's
+slight shrink at rest (a corner-to-corner grid read with align_corners=False). The generator keeps the low
+frequencies (shading, colour) and what the photo cannot show (the inside of an opening mouth, revealed
+background), which the occlusion map marks and where the band fades out. Pure numpy/OpenCV, planned once
+per avatar.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -29,11 +32,11 @@ ZERO = 128
 class DetailPlan:
     """The avatar crop at paste size and what each frame reuses; built once per avatar by plan_detail."""
     photo: np.ndarray  # (h, w, 3) float32 0..255: the crop at its pixel size in the photo, borders replicated
-    still_band: np.ndarray  # (h, w, 3) uint8, ZERO + the photo's band without motion (a held avatar at rest)
+    still_band: np.ndarray  # (h, w, 3) uint8, ZERO + the photo minus its model-size version: the avatar's
+    # own still crop (no generator, no blur) enlarged plus this is the photo
+    band: np.ndarray  # (h, w, 3) uint8, ZERO + the photo minus the generator's version of it (blur sigma)
     model_size: tuple[int, int]  # (height, width) of the generator's frames and of the band's low-pass
-    sigma: float  # the generator's own blur in model pixels: the band holds what it blurs away (fit_blur)
-    grid_x: np.ndarray  # (h, w) float32 pixel columns: the identity map remap starts from
-    grid_y: np.ndarray  # (h, w) float32 pixel rows
+    sigma: float | None  # the generator's own blur in model pixels; None: not measured yet (fit_blur)
 
 
 def shrink(image: np.ndarray, model_size: tuple[int, int]) -> np.ndarray:
@@ -51,36 +54,50 @@ def low_pass(image: np.ndarray, model_size: tuple[int, int], sigma: float = 0.0)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def plan_detail(crop: np.ndarray, model_size: tuple[int, int], sigma: float = 0.0) -> DetailPlan:
-    """Plan the transfer for an (h, w, 3) uint8 (or float 0..255) avatar crop at the size it is pasted back
-    at; sigma: the generator's blur (fit_blur)."""
+def as_band(levels: np.ndarray) -> np.ndarray:
+    """Float detail levels as bytes around ZERO."""
+    return np.clip(levels + (ZERO + 0.5), 0, 255).astype(np.uint8)
+
+
+def plan_detail(crop: np.ndarray, model_size: tuple[int, int]) -> DetailPlan:
+    """Plan the transfer for an (h, w, 3) uint8 avatar crop at the size it is pasted back at; the band for
+    rendered frames waits for the generator's blur (with_blur)."""
     photo = np.ascontiguousarray(crop, dtype=np.float32)
-    h, w = photo.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    band = np.clip(photo - low_pass(photo, model_size, sigma) + (ZERO + 0.5), 0, 255).astype(np.uint8)
-    return DetailPlan(photo, band, tuple(model_size), sigma, grid_x, grid_y)
+    still = as_band(photo - low_pass(photo, model_size))
+    return DetailPlan(photo, still, still, tuple(model_size), None)
 
 
-def fit_blur(plan: DetailPlan, rendered: np.ndarray, sigmas: tuple[float, ...] = SIGMAS) -> float:
-    """How much the generator blurs this avatar: the sigma (model pixels) whose blur of the photo at the
-    model's size is closest to ``rendered``, the generator's (h, w, 3) frame of the avatar at rest (float
-    [0, 1]); colour offsets are set aside (the paste-back matches colours on its own)."""
+def with_blur(plan: DetailPlan, sigma: float) -> DetailPlan:
+    """The plan with the band of rendered frames taken against a generator that blurs by sigma."""
+    return replace(plan, band=as_band(plan.photo - low_pass(plan.photo, plan.model_size, sigma)), sigma=sigma)
+
+
+def sample_maps(deformation: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point remap maps for an (h, w) picture from an (hd, wd, 2) deformation in [-1, 1]: upsampled
+    bilinearly (half-pixel centres, as F.interpolate with align_corners=False), read as grid_sample reads
+    with align_corners=False: pixel ((x + 1) w - 1) / 2."""
+    h, w = size
+    deformation = np.asarray(deformation, np.float32)
+    map_x = cv2.resize(np.ascontiguousarray(deformation[..., 0]), (w, h), interpolation=cv2.INTER_LINEAR)
+    map_y = cv2.resize(np.ascontiguousarray(deformation[..., 1]), (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.convertMaps((map_x + 1) * (w / 2) - 0.5, (map_y + 1) * (h / 2) - 0.5, cv2.CV_16SC2)
+
+
+def fit_blur(plan: DetailPlan, rendered: np.ndarray, deformation: np.ndarray,
+             sigmas: tuple[float, ...] = SIGMAS) -> float:
+    """How much the generator blurs this avatar: the sigma (model pixels) whose blur of the photo, moved by
+    the frame's deformation and brought to the model's size, is closest to ``rendered``, the generator's
+    (h, w, 3) frame (float [0, 1]); colour offsets are set aside (the paste-back matches colours)."""
     target = np.asarray(rendered, np.float32) * 255
     target = target - target.mean((0, 1))
-    small = shrink(plan.photo, plan.model_size)
+    moved = cv2.remap(plan.photo, *sample_maps(deformation, plan.photo.shape[:2]), cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE)
+    small = shrink(moved, plan.model_size)
 
     def error(sigma: float) -> float:
         blurred = cv2.GaussianBlur(small, (0, 0), sigma) if sigma > 0 else small
         return float(np.mean((blurred - blurred.mean((0, 1)) - target) ** 2))
     return min(sigmas, key=error)
-
-
-def corner_grid(height: int, width: int) -> np.ndarray:
-    """(height, width, 2) (x, y) in [-1, 1] corner to corner: the deformation of no motion
-    (motion.geometry.coordinate_grid, the official convention)."""
-    xs = np.linspace(-1, 1, width, dtype=np.float32)
-    ys = np.linspace(-1, 1, height, dtype=np.float32)
-    return np.stack(np.meshgrid(xs, ys), axis=-1)
 
 
 def visibility(occlusion: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -98,27 +115,15 @@ def hidden_rows_cols(occlusion: np.ndarray, size: tuple[int, int]) -> tuple[slic
             slice(max(0, (cols.min() - 1) * w // wd), min(w, (cols.max() + 2) * w // wd + 1)))
 
 
-def warp_band(plan: DetailPlan, deformation: np.ndarray) -> np.ndarray:
-    """The photo's band moved by an (hd, wd, 2) dense-motion deformation (backward map, [-1, 1]
-    coordinates): its displacement from no motion, upsampled and in pixels, so that no motion returns the
-    band exactly. The band of the moved photo is the moved band as far as the motion is smooth over the
-    low-pass's width, which a flow upsampled from the model's dense motion is: one byte remap a frame."""
-    h, w = plan.photo.shape[:2]
-    hd, wd = deformation.shape[:2]
-    shift = np.asarray(deformation, np.float32) - corner_grid(hd, wd)
-    map_x = cv2.scaleAdd(cv2.resize(np.ascontiguousarray(shift[..., 0]), (w, h)), w / 2, plan.grid_x)
-    map_y = cv2.scaleAdd(cv2.resize(np.ascontiguousarray(shift[..., 1]), (w, h)), h / 2, plan.grid_y)
-    fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)  # fixed point: 1/32 pixel, faster remap
-    return cv2.remap(plan.still_band, fixed, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 def detail_band(plan: DetailPlan, deformation: np.ndarray | None, occlusion: np.ndarray | None) -> np.ndarray:
-    """The (h, w, 3) uint8 detail (ZERO + levels) to add to the enlarged generator frame: the photo's band
-    where the motion took it, faded where the occlusion map says the photo cannot show the place (worked
-    out only over the box of such places, usually a small part). deformation None: the avatar at rest."""
+    """The (h, w, 3) uint8 detail (ZERO + levels) to add to the enlarged generator frame: the band moved as
+    the generator moves the avatar (one byte remap; no detail where the motion reads outside the crop),
+    faded where the occlusion map says the photo cannot show the place (worked out only over the box of
+    such places, usually a small part). deformation None: the avatar's own still crop (still_band)."""
     if deformation is None:
         return plan.still_band
-    band = warp_band(plan, deformation)
+    band = cv2.remap(plan.band, *sample_maps(deformation, plan.band.shape[:2]), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=(ZERO, ZERO, ZERO))
     if occlusion is not None and float(np.min(occlusion)) < VISIBLE:
         rows, cols = hidden_rows_cols(occlusion, band.shape[:2])
         weight = visibility(occlusion, band.shape[:2])[rows, cols, None]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from animation.detail import ZERO, DetailPlan, detail_band, fit_blur, plan_detail
+from animation.detail import ZERO, DetailPlan, detail_band, fit_blur, plan_detail, with_blur
 from animation.faces import Box
 from motion.errors import UserError
 
@@ -239,12 +239,27 @@ class Portrait:
         shape = photo.shape if full_frame else (*model_size, 3)
         self.placement = place(shape, size) if size else None
 
-    def band(self, deformation: np.ndarray | None = None, occlusion: np.ndarray | None = None) -> np.ndarray | None:
-        """The photo's detail for a frame made by this motion (deformation (hd, wd, 2), occlusion (hd, wd);
-        None: the avatar at rest), or None without detail transfer; a step of its own to be timed apart."""
-        if self.plan is None or self.plan.detail is None:
+    @property
+    def detailed(self) -> bool:
+        """Whether frames get the photo's detail (full_frame with detail)."""
+        return self.plan is not None and self.plan.detail is not None
+
+    def band(self, crop: np.ndarray, rendered: bool = True, deformation: np.ndarray | None = None,
+             occlusion: np.ndarray | None = None) -> np.ndarray | None:
+        """The photo's detail for a model-size crop (float [0, 1]) made by this motion (deformation
+        (hd, wd, 2), occlusion (hd, wd)), or None without detail transfer; a step of its own to be timed
+        apart. Not `rendered` (the avatar's own still crop): the still band. The generator's blur is
+        measured on the first rendered crop, against the photo moved by that crop's own motion, so the
+        pose it shows does not matter."""
+        if not self.detailed:
             return None
-        return detail_band(self.plan.detail, deformation, occlusion)
+        detail = self.plan.detail
+        if not rendered or deformation is None:
+            return detail.still_band
+        if detail.sigma is None:
+            detail = with_blur(detail, fit_blur(detail, crop, deformation))
+            self.plan = replace(self.plan, detail=detail)
+        return detail_band(detail, deformation, occlusion)
 
     def __call__(self, crop: np.ndarray, rendered: bool = True, band: np.ndarray | None = None) -> np.ndarray:
         """A model-size crop (float [0, 1]) and its band() -> the output frame (uint8). The colour is
@@ -255,10 +270,6 @@ class Portrait:
         else:
             if self.colour is None and rendered:
                 self.colour = match_colour(self.plan, crop)
-                if self.plan.detail is not None:  # the generator's blur, measured on the same frame at rest
-                    detail = self.plan.detail
-                    self.plan = replace(self.plan, detail=plan_detail(detail.photo, detail.model_size,
-                                                                      fit_blur(detail, crop)))
             image = composite(self.plan, crop, self.colour, band)
         return image if self.placement is None else letterbox(self.placement, image)
 

@@ -53,7 +53,8 @@ def official_avatar(path: str, config: Config) -> tuple[np.ndarray, Presenter]:
 
 def presenter(portrait: Portrait) -> Presenter:
     """Frames through a portrait, with the photo's detail moved by each frame's motion when it has detail."""
-    return lambda frame, motion: portrait(frame, True, portrait.band(*motion_arrays(motion)))
+    return lambda frame, motion: portrait(frame, True, portrait.band(frame, True, *motion_arrays(motion))
+                                          if portrait.detailed else None)
 
 
 def portrait_avatar(full_frame: bool, size: tuple[int, int] | None, detail: bool) -> AvatarLoader:

@@ -28,6 +28,9 @@ from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 from realtime.stats import Stats
 
 
+MAX_WAIT = 60  # frames (2 s at 30 fps): a face that never holds still is calibrated on all the same
+
+
 @dataclass
 class Rendered:
     image: np.ndarray  # (H, W, 3) uint8, what the outputs show (pasted back and letterboxed when asked)
@@ -56,6 +59,7 @@ class Animator:
     """Per-frame stages with their state: calibration pose, smoothing filters, held pose."""
 
     calibrating = True  # the next frame with a face becomes the reference pose (and the next, until it holds still)
+    waited = 0  # frames the reference pose has followed the face so far, waiting for it to hold still
 
     def __init__(self, puppeteer: Puppeteer, avatars: list[Avatar], controls: Controls, stats: Stats,
                  size: tuple[int, int], tracker: FaceTracker | LandmarkTracker | None = None,
@@ -105,10 +109,11 @@ class Animator:
             kp = self.smoother(kp, t)
         self.jitter_smoothed.add(kp.value)
         if self.controls.take_recalibration():
-            self.calibrating = True
-        if self.calibrating:  # the reference pose follows a tracked face until its box holds still
+            self.calibrating, self.waited = True, 0
+        if self.calibrating:  # the reference pose follows a tracked face until its box holds still (or a while)
             self.pipeline.recalibrate()
-            self.calibrating = self.tracker is not None and not self.tracker.steady
+            self.waited += 1
+            self.calibrating = self.tracker is not None and not self.tracker.steady and self.waited < MAX_WAIT
             self.calibration = cut
         if self.follow_head and self.calibration is not None and self.tracker is not None:  # as a fixed crop sees it
             kp = reframe(kp, reframe_of(self.calibration, cut))
@@ -175,7 +180,7 @@ class Animator:
         """A model-size frame and matte -> what the outputs show, through the avatar's portrait, with the
         photo's detail moved by the frame's dense motion (None: the avatar at rest) when it transfers detail."""
         with self.stats.time("detail"):
-            band = portrait.band(*motion_arrays(motion))
+            band = portrait.band(image, rendered, *motion_arrays(motion)) if portrait.detailed else None
         with self.stats.time("paste_back"):
             return portrait(image, rendered, band), None if alpha is None else portrait.matte(alpha)
 

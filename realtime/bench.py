@@ -89,7 +89,8 @@ def naive_loop(puppeteer: Puppeteer, avatar: Avatar, size: tuple[int, int], driv
                 pipeline.set_avatar(avatar.image)
             rendered, motion = pipeline.step(face)
             with stats.time("detail"):
-                band = avatar.portrait.band(*motion_arrays(motion))
+                portrait = avatar.portrait
+                band = portrait.band(rendered, True, *motion_arrays(motion)) if portrait.detailed else None
             with stats.time("paste_back"):
                 shown = avatar.portrait(rendered, True, band)
             with stats.time("output"):

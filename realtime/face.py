@@ -74,10 +74,13 @@ class FaceTracker:
         self.stillness.add(None)
 
     def update(self, frame: np.ndarray, t: float) -> Box | None:
+        """The face box (held through a few misses), or None. Only fresh detections count as holding still:
+        a box held through misses is no evidence that the face is where it says."""
         self.stillness.add(self._update(frame, t))
         return self.box
 
     def _update(self, frame: np.ndarray, t: float) -> Box | None:
+        """The freshly detected (smoothed) box, or None on a miss."""
         blank = float(frame[::4, ::4].std()) < BLANK_STD
         self.detections += not blank and self.box is None
         found = None if blank else self.detector.detect(frame, self.box)
@@ -86,7 +89,7 @@ class FaceTracker:
             if self.box is not None and (blank or self.misses > self.patience):
                 self.box = None
                 self.filter.reset()
-            return self.box
+            return None
         self.misses = 0
         norm = float(max(frame.shape[:2]))
         smoothed = self.filter(np.array([found.cx, found.cy, found.side]) / norm, t) * norm

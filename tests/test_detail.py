@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 
 from animation.detail import HIDDEN, VISIBLE, ZERO, detail_band, fit_blur, low_pass, plan_detail
+from motion.geometry import coordinate_grid, warp
 from animation.faces import Box
 from animation.paste import Portrait, composite, plan_paste, shrink_to_fit
 
@@ -19,10 +21,11 @@ def textured(shape: tuple[int, ...], seed: int) -> np.ndarray:
 
 
 def no_motion(h: int, w: int) -> np.ndarray:
-    """The deformation of no motion, written out: x, y from -1 to 1 corner to corner."""
+    """The deformation that reads every place where it is under grid_sample's align_corners=False rule:
+    pixel centres at (2 j + 1) / w - 1."""
     deformation = np.zeros((h, w, 2), np.float32)
-    deformation[..., 0] = np.linspace(-1, 1, w)[None, :]
-    deformation[..., 1] = np.linspace(-1, 1, h)[:, None]
+    deformation[..., 0] = ((2 * np.arange(w) + 1) / w - 1)[None, :]
+    deformation[..., 1] = ((2 * np.arange(h) + 1) / h - 1)[:, None]
     return deformation
 
 
@@ -37,12 +40,35 @@ def test_no_motion_and_a_generator_frame_equal_to_the_photo_give_the_full_resolu
     plan = plan_paste(photo, box, MODEL, detail=True)
     x, y, w, h = plan.rect
     generated = model_size_photo(photo[y:y + h, x:x + w])
-    for deformation in (None, no_motion(8, 8)):  # at rest, and a dense motion of no motion
+    inner = slice(y + 8, y + h - 8), slice(x + 8, x + w - 8)  # upsampling a 8x8 motion clamps within 6 px
+    for deformation, where in ((None, plan.region), (no_motion(8, 8), inner)):  # at rest; a motion of no motion
         band = detail_band(plan.detail, deformation, np.ones((8, 8), np.float32))
         out = composite(plan, generated, None, band)
-        assert np.abs(out.astype(int) - photo).max() <= 1  # rounding of the float sum only
+        assert np.abs(out[where].astype(int) - photo[where]).max() <= 1  # rounding of the sum only
     no_detail = composite(plan, generated)
     assert np.abs(no_detail[plan.region].astype(int) - photo[plan.region]).mean() > 5  # the blur it removes
+
+
+def test_the_band_lands_where_the_generator_draws_at_rest():
+    """At rest the generator's deformation is the corner-to-corner grid, read with align_corners=False: it
+    draws the avatar slightly shrunk. A perfect generator's frame (torch's grid_sample of the photo at the
+    model's size) plus the band must be torch's grid_sample of the full-resolution crop."""
+    crop = cv2.GaussianBlur(textured((160, 160, 3), 8), (0, 0), 2.5)  # a face's smoothness at the model's size
+    plan = plan_detail(crop, MODEL)
+    rest = coordinate_grid(8, 8)
+
+    def sampled(image: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
+        return warp(tensor, rest[None])[0].permute(1, 2, 0).numpy()
+    generated = sampled(model_size_photo(crop))
+    band = detail_band(plan, rest.numpy(), None)
+    out = cv2.resize(np.floor(generated * 255 + 0.5).astype(np.uint8), (160, 160), interpolation=cv2.INTER_LINEAR)
+    out = cv2.addWeighted(out, 1.0, band, 1.0, -ZERO).astype(np.float32)
+    truth = sampled(crop)
+    inner = slice(12, 148)
+    assert np.abs(out[inner, inner] - truth[inner, inner]).mean() < 1.5
+    unshrunk = np.abs(crop[inner, inner].astype(np.float32) - truth[inner, inner]).mean()
+    assert unshrunk > 4  # the shrink is real: the band of the unmoved photo would not line up
 
 
 def test_a_known_shift_moves_the_detail_by_that_shift():
@@ -74,7 +100,8 @@ def test_places_marked_unseen_take_the_generators_pixels():
     right = np.abs(out[:, 90:].astype(np.float32) - enlarged[:, 90:]).mean()
     assert left <= 1 and right > 5  # the left is the generator's to rounding; the right has detail
     visible = detail_band(plan.detail, no_motion(8, 8), np.full((8, 8), VISIBLE, np.float32))
-    np.testing.assert_array_equal(visible, plan.detail.still_band)  # VISIBLE and up: the whole band
+    inner = slice(12, 116)  # upsampling an 8x8 motion clamps within 8 px of the border
+    np.testing.assert_array_equal(visible[inner, inner], plan.detail.still_band[inner, inner])  # the whole band
 
 
 def test_paste_back_with_detail_keeps_every_pixel_outside_its_region():
@@ -97,20 +124,26 @@ def test_a_photo_larger_than_the_output_is_shrunk_once_with_its_box():
     assert (box.cx, box.cy, box.side) == (270, 300, 200)
     assert shrink_to_fit(photo, None, (4000, 4000))[0] is photo  # never enlarged
     portrait = Portrait(photo, Box(540, 600, 400), MODEL, True, (1280, 720), detail=True)
-    frame = portrait(model_size_photo(small[200:400, 170:370]), False, portrait.band())
+    still = model_size_photo(small[200:400, 170:370])
+    frame = portrait(still, False, portrait.band(still, False))
     assert frame.shape == (720, 1280, 3)
     assert np.abs(frame[:, 370:910].astype(int) - small).max() <= 1  # at rest: the photo, at the shown size
 
 
 def test_the_generators_blur_is_measured_on_the_first_rendered_frame_and_taken_out_of_the_band():
-    """A generator that draws the photo blurred by sigma 2 (model pixels): the portrait finds sigma 2, and
-    from then on the avatar at rest is the full-resolution photo again; a colour offset does not matter."""
-    photo = textured((160, 160, 3), 7)
+    """A generator that draws the photo blurred by sigma 2 (model pixels): the portrait finds sigma 2 on its
+    first rendered frame, against the photo moved by that frame's motion (a shift of 1 model pixel here),
+    and from then on photo-sharp frames come out; a colour offset does not matter."""
+    wide = textured((160, 170, 3), 7)
+    photo, moved = wide[:, :160], wide[:, 5:165]  # 1 model pixel is 5 photo pixels
     portrait = Portrait(photo, None, MODEL, True, None, detail=True)
-    small = cv2.resize(photo, MODEL[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
-    drawn = cv2.GaussianBlur(small, (0, 0), 2.0) / 255
-    assert fit_blur(portrait.plan.detail, drawn + 10 / 255) == 2.0
-    portrait(drawn, True, portrait.band())  # the first rendered frame: colour and blur measured
+    motion = no_motion(*MODEL)
+    motion[..., 0] += 2 / MODEL[1]  # every place read 1 model pixel to the right
+    drawn = cv2.GaussianBlur(model_size_photo(moved) * 255, (0, 0), 2.0) / 255
+    assert fit_blur(portrait.plan.detail, drawn + 10 / 255, motion) == 2.0
+    assert portrait.plan.detail.sigma is None
+    portrait(drawn, True, portrait.band(drawn, True, motion))  # the first rendered frame: blur measured
     assert portrait.plan.detail.sigma == 2.0
-    out = portrait(drawn, True, portrait.band())
-    assert np.abs(out.astype(int) - photo).max() <= 1
+    out = portrait(drawn, True, portrait.band(drawn, True, motion))
+    inner = slice(12, 148)  # away from the borders, where the blur reaches past the photo
+    assert np.abs(out[inner, inner].astype(int) - moved[inner, inner]).mean() < 1.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import sys
 import threading
@@ -24,7 +25,7 @@ from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError
 from motion.networks import build_networks
-from realtime.animator import Animator, Rendered
+from realtime.animator import MAX_WAIT, Animator, Rendered
 from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
@@ -409,6 +410,37 @@ def test_calibration_waits_for_a_steady_box_also_on_recalibration(puppeteer, ast
         if i in (10, 21):
             reference = animator.pipeline.reference.value
             assert (reference - good_kp).abs().max() < 0.2 * (reference - bad_kp).abs().max()
+
+
+def test_a_box_held_through_misses_is_not_steady():
+    """A one-off bad box followed by misses is held for a few frames, but those held frames are no evidence
+    that the face is there: only fresh detections that agree make the box steady."""
+    photo = skdata.astronaut()
+    bad, good = Box(224, 114, 156), Box(224, 114, 111)
+    tracker = FaceTracker(ScriptedDetector([bad, None, None, None, None] + [good] * 20))
+    steady = []
+    for i in range(25):
+        box = tracker.update(photo, i / 30)
+        steady.append(tracker.steady)
+        assert box is not None  # held through the misses
+    assert not any(steady[:9]) and steady[-1]  # 5 fresh detections at least, and then it holds
+
+
+def test_a_face_that_never_holds_still_is_calibrated_after_max_wait(puppeteer, astronaut_png):
+    """A box that keeps swaying (40 px either way, a user who never sits still) is never steady: the
+    reference pose follows it for MAX_WAIT frames, then stays where it was taken."""
+    pup, config = puppeteer
+    boxes = [Box(224 + 40 * math.sin(0.7 * i), 200, 100) for i in range(MAX_WAIT + 5)]
+    tracker = FaceTracker(ScriptedDetector(boxes))
+    avatars = prepare_avatars(find_faces([astronaut_png]), pup, config.size)
+    animator = Animator(pup, avatars, Controls([a.name for a in avatars]), Stats(), config.size, tracker)
+    references = []
+    for i in range(len(boxes)):
+        animator.start(skdata.astronaut(), i / 30)
+        references.append(animator.pipeline.reference)
+    assert animator.calibrating is False and not tracker.steady
+    assert references[MAX_WAIT - 2] is not references[MAX_WAIT - 1]  # still following at the last wait
+    assert all(r is references[MAX_WAIT - 1] for r in references[MAX_WAIT:])  # then fixed
 
 
 class ScriptedFaces:
