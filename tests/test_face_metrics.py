@@ -4,12 +4,14 @@ from __future__ import annotations
 import io
 import math
 import tarfile
+import warnings
 
 import numpy as np
 import pytest
 
 from animation.faces import Box, inter_ocular, landmark_box
-from training.face_metrics import akd, chroma_key, iou, missing_rate, motion_correlation, normalised_displacements
+from training.face_metrics import (EYES, MOUTH, akd, chroma_key, correlation_and_gain, expression_following, iou,
+                                   missing_rate, motion_correlation, normalised_displacements, openings)
 from training.fetch import Source, unpack
 
 
@@ -56,6 +58,49 @@ def test_motion_correlation_follows_motion_not_identity():
     assert motion_correlation(driver, follower[:2] + [None] + follower[3:]) == pytest.approx(1.0)
 
 
+def talking(mouth: float = 0.0, eyes: float = 2.0, eye_gap: float = 10.0, shift=(0.0, 0.0)) -> np.ndarray:
+    """face() with its inner lips `mouth` and its eyelids `eyes` pixels apart (the eye centres unmoved)."""
+    points = face(eye_gap=eye_gap)
+    for upper, lower in MOUTH:
+        points[[upper, lower]] = [[eye_gap * (upper - 60) / 4, 10.0], [eye_gap * (upper - 60) / 4, 10.0 + mouth]]
+    for upper, lower in EYES:
+        points[lower, 0] = points[upper, 0]
+        points[upper, 1], points[lower, 1] = -eyes / 2, eyes / 2
+    return points + np.asarray(shift)
+
+
+def test_openings_are_gaps_from_the_first_frame_in_inter_ocular_units():
+    frames = [talking(mouth=3, eye_gap=20), talking(mouth=7, eyes=0, eye_gap=20, shift=(5, 9)), None]
+    assert openings(frames, MOUTH) == pytest.approx([0.0, 0.2, None])
+    assert openings(frames, EYES) == pytest.approx([0.0, -0.1, None])  # a blink
+    assert openings([None] + frames, MOUTH) == [None] * 4  # no reference frame, no opening
+
+
+def test_correlation_and_gain_on_known_cases():
+    driver = np.array([1.0, -1.0, 1.0, -1.0])
+    assert correlation_and_gain(driver, 0.5 * driver + 3) == pytest.approx((1.0, 0.5))
+    # noise uncorrelated with the driver (and as strong) leaves the gain and lowers the correlation to 1/sqrt(5)
+    assert correlation_and_gain(driver, 0.5 * driver + [1.0, 1.0, -1.0, -1.0]) == pytest.approx((5 ** -0.5, 0.5))
+    assert correlation_and_gain(driver, np.full(4, 0.2)) == (0.0, 0.0)  # a still mouth follows nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a still driver: no division by zero, nothing to follow
+        assert all(math.isnan(x) for x in correlation_and_gain(np.zeros(4), driver))
+        assert all(math.isnan(x) for x in correlation_and_gain(np.zeros(0), np.zeros(0)))
+
+
+def test_expression_following_pools_clips_and_skips_frames_without_a_face():
+    mouths = [[2, 3, 1, 3, 1], [0, 4, 2]]
+    drivers = [[talking(mouth=m, eyes=2 + m / 4) for m in clip] for clip in mouths]
+    # another face, twice as wide apart and resting with its mouth ajar, opening half as wide, eyes still
+    results = [[talking(mouth=5 + m, eye_gap=20, shift=(30, 4)) for m in clip] for clip in mouths]
+    results[1][1] = None
+    report = expression_following(drivers, results)
+    assert report["mouth"] == pytest.approx({"correlation": 1.0, "gain": 0.5, "frames": 5, "skipped": 1})
+    assert report["eyes"] == {"correlation": 0.0, "gain": 0.0, "frames": 5, "skipped": 1}
+    still = expression_following(drivers, [[clip[0]] * len(clip) for clip in drivers])
+    assert still["mouth"]["gain"] == 0 and still["eyes"]["gain"] == 0
+
+
 def test_chroma_key_and_iou_by_hand():
     frame = np.zeros((2, 3, 3), np.float32)
     frame[0, 0] = [0.1, 0.3, 0.9]  # blue screen
@@ -93,16 +138,31 @@ def test_landmark_box_is_the_square_around_the_landmarks():
 
 
 class BrightnessLandmarks:
-    """A stand-in landmark detector: no face in dark frames, else all 68 points at (100 m, 0) for the
-    frame's mean intensity m, so every landmark figure can be computed by hand from the frames."""
+    """A stand-in landmark detector: no face in dark frames, else talking()'s face moved by (100 m, 0) for
+    the frame's mean intensity m, its mouth `opening` m pixels open, so every landmark figure can be computed
+    by hand from the frames."""
+
+    def __init__(self, opening: float = 0.0):
+        self.opening = opening
 
     def __call__(self, image):
         mean = float(np.asarray(image, np.float64).mean())
-        return None if mean < 0.3 else np.tile([100 * mean, 0.0], (68, 1))
+        return None if mean < 0.3 else talking(mouth=self.opening * mean, shift=(100 * mean, 0))
+
+
+def grey_clip(root, levels: list[float]) -> list[np.ndarray]:
+    """A held-out clip of flat grey frames under root/data, as the model reads them back."""
+    import imageio.v2 as imageio
+
+    clip = root / "data" / "test" / "clip"
+    clip.mkdir(parents=True)
+    (root / "data" / "train").mkdir()
+    for index, level in enumerate(levels):
+        imageio.imwrite(clip / f"frame_{index:05d}.png", np.full((64, 64, 3), round(255 * level), np.uint8))
+    return [np.full((64, 64, 3), round(255 * v) / 255, np.float32) for v in levels]
 
 
 def test_evaluate_reports_akd_and_mkr_of_its_frames(tmp_path, tiny_fomm):
-    import imageio.v2 as imageio
     import torch
 
     from motion.checkpoint import load_model
@@ -110,11 +170,7 @@ def test_evaluate_reports_akd_and_mkr_of_its_frames(tmp_path, tiny_fomm):
     from training.evaluate import evaluate
 
     levels = [0.5, 0.6, 0.2, 0.8]  # one frame without a "face"
-    clip = tmp_path / "data" / "test" / "clip"
-    clip.mkdir(parents=True)
-    (tmp_path / "data" / "train").mkdir()
-    for index, level in enumerate(levels):
-        imageio.imwrite(clip / f"frame_{index:05d}.png", np.full((64, 64, 3), round(255 * level), np.uint8))
+    grey_clip(tmp_path, levels)
     config = load_config(tiny_fomm[0])
     report = evaluate(config, load_model(config, tiny_fomm[1]), tmp_path / "data", torch.device("cpu"),
                       landmarks=BrightnessLandmarks())
@@ -134,6 +190,30 @@ def test_evaluate_reports_akd_and_mkr_of_its_frames(tmp_path, tiny_fomm):
         assert report["akd"] == pytest.approx(np.mean([abs(a - b) for a, b in pairs]), rel=1e-4)
 
 
+def test_evaluate_reports_expression_following_and_its_still_baseline(tmp_path, tiny_fomm):
+    import torch
+
+    from motion.checkpoint import load_model
+    from motion.config import load_config
+    from training.evaluate import evaluate, reconstruct
+    from training.run import expression_lines
+
+    frames = grey_clip(tmp_path, [0.5, 0.6, 0.2, 0.8])  # the mouth opens with the brightness; frame 2 has no face
+    config = load_config(tiny_fomm[0])
+    nets, marks = load_model(config, tiny_fomm[1]), BrightnessLandmarks(opening=20)
+    report = evaluate(config, nets, tmp_path / "data", torch.device("cpu"), landmarks=marks)
+    drivers = [[marks(f) for f in frames]]
+    results = [[marks(p) for p in reconstruct(config, nets, frames, torch.device("cpu"))]]
+    for name, expected in expression_following(drivers, results).items():
+        assert report["expression"][name] == pytest.approx(expected, nan_ok=True)
+    # the still source: 2 frames after the first compared, the dark one skipped, nothing followed
+    assert report["identity_expression"]["mouth"] == {"correlation": 0.0, "gain": 0.0, "frames": 2, "skipped": 1}
+    assert math.isnan(report["identity_expression"]["eyes"]["gain"])  # the driver never blinks
+    mouth, eyes = expression_lines(report["expression"], report["identity_expression"], "  ")
+    assert mouth.startswith("  mouth corr / gain      ") and eyes.startswith("  eyes corr / gain       ")
+    assert "(identity baseline 0.000 / 0.000; 2 frames, 1 without a face skipped)" in mouth
+
+
 def test_dlib_landmarks_find_the_astronaut_eyes():
     pytest.importorskip("dlib")
     from pathlib import Path
@@ -148,4 +228,7 @@ def test_dlib_landmarks_find_the_astronaut_eyes():
     # her eyes sit near (195, 100) and (250, 100) in the 512x512 photo; 68-point eye contours 36-47
     left, right = points[36:42].mean(0), points[42:48].mean(0)
     assert abs(left[1] - right[1]) < 10 and 35 < right[0] - left[0] < 80 and 80 < left[1] < 130
+    # the opening pairs face each other in dlib's scheme: each upper lid and lip point above its lower one
+    for upper, lower in MOUTH + EYES:
+        assert points[upper, 1] <= points[lower, 1] and abs(points[upper, 0] - points[lower, 0]) < 5
     assert LandmarkDetector()(np.zeros((64, 64, 3), np.uint8)) is None

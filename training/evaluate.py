@@ -7,7 +7,8 @@ land where the frame's own keypoints are; the mean distance is reported in pixel
 
 With facial landmarks (dlib) also the FOMM paper's AKD and MKR on the reconstructions, and cross-identity
 animation: photos of people not in training, driven in relative mode by the held-out clips, scored by
-how well their landmark motion follows the driver's (training/face_metrics.py). Co-part models report
+how well their landmark motion follows the driver's, and in both settings how well the mouth and eyes
+follow, next to the still source's (training/face_metrics.py). Co-part models report
 the IoU of their foreground matte with a chroma key on held-out blue-screen clips.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from animation.pipeline import FommPipeline
 from animation.puppeteer import FommPuppeteer, to_tensor
 from motion.config import Config, TransformParams
 from training.dataset import load_video, split_videos
-from training.face_metrics import SCREEN_SHARE, akd, chroma_key, iou, missing_rate, motion_correlation
+from training.face_metrics import (SCREEN_SHARE, akd, chroma_key, expression_following, iou, missing_rate,
+                                   motion_correlation)
 from training.losses import RandomTps
 
 CROSS_FRAMES = 128  # at most this many driving frames of a held-out clip in cross-identity animation
@@ -91,8 +93,9 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
              stability_frames: int = 8, landmarks: LandmarkDetector | None = None,
              photos: list[Path] = ()) -> dict:
     """Mean L1 (intensities in [0, 1]) over all test frames next to the identity baseline; with
-    `landmarks` also AKD and MKR (and their identity baselines), with `photos` cross-identity motion
-    correlation and MKR; co-part models also the matte IoU on blue-screen clips."""
+    `landmarks` also AKD, MKR and mouth and eye following (and their identity baselines), with `photos`
+    cross-identity motion correlation, MKR and expression following; co-part models also the matte IoU on
+    blue-screen clips."""
     errors, identity, shifts, count = [], [], [], 0
     drivers, generated, still, ious = [], [], [], []
     params = config.train.transform_params if config.train else TransformParams()
@@ -119,7 +122,9 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
         flat = [x for video in drivers for x in video]
         report.update(akd=akd(flat, [x for video in generated for x in video]),
                       identity_akd=akd(flat, [x for video in still for x in video]),
-                      mkr=missing_rate([x for video in generated for x in video]), driving_mkr=missing_rate(flat))
+                      mkr=missing_rate([x for video in generated for x in video]), driving_mkr=missing_rate(flat),
+                      expression=expression_following(drivers, generated),
+                      identity_expression=expression_following(drivers, still))
     if ious:
         report.update(matte_iou=float(np.mean(ious)), matte_frames=len(ious))
     if photos and landmarks is not None and config.kind == "fomm":
@@ -148,17 +153,22 @@ def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path
                    landmarks: LandmarkDetector, device: torch.device,
                    driver_marks: list[list[np.ndarray | None]]) -> dict:
     """Photo i driven (relative motion) by held-out clip i (cycling through the clips), at most
-    CROSS_FRAMES frames of it; `driver_marks[i]` are the landmarks of clip i's frames, found already."""
+    CROSS_FRAMES frames of it; `driver_marks[i]` are the landmarks of clip i's frames, found already. The
+    identity baseline of expression following is the still photo."""
     faces = face_photos(photos, config.size, landmarks)
-    correlations, results = [], []
+    correlations, drivers, results, still = [], [], [], []
     for number, image in enumerate(tqdm(faces.values(), desc="cross-identity", unit="photo", file=sys.stderr,
                                         disable=None)):
         clip = list(load_video(videos[number % len(videos)], config.size))[:CROSS_FRAMES]
         pipeline = FommPipeline(FommPuppeteer(nets, device), image)
         out = [landmarks(pipeline(f)) for f in clip]
-        correlations.append(motion_correlation(driver_marks[number % len(videos)][:CROSS_FRAMES], out))
-        results += out
+        drivers.append(driver_marks[number % len(videos)][:CROSS_FRAMES])
+        correlations.append(motion_correlation(drivers[-1], out))
+        results.append(out)
+        still.append([landmarks(image)] * len(clip))
     return {"photos": len(faces), "photos_given": len(photos), "pairs": len(correlations),
             # a pair whose motion cannot be measured (no landmarks, no motion) counts as not following: 0
             "motion_correlation": float(np.mean(np.nan_to_num(correlations))) if correlations else float("nan"),
-            "mkr": missing_rate(results), "photo_names": sorted(faces)}
+            "mkr": missing_rate([x for out in results for x in out]), "photo_names": sorted(faces),
+            "expression": expression_following(drivers, results),
+            "identity_expression": expression_following(drivers, still)}

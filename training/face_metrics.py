@@ -5,6 +5,9 @@ size), over frames where both have a face. MKR: share of generated frames with n
 Cross-identity motion correlation: landmark displacements from the first frame, each sequence
 normalised by its own first frame's inter-ocular distance, correlated (Pearson) between driver and
 result, since an avatar of another person can only follow the driver's motion, not match its landmarks.
+Expression following: head motion carries that correlation, so the mouth and eye openings (lip and lid gaps
+in inter-ocular distances, from the first frame's) are compared on their own: correlation says whether the
+result opens when the driver does, gain how wide (1: as wide, 0: a still mouth).
 Matte IoU: the co-part foreground against a chroma key of a blue-screen clip.
 """
 from __future__ import annotations
@@ -51,6 +54,50 @@ def motion_correlation(driving: Sequence[Landmarks], result: Sequence[Landmarks]
     if a.std() == 0 or b.std() == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
+
+
+MOUTH = ((61, 67), (62, 66), (63, 65))  # inner lips: each upper point and the lower one facing it
+EYES = ((37, 41), (38, 40), (43, 47), (44, 46))  # upper and lower eyelids, both eyes
+EXPRESSIONS = {"mouth": MOUTH, "eyes": EYES}
+
+
+def openings(sequence: Sequence[Landmarks], gaps: Sequence[tuple[int, int]]) -> list[float | None]:
+    """Each frame's mean gap between the paired landmarks, in its inter-ocular distances, minus the first
+    frame's (a face may rest with its mouth ajar); None without landmarks, all None when the first has none."""
+    upper, lower = (list(points) for points in zip(*gaps))
+    values = [None if s is None else float(np.linalg.norm(s[upper] - s[lower], axis=-1).mean() / inter_ocular(s))
+              for s in sequence]
+    if not values or values[0] is None:
+        return [None] * len(values)
+    return [None if v is None else v - values[0] for v in values]
+
+
+def correlation_and_gain(driver: np.ndarray, result: np.ndarray) -> tuple[float, float]:
+    """Pearson correlation and least-squares slope of `result` on `driver`. A still driver shows nothing to
+    follow: (nan, nan). A still result under a moving driver follows nothing: (0, 0), not an undefined
+    correlation, so the identity baseline scores 0 like a still photo in motion correlation."""
+    if len(driver) < 2 or np.ptp(driver) == 0:
+        return float("nan"), float("nan")
+    if np.ptp(result) == 0:
+        return 0.0, 0.0
+    covariance = np.cov(driver, result)
+    return (float(covariance[0, 1] / np.sqrt(covariance[0, 0] * covariance[1, 1])),
+            float(covariance[0, 1] / covariance[0, 0]))
+
+
+def expression_following(drivers: Sequence[Sequence[Landmarks]], results: Sequence[Sequence[Landmarks]]) -> dict:
+    """Per expression (mouth, eyes): correlation and gain of the results' openings on their drivers', the
+    frames after the first of every clip pooled (one clip's few blinks say little alone); `frames` compared,
+    `skipped` for want of a face on either side."""
+    report = {}
+    for name, gaps in EXPRESSIONS.items():
+        pairs = [(d, r) for driver, result in zip(drivers, results)
+                 for d, r in zip(openings(driver, gaps)[1:], openings(result, gaps)[1:])]
+        kept = np.array([(d, r) for d, r in pairs if d is not None and r is not None]).reshape(-1, 2)
+        correlation, gain = correlation_and_gain(kept[:, 0], kept[:, 1])
+        report[name] = {"correlation": correlation, "gain": gain, "frames": len(kept),
+                        "skipped": len(pairs) - len(kept)}
+    return report
 
 
 SCREEN_SHARE = 0.2  # a frame at least this much blue screen is keyed (a matte label or a matte score)

@@ -54,6 +54,13 @@ def run_train(config_path: str, data: str, out: str, resume: str | None = None, 
     return result.checkpoint
 
 
+def expression_lines(following: dict, still: dict, indent: str) -> list[str]:
+    """eval's lines for mouth and eye following, the still source's beside them (its gain must be 0)."""
+    return [f"{indent + name + ' corr / gain':<25}{f['correlation']:.3f} / {f['gain']:.3f} (identity baseline "
+            f"{still[name]['correlation']:.3f} / {still[name]['gain']:.3f}; {f['frames']} frames, {f['skipped']} "
+            "without a face skipped)" for name, f in following.items()]
+
+
 def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, json_path: str | None = None,
              landmarks: bool = False, photos: str | None = None) -> dict:
     if json_path:
@@ -72,6 +79,7 @@ def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, js
     if "akd" in report:
         lines += [f"  AKD (px)               {report['akd']:.2f} (identity baseline {report['identity_akd']:.2f})",
                   f"  MKR                    {100 * report['mkr']:.1f} % (driving frames {100 * report['driving_mkr']:.1f} %)"]
+        lines += expression_lines(report["expression"], report["identity_expression"], "  ")
     if "matte_iou" in report:
         lines.append(f"  matte IoU              {report['matte_iou']:.3f} on {report['matte_frames']} blue-screen frames")
     cross = report.get("cross_identity")
@@ -79,6 +87,7 @@ def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, js
         lines += [f"  cross-identity ({cross['photos']} of {cross['photos_given']} photos with a face)",
                   f"    motion correlation   {cross['motion_correlation']:.3f} (a still photo: 0)",
                   f"    MKR                  {100 * cross['mkr']:.1f} %"]
+        lines += expression_lines(cross["expression"], cross["identity_expression"], "    ")
     print("\n".join(lines))
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
