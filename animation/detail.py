@@ -4,13 +4,10 @@ generator's frame at the output's resolution.
 The generator sees and draws the face at the model's size (128 or 256 px), so a face pasted back into a
 720p portrait is an enlarged, blurred square. The photo holds the detail the model cannot: its
 high-frequency band (the crop minus what the generator can draw of it) moved by the model's dense motion
-is what the enlarged generator frame lacks. The band is sampled exactly as the generator samples its
-features: the deformation bilinearly upsampled and read by grid_sample's rule with align_corners=False
-(pixel ((x + 1) w - 1) / 2), so it lands where the generator draws, including the official convention's
-slight shrink at rest (a corner-to-corner grid read with align_corners=False). The generator keeps the low
-frequencies (shading, colour) and what the photo cannot show (the inside of an opening mouth, revealed
-background), which the occlusion map marks and where the band fades out. Pure numpy/OpenCV, planned once
-per avatar.
+(its displacement from rest, upsampled: it is smooth) is what the enlarged generator frame lacks. The
+generator keeps the low frequencies (shading, colour) and what the photo cannot show (the inside of an
+opening mouth, revealed background), which the occlusion map marks and where the band fades out. Pure
+numpy/OpenCV, planned once per avatar.
 """
 from __future__ import annotations
 
@@ -72,15 +69,28 @@ def with_blur(plan: DetailPlan, sigma: float) -> DetailPlan:
     return replace(plan, band=as_band(plan.photo - low_pass(plan.photo, plan.model_size, sigma)), sigma=sigma)
 
 
+def corner_grid(height: int, width: int) -> np.ndarray:
+    """(height, width, 2) (x, y) in [-1, 1] corner to corner: the deformation at rest
+    (motion.geometry.coordinate_grid, the official convention)."""
+    xs = np.linspace(-1, 1, width, dtype=np.float32)
+    ys = np.linspace(-1, 1, height, dtype=np.float32)
+    return np.stack(np.meshgrid(xs, ys), axis=-1)
+
+
 def sample_maps(deformation: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed-point remap maps for an (h, w) picture from an (hd, wd, 2) deformation in [-1, 1]: upsampled
-    bilinearly (half-pixel centres, as F.interpolate with align_corners=False), read as grid_sample reads
-    with align_corners=False: pixel ((x + 1) w - 1) / 2."""
+    """Fixed-point remap maps for an (h, w) picture from an (hd, wd, 2) deformation in [-1, 1]: its
+    displacement from the deformation at rest, upsampled bilinearly and in pixels, added to the identity,
+    so that the avatar at rest maps every pixel to itself. (Read as grid_sample reads it, the official
+    corner-to-corner grid at rest would shrink the picture by 1/wd; the trained generators undo most of
+    that: at rest their frame matches the photo scaled by 0.99, not the 0.97 of a plain 32x32 warp.)"""
     h, w = size
-    deformation = np.asarray(deformation, np.float32)
-    map_x = cv2.resize(np.ascontiguousarray(deformation[..., 0]), (w, h), interpolation=cv2.INTER_LINEAR)
-    map_y = cv2.resize(np.ascontiguousarray(deformation[..., 1]), (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.convertMaps((map_x + 1) * (w / 2) - 0.5, (map_y + 1) * (h / 2) - 0.5, cv2.CV_16SC2)
+    hd, wd = deformation.shape[:2]
+    shift = np.asarray(deformation, np.float32) - corner_grid(hd, wd)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    map_x = cv2.resize(np.ascontiguousarray(shift[..., 0]), (w, h), interpolation=cv2.INTER_LINEAR) * (w / 2) + xs
+    map_y = cv2.resize(np.ascontiguousarray(shift[..., 1]), (w, h), interpolation=cv2.INTER_LINEAR) * (h / 2) + ys
+    return cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
 
 
 def fit_blur(plan: DetailPlan, rendered: np.ndarray, deformation: np.ndarray,
