@@ -48,15 +48,21 @@ class PrepareDataOptions:
 
 @dataclass(frozen=True)
 class MakeFaceDataOptions:
-    photos: tuple[str, ...] = option((), "photos (default: the fetch-data training photos)", positional=True,
+    photos: tuple[str, ...] = option((), "photos (default: the fetch-data photos of --split)", positional=True,
                                      repeat=True)
     sources: str = option("data/sources", "fetch-data folder")
-    trajectories: str | None = option(None, "a prepare-data folder whose train clips give the motion",
+    trajectories: str | None = option(None, "a prepare-data folder whose --split clips give the motion",
                                       required=True)
-    output: str | None = option(None, "dataset folder; clips go to OUTPUT/train", required=True, aliases=OUT)
-    size: int = option(128, "clip width and height", type=at_least(16))
+    output: str | None = option(None, "dataset folder; clips go to OUTPUT/SPLIT (with --own-size: OUTPUT)",
+                                required=True, aliases=OUT)
+    split: str = option("train", "photos and trajectory clips: the training ones, or the held-out test ones",
+                        choices=("train", "test"))
+    own_size: bool = option(False, "move each whole photo at its own resolution, not a --size face crop: "
+                            "full-resolution clips whose truth is known, for eval-live")
+    size: int = option(128, "clip width and height (--own-size keeps each photo's)", type=at_least(16))
     frames: int = option(64, "frames per clip", type=at_least(2))
-    per_face: int = option(2, "clips per face, each with another trajectory", type=at_least(1))
+    per_face: int = option(2, "clips per face, each with another trajectory (one whose warp does not fold the face)",
+                          type=at_least(1))
     seed: int = option(0, "which trajectories each face gets", type=int)
 
 
