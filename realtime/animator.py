@@ -58,9 +58,6 @@ def as_float(image: np.ndarray) -> np.ndarray:
 class Animator:
     """Per-frame stages with their state: calibration pose, smoothing filters, held pose."""
 
-    calibrating = True  # the next frame with a face becomes the reference pose (and the next, until it holds still)
-    waited = 0  # frames the reference pose has followed the face so far, waiting for it to hold still
-
     def __init__(self, puppeteer: Puppeteer, avatars: list[Avatar], controls: Controls, stats: Stats,
                  size: tuple[int, int], tracker: FaceTracker | LandmarkTracker | None = None,
                  margin: float = DEFAULT_MARGIN, relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
@@ -82,6 +79,9 @@ class Animator:
         self.following = False
         self.follow_head = follow_head  # the crop's motion since calibration moves the avatar (realtime/framing.py)
         self.calibration: Box | None = None  # the face crop at calibration
+        self.calibrating = True  # the next frame with a face becomes the reference pose (and the next, until
+        # its box holds still)
+        self.waited = 0  # frames the reference pose has followed the face so far, waiting for it to hold still
 
     @property
     def avatar(self) -> Avatar:
