@@ -180,6 +180,8 @@ class LossWeights:
     feature_matching: tuple[float, ...] = checked(listing(NON_NEGATIVE), ())
     # ours, co-part only: BCE of the foreground (not part 0) against a chroma key on blue-screen frames
     matte: float = checked(NON_NEGATIVE, 0)
+    # ours: L1 between driving frame and prediction inside the driving frame's mouth and eye landmark masks
+    expression: float = checked(NON_NEGATIVE, 0)
 
 
 LEARNING_RATE = POSITIVE  # the rule of every train_params.lr_<module> key

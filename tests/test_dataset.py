@@ -13,6 +13,7 @@ from motion.config import load_config
 from motion.errors import UserError
 from training.dataset import (ColorJitter, DatasetError, VideoDataset, adjust_contrast, adjust_hue, adjust_saturation,
                               load_video)
+from training.face_masks import MASK_FILE, save_masks
 
 SIZE = (32, 32)
 TINY_FOMM = Path(__file__).parent / "configs" / "tiny-fomm.yaml"
@@ -200,3 +201,32 @@ def test_dataset_keys_the_loader_does_not_read_are_named():
     from conftest import CONFIGS, TEST_CONFIGS
     assert VideoDataset.unused_keys(load_config(CONFIGS / "vox-256.yaml")) == ["id_sampling", "pairs_list", "root_dir"]
     assert VideoDataset.unused_keys(load_config(TEST_CONFIGS / "tiny-fomm.yaml")) == []
+
+
+def test_masks_follow_their_frames_through_the_flips(counting_video):
+    """Frame i's mask covers the first i rows, so an item's mask tells which frame (and which side) it
+    belongs to: it must be the driving frame's, also after a time flip swapped the frames, and mirrored with it."""
+    folder = counting_video / "train" / "count"
+    masks = np.zeros((6, 32, 32), bool)
+    masks[:, :, :4] = True  # the left edge: a mirrored mask has it on the right
+    for i in range(6):
+        masks[i, :i] = True
+    save_masks(folder / MASK_FILE, masks)
+    flips = {"flip_param": {"time_flip": True, "horizontal_flip": True}}
+    data = VideoDataset(counting_video, "train", SIZE, flips, 1, seed=0, masks=True)
+    mirrorings, swaps = set(), set()
+    for _ in range(40):
+        item = data[0]
+        source, frame = (round(float(item[key][0, 0, 0]) * 255 / 40) for key in ("source", "driving"))
+        mask = item["mask"][0].numpy().astype(bool)
+        mirrored = bool(mask[-1, -1])
+        np.testing.assert_array_equal(mask, masks[frame][:, ::-1] if mirrored else masks[frame])
+        mirrorings.add(mirrored)
+        swaps.add(source > frame)
+    assert mirrorings == swaps == {False, True}
+    assert "mask" not in dataset(counting_video)[0]
+
+
+def test_expression_weight_needs_masks(counting_video):
+    with pytest.raises(DatasetError, match="scripts/face_masks.py"):
+        VideoDataset(counting_video, "train", SIZE, None, 1, seed=0, masks=True)

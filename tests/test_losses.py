@@ -5,7 +5,7 @@ import torch
 from motion.config import TransformParams
 from motion.errors import UserError
 from training.losses import (VGG19_LAYOUT, ImagePyramid, RandomTps, ReconstructionLoss, Vgg19Features,
-                             equivariance_losses, ssim)
+                             equivariance_losses, masked_l1, ssim)
 
 
 def test_pyramid_scales():
@@ -91,3 +91,14 @@ def test_equivariance_losses_vanish_for_an_exactly_equivariant_detector():
     assert v.item() == pytest.approx(0, abs=1e-6) and j.item() == pytest.approx(0, abs=1e-5)
     v2, j2 = equivariance_losses(value + 0.1, jacobian * 1.5, warped_value, warped_jacobian, tps)
     assert v2.item() == pytest.approx(0.1, abs=1e-5) and j2.item() > 0.05
+
+
+def test_masked_l1_is_the_offset_inside_the_mask_and_ignores_the_rest():
+    """Prediction = target + 0.3 inside the mask (one item's mouth, none in the other item: no face) and
+    anything outside it: the loss is exactly 0.3, times the weight in training."""
+    target = torch.rand(2, 3, 16, 16)
+    mask = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    mask[0, :, 4:8, 5:12] = True
+    prediction = torch.where(mask, target + 0.3, torch.rand(2, 3, 16, 16))
+    assert masked_l1(prediction, target, mask).item() == pytest.approx(0.3, abs=1e-6)
+    assert masked_l1(prediction, target, torch.zeros_like(mask)).item() == 0

@@ -1,5 +1,8 @@
 """A tiny training run on a generated clip: the loss goes down, resume continues exactly, the
 checkpoint animates, eval reports the papers' protocol."""
+import dataclasses
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,7 @@ from motion.errors import UserError
 from puppet import main
 from training.dataset import VideoDataset
 from training.evaluate import evaluate
+from training.face_masks import MASK_FILE, save_masks
 from training.synthetic import generate_dataset
 from training.trainer import fit_schedule, train
 
@@ -29,6 +33,22 @@ def test_training_lowers_the_loss(clips, tmp_path, name):
     totals = [h["total"] for h in result.history]
     assert len(totals) == 30  # 2 videos, 1 repeat, batch 2: one step per epoch
     assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5])
+
+
+def test_expression_weight_trains_on_the_driving_masks(clips, tmp_path):
+    """A non-zero loss_weights.expression hands the driving frames' masks to the loss; zero (every official
+    config) loads no masks and adds no term."""
+    config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
+    assert config.train.loss_weights.expression == 0 and "mask" not in VideoDataset.from_config(config, clips)[0]
+    clips = shutil.copytree(clips, tmp_path / "data")  # the module's clips stay without masks
+    for video in (clips / "train").iterdir():
+        masks = np.zeros((len(list(video.glob("*.png"))), 64, 64), bool)
+        masks[:, 20:40, 16:48] = True
+        save_masks(video / MASK_FILE, masks)
+    weights = dataclasses.replace(config.train.loss_weights, expression=5.0)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss_weights=weights))
+    result = train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path / "run", epochs=1, sheet_every=0)
+    assert result.history[0]["expression"] > 0
 
 
 def test_resume_continues_exactly(clips, tmp_path):
@@ -74,7 +94,6 @@ def test_evaluate_identity_baseline_and_perfect_prediction(clips, tiny_fomm):
 
 
 def test_gan_weight_is_refused(clips, tmp_path):
-    import dataclasses
     config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
     weights = dataclasses.replace(config.train.loss_weights, generator_gan=1)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss_weights=weights))

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from animation.media import VIDEO_SUFFIXES, frame_files, read_frames, read_image
 from motion.config import Config
 from motion.errors import UserError
+from training.face_masks import MASK_FILE, load_masks
 from training.face_metrics import SCREEN_SHARE, chroma_key
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, the grey PIL's jitter blends with
@@ -178,19 +179,28 @@ def _chw(frame: np.ndarray) -> torch.Tensor:
 class VideoDataset(Dataset):
     """Random (source, driving) frame pairs, one video per item; every video appears num_repeats times.
 
-    Items are {'source': (3, H, W), 'driving': (3, H, W) float32 tensors in [0, 1], 'name': video name}.
+    Items are {'source': (3, H, W), 'driving': (3, H, W) float32 tensors in [0, 1], 'name': video name},
+    with 'mask' (1, H, W), the driving frame's mouth and eye mask, when `masks` (frame folders only; made
+    once by scripts/face_masks.py).
     Randomness comes from a per-dataset generator (reseeded per DataLoader worker), so a seed makes the
     pairs and augmentations reproducible.
     """
 
     def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] = (256, 256),
                  augmentation: dict[str, Any] | None = None, num_repeats: int = 1, seed: int | None = None,
-                 cache_bytes: int = 256 << 20, mattes: bool = False):
+                 cache_bytes: int = 256 << 20, mattes: bool = False, masks: bool = False):
         self.videos = split_videos(root, split)
         self.size = tuple(size)
         self.augment = PairAugmentation(augmentation)
         self.num_repeats = num_repeats
         self.mattes = mattes
+        self.masks = masks
+        if masks:
+            missing = [v for v in self.videos if not (v / MASK_FILE).is_file()]
+            if missing:
+                raise DatasetError(f"{len(missing)} training clips have no {MASK_FILE} (e.g. {missing[0]}), which "
+                                   "loss_weights.expression needs; make them with `python scripts/face_masks.py "
+                                   f"{root}` (frame folders only)")
         self.rng = np.random.default_rng(seed)
         self._worker: int | None = None
         self._frames: dict[Path, list[Path]] = {}
@@ -206,12 +216,14 @@ class VideoDataset(Dataset):
     def from_config(cls, config: Config, root: str | Path, split: str = "train",
                     seed: int | None = None) -> "VideoDataset":
         """Frame size, augmentations and num_repeats as the config says; the test split is not augmented.
-        Items carry chroma-key mattes when the config weighs a matte loss."""
+        Items carry chroma-key mattes when the config weighs a matte loss, landmark masks when it weighs
+        the expression loss."""
         train = split == "train"
         repeats = config.train.num_repeats if train and config.train else 1
         augmentation = config.dataset.get("augmentation_params") if train else None
-        mattes = bool(config.train and config.train.loss_weights.matte)
-        return cls(root, split, config.size, augmentation, repeats, seed, mattes=mattes)
+        weights = config.train.loss_weights if config.train else None
+        return cls(root, split, config.size, augmentation, repeats, seed, mattes=bool(weights and weights.matte),
+                   masks=bool(train and weights and weights.expression))
 
     def __len__(self) -> int:
         return len(self.videos) * self.num_repeats
@@ -241,8 +253,16 @@ class VideoDataset(Dataset):
         rng = self._generator()
         frames = self._video_frames(video)
         first, second = np.sort(rng.choice(len(frames), size=2, replace=True))
-        source, driving = self.augment.geometry(self._frame(frames, first), self._frame(frames, second), rng)
+        source, driving = self._frame(frames, first), self._frame(frames, second)
+        if self.masks:  # a fourth channel, so the flips (a time flip swaps the frames) move each mask with its frame
+            masks = self._cache.get(video / MASK_FILE, lambda: load_masks(video / MASK_FILE))
+            source, driving = (np.concatenate([frame, masks[i][..., None]], -1) for frame, i in
+                               ((source, first), (driving, second)))
+        source, driving = self.augment.geometry(source, driving, rng)
         item = {"name": video.name}
+        if self.masks:
+            item["mask"] = _chw(driving[..., 3:])
+            source, driving = source[..., :3], driving[..., :3]
         if self.mattes:  # keyed before the colour jitter, which would move the screen's colour
             person = chroma_key(driving)
             item["matte"] = torch.from_numpy(person[None].astype(np.float32))

@@ -125,6 +125,15 @@ class ReconstructionLoss(nn.Module):
         return total
 
 
+def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference over the pixels (and channels) where `mask` (b, 1, h, w) is set, the batch
+    pooled: the mouth and eyes are a few percent of the frame, so a mean over all of it barely sees them.
+    Zero when no pixel is masked (no face found in any driving frame)."""
+    mask = mask.to(prediction.dtype)
+    count = mask.sum() * prediction.shape[1]
+    return ((prediction - target).abs() * mask).sum() / count.clamp(min=1)
+
+
 @dataclass
 class RandomTps:
     """A random smooth deformation per batch item: affine theta (b, 2, 3) near [I | 0] plus

@@ -28,7 +28,7 @@ from motion.errors import UserError
 from motion.networks import build_networks
 from motion.segmentation import Segments
 from training import distributed
-from training.losses import RandomTps, ReconstructionLoss, equivariance_losses
+from training.losses import RandomTps, ReconstructionLoss, equivariance_losses, masked_l1
 from training.visualize import sample_sheet
 
 # Which optimizer (official key 'optimizer_<name>') trains which networks, and its lr_<key> in the config.
@@ -81,10 +81,13 @@ class Objective(nn.Module):
         return predict(self.kind, self.nets, source, driving)
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor, matte: torch.Tensor | None = None,
-                has_matte: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The weighted loss terms; `matte`/`has_matte` (from a dataset with mattes) feed the matte term."""
+                has_matte: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The weighted loss terms; `matte`/`has_matte` (from a dataset with mattes) feed the matte term,
+        `mask` (the driving frames' mouth and eye masks, from a dataset with masks) the expression term."""
         prediction, _, _ = self.predict(source, driving)
         out = {"perceptual": self.reconstruction(prediction, driving)}
+        if self.weights.expression and mask is not None:
+            out["expression"] = self.weights.expression * masked_l1(prediction, driving, mask)
         value_weight, jacobian_weight = self.equivariance_weights()
         if value_weight or jacobian_weight:
             transform = RandomTps.sample(driving.shape[0], self.transform_params, driving.device)
@@ -304,7 +307,8 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
             for batch in bar:
                 source, driving = batch["source"].to(device), batch["driving"].to(device)
                 matte = batch["matte"].to(device) if "matte" in batch else None
-                losses = model(source, driving, matte, batch.get("has_matte"))
+                mask = batch["mask"].to(device) if "mask" in batch else None
+                losses = model(source, driving, matte, batch.get("has_matte"), mask)
                 loss = sum(losses.values())
                 for opt in optimizers.values():
                     opt.zero_grad(set_to_none=True)
