@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from animation.paste import Portrait
 from animation.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer, normalize_keypoints
 from motion.errors import UserError
 from motion.keypoints import Keypoints
@@ -41,6 +42,12 @@ def motion_arrays(motion: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
         return None, None
     occlusion = None if motion.occlusion is None else motion.occlusion[0, 0].float().cpu().numpy()
     return motion.deformation[0].float().cpu().numpy(), occlusion
+
+
+def frame_band(portrait: Portrait, frame: np.ndarray, motion: Any, rendered: bool = True) -> np.ndarray | None:
+    """The portrait's detail band for a model-size frame and the dense motion that made it (None: at rest),
+    or None when the portrait transfers no detail; the motion leaves the device only when it is needed."""
+    return portrait.band(frame, rendered, *motion_arrays(motion)) if portrait.detailed else None
 
 
 class FommPipeline:

@@ -14,7 +14,7 @@ from animation.media import (FrameWriter, check_not_input, check_output, check_w
                              load_picture, read_frames, read_image, to_model_frame, to_uint8, write_image)
 from animation.options import AnimateOptions, ClipOptions, SwapOptions
 from animation.paste import Portrait
-from animation.pipeline import FommPipeline, SwapPipeline, check_swap_index, motion_arrays, pick_device
+from animation.pipeline import FommPipeline, SwapPipeline, check_swap_index, frame_band, pick_device
 from animation.puppeteer import FommPuppeteer, SwapPuppeteer
 from motion.checkpoint import MODEL_NAMES, load_model
 from motion.config import Config, load_config
@@ -53,8 +53,7 @@ def official_avatar(path: str, config: Config) -> tuple[np.ndarray, Presenter]:
 
 def presenter(portrait: Portrait) -> Presenter:
     """Frames through a portrait, with the photo's detail moved by each frame's motion when it has detail."""
-    return lambda frame, motion: portrait(frame, True, portrait.band(frame, True, *motion_arrays(motion))
-                                          if portrait.detailed else None)
+    return lambda frame, motion: portrait(frame, True, frame_band(portrait, frame, motion))
 
 
 def portrait_avatar(full_frame: bool, size: tuple[int, int] | None, detail: bool) -> AvatarLoader:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from animation.pipeline import FommPipeline, SwapPipeline, motion_arrays
+from animation.pipeline import FommPipeline, SwapPipeline, frame_band
 from animation.puppeteer import Puppeteer, SwapPuppeteer
 from motion.geometry import resize_map, warp
 from realtime.avatars import Avatar, foreground
@@ -180,7 +180,7 @@ class Animator:
         """A model-size frame and matte -> what the outputs show, through the avatar's portrait, with the
         photo's detail moved by the frame's dense motion (None: the avatar at rest) when it transfers detail."""
         with self.stats.time("detail"):
-            band = portrait.band(image, rendered, *motion_arrays(motion)) if portrait.detailed else None
+            band = frame_band(portrait, image, motion, rendered)
         with self.stats.time("paste_back"):
             return portrait(image, rendered, band), None if alpha is None else portrait.matte(alpha)
 

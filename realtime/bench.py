@@ -23,7 +23,7 @@ from animation.defaults import DEFAULT_AVATAR, resolve_model
 from animation.media import check_not_input, check_writable_file, moving_clip, read_frames
 from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
 from animation.options import flag
-from animation.pipeline import FommPipeline, motion_arrays, pick_device
+from animation.pipeline import FommPipeline, frame_band, pick_device
 from animation.puppeteer import Puppeteer
 from animation.run import load_config_for
 from export.backends import open_backend
@@ -89,8 +89,7 @@ def naive_loop(puppeteer: Puppeteer, avatar: Avatar, size: tuple[int, int], driv
                 pipeline.set_avatar(avatar.image)
             rendered, motion = pipeline.step(face)
             with stats.time("detail"):
-                portrait = avatar.portrait
-                band = portrait.band(rendered, True, *motion_arrays(motion)) if portrait.detailed else None
+                band = frame_band(avatar.portrait, rendered, motion)
             with stats.time("paste_back"):
                 shown = avatar.portrait(rendered, True, band)
             with stats.time("output"):
