@@ -18,7 +18,7 @@ from motion.config import Config
 from motion.errors import UserError
 
 METADATA_FILE = "export.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: graphs rewritten for ONNX Runtime's CPU kernels (export/onnx_rewrite.py)
 
 
 class ExportError(UserError):
@@ -49,7 +49,8 @@ def cache_root() -> Path:
 
 
 def default_export_dir(config: Config, checkpoint_sha256: str) -> Path:
-    return cache_root() / "exports" / f"{checkpoint_sha256[:16]}-{config_hash(config)[:8]}"
+    """The cache folder of this model's export in this format (an older format's folder is left alone)."""
+    return cache_root() / "exports" / f"{checkpoint_sha256[:16]}-{config_hash(config)[:8]}-v{FORMAT_VERSION}"
 
 
 def write_metadata(out_dir: Path, values: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from export.metadata import ExportError, config_hash, write_metadata
+from export.onnx_rewrite import rewrite_for_cpu
 from export.options import DEFAULT_OPSET
 from motion.config import Config
 from motion.generator import warp_features
@@ -167,7 +168,7 @@ def export_graph(wrapper: nn.Module, inputs: dict[str, torch.Tensor], outputs: l
     if _opset(model) != opset:
         raise ExportError(f"the {path.stem} graph could not be written in opset {opset} (got {_opset(model)}); "
                           f"pass --opset {EXPORTER_OPSET}")
-    onnx.save(model, path)
+    onnx.save(rewrite_for_cpu(model), path)
     onnx.checker.check_model(str(path), full_check=True)
     return simplifier
 
