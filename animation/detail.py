@@ -11,6 +11,7 @@ numpy/OpenCV, planned once per avatar.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import cv2
@@ -77,20 +78,25 @@ def corner_grid(height: int, width: int) -> np.ndarray:
     return np.stack(np.meshgrid(xs, ys), axis=-1)
 
 
-def sample_maps(deformation: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed-point remap maps for an (h, w) picture from an (hd, wd, 2) deformation in [-1, 1]: its
-    displacement from the deformation at rest, upsampled bilinearly and in pixels, added to the identity,
-    so that the avatar at rest maps every pixel to itself. (Read as grid_sample reads it, the official
-    corner-to-corner grid at rest would shrink the picture by 1/wd; the trained generators undo most of
-    that: at rest their frame matches the photo scaled by 0.99, not the 0.97 of a plain 32x32 warp.)"""
+@functools.lru_cache(maxsize=4)
+def pixel_grid(height: int, width: int) -> np.ndarray:
+    """(height, width, 2) float32 (x, y) of every pixel, read-only: the identity map, made once per size."""
+    grid = np.dstack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
+    grid.flags.writeable = False
+    return grid
+
+
+def sample_map(deformation: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (h, w, 2) float32 remap map for an (h, w) picture from an (hd, wd, 2) deformation in [-1, 1]:
+    its displacement from the deformation at rest, upsampled bilinearly (one two-channel resize) and in
+    pixels, added to the identity, so that the avatar at rest maps every pixel to itself. (Read as
+    grid_sample reads it, the official corner-to-corner grid at rest would shrink the picture by 1/wd; the
+    trained generators undo most of that: at rest their frame matches the photo scaled by 0.99, not the
+    0.97 of a plain 32x32 warp.)"""
     h, w = size
     hd, wd = deformation.shape[:2]
-    shift = np.asarray(deformation, np.float32) - corner_grid(hd, wd)
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    map_x = cv2.resize(np.ascontiguousarray(shift[..., 0]), (w, h), interpolation=cv2.INTER_LINEAR) * (w / 2) + xs
-    map_y = cv2.resize(np.ascontiguousarray(shift[..., 1]), (w, h), interpolation=cv2.INTER_LINEAR) * (h / 2) + ys
-    return cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    shift = (np.asarray(deformation, np.float32) - corner_grid(hd, wd)) * np.float32([w / 2, h / 2])
+    return cv2.resize(shift, (w, h), interpolation=cv2.INTER_LINEAR) + pixel_grid(h, w)
 
 
 def fit_blur(plan: DetailPlan, rendered: np.ndarray, deformation: np.ndarray,
@@ -100,7 +106,7 @@ def fit_blur(plan: DetailPlan, rendered: np.ndarray, deformation: np.ndarray,
     (h, w, 3) frame (float [0, 1]); colour offsets are set aside (the paste-back matches colours)."""
     target = np.asarray(rendered, np.float32) * 255
     target = target - target.mean((0, 1))
-    moved = cv2.remap(plan.photo, *sample_maps(deformation, plan.photo.shape[:2]), cv2.INTER_LINEAR,
+    moved = cv2.remap(plan.photo, sample_map(deformation, plan.photo.shape[:2]), None, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_REPLICATE)
     small = shrink(moved, plan.model_size)
 
@@ -132,7 +138,7 @@ def detail_band(plan: DetailPlan, deformation: np.ndarray | None, occlusion: np.
     such places, usually a small part). deformation None: the avatar's own still crop (still_band)."""
     if deformation is None:
         return plan.still_band
-    band = cv2.remap(plan.band, *sample_maps(deformation, plan.band.shape[:2]), cv2.INTER_LINEAR,
+    band = cv2.remap(plan.band, sample_map(deformation, plan.band.shape[:2]), None, cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=(ZERO, ZERO, ZERO))
     if occlusion is not None and float(np.min(occlusion)) < VISIBLE:
         rows, cols = hidden_rows_cols(occlusion, band.shape[:2])
