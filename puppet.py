@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Command line of the face-puppeteering tool. Each subcommand is a thin call into the packages; its
-options, defaults and help come from the command's options dataclass (animation/options.py)."""
+options, defaults and help come from the command's options dataclass (core/options.py)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from animation.options import AnimateOptions, OneLineParser, SwapOptions, add_options, from_args, renamed
+from core.options import AnimateOptions, OneLineParser, SwapOptions, add_options, from_args, renamed
 from export.options import ExportOptions
 from motion.errors import Interrupted, Terminated, UserError
 from realtime.options import BenchOptions, ChainEvalOptions, DoctorOptions, LiveOptions
@@ -18,7 +18,7 @@ from training.options import (AverageOptions, EvalOptions, FetchDataOptions, Mak
 
 
 def cmd_animate(options: AnimateOptions) -> None:
-    from animation.run import run_animate
+    from app.animate import run_animate
     from export.backends import open_backend
 
     def open_model(config, checkpoint, device, avatar):
@@ -27,7 +27,7 @@ def cmd_animate(options: AnimateOptions) -> None:
 
 
 def cmd_swap(options: SwapOptions) -> None:
-    from animation.run import run_swap
+    from app.animate import run_swap
     run_swap(options)
 
 
@@ -66,8 +66,8 @@ def cmd_make_face_data(o: MakeFaceDataOptions) -> None:
 
 
 def cmd_personalize(o: PersonalizeOptions) -> None:
-    from animation.defaults import resolve_model
-    from animation.pipeline import pick_device
+    from core.defaults import resolve_model
+    from core.pipeline import pick_device
     from training.personalize import personalize
     config, checkpoint = resolve_model("fomm", o.config, o.checkpoint)
     out = o.output or f"runs/personal/{Path(o.video).stem}"
@@ -78,25 +78,25 @@ def cmd_personalize(o: PersonalizeOptions) -> None:
 
 
 def cmd_average(o: AverageOptions) -> None:
-    from training.run import run_average
+    from app.train import run_average
     run_average(o.config, list(o.checkpoints), o.data, o.output, batches=o.batches, cpu=o.cpu)
 
 
 def cmd_split_parts(o: SplitPartsOptions) -> None:
-    from training.run import run_split_parts
+    from app.train import run_split_parts
     run_split_parts(o.config, o.checkpoint, o.data, o.output, min_share=o.min_share, noise=o.noise,
                     batches=o.batches, cpu=o.cpu)
 
 
 def cmd_train(o: TrainOptions) -> None:
-    from training.run import run_train
+    from app.train import run_train
     run_train(o.config, o.data, o.output, resume=o.resume, epochs=o.epochs, cpu=o.cpu, vgg=o.vgg,
               sheet_every=o.sheet_every, max_steps=o.max_steps, seed=o.seed, init=o.init, minutes=o.minutes,
               workers=o.workers, snapshots=o.snapshots, overwrite=o.overwrite)
 
 
 def cmd_eval(o: EvalOptions) -> None:
-    from training.run import run_eval
+    from app.train import run_eval
     run_eval(o.config, o.checkpoint, o.data, cpu=o.cpu, json_path=o.json, landmarks=o.landmarks, photos=o.photos)
 
 
@@ -106,22 +106,22 @@ def cmd_eval_live(options: ChainEvalOptions) -> None:
 
 
 def cmd_live(options: LiveOptions) -> None:
-    from realtime.live import run_live
+    from app.live import run_live
     run_live(options)
 
 
 def cmd_bench(options: BenchOptions) -> None:
-    from realtime.bench import run_bench
+    from app.bench import run_bench
     run_bench(options)
 
 
 def cmd_doctor(options: DoctorOptions) -> int:
-    from realtime.doctor import checks, run_doctor
+    from app.doctor import checks, run_doctor
     return run_doctor(checks(options.cameras))
 
 
 def cmd_export(options: ExportOptions) -> None:
-    from export.run import run_export
+    from app.export import run_export
     run_export(options)
 
 

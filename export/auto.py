@@ -2,7 +2,7 @@
 
 Which backends are worth trying follows the hardware, not a constant: bf16 pays only with bf16 matrix units
 (AMX, AVX-512-BF16: export/cpu.py) or a GPU and is emulated, slower, elsewhere; INT8 graphs pay with VNNI.
-Each candidate animates a few frames of the user's avatar moving (animation.media.moving_clip; the astronaut
+Each candidate animates a few frames of the user's avatar moving (core.media.moving_clip; the astronaut
 photo when the caller has no avatar) beside FP32 torch, round-robin as the bench does; the fastest whose
 worst frame keeps ``min_psnr`` dB against FP32 wins, torch otherwise. A real photo and a trained model make
 that check mean something: random-weight models give nearly flat frames, which any backend matches.
@@ -23,12 +23,13 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import torch
 
-from animation.media import moving_clip, sample_clip
+from core.media import moving_clip, sample_clip
 from export.cache import ensure_export
 from export.cpu import CpuCapabilities, detect
 from export.timing import BackendRun, compare, psnr
 from motion.config import Config
-from motion.errors import BackendUnavailableError, UserError, first_line
+from export.errors import BackendUnavailableError
+from motion.errors import UserError, first_line
 
 MIN_PSNR = 35.0
 MIN_PSNR_ENV = "PUPPET_AUTO_MIN_PSNR"  # overrides MIN_PSNR (e.g. inf to see the fallback to torch)

@@ -1,5 +1,5 @@
 """Backends: one FOMM stage interface (prepare / keypoints / motion / render, as
-animation.puppeteer.FommPuppeteer), several ways to run it. ``BACKENDS`` maps each name that
+core.puppeteer.FommPuppeteer), several ways to run it. ``BACKENDS`` maps each name that
 `animate`, `live` and `bench` accept to a factory taking BackendOptions; ``open_backend`` is the one call.
 
 torch           PyTorch eager, the reference (FommPuppeteer itself)
@@ -25,14 +25,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
+from core.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.folding import fold_batchnorm
 from export.fused_warp import FusedMotion, fused_warp, motion_affines
 from export.graphs import GraphPuppeteer
 from motion.checkpoint import load_model
 from motion.config import Config
 from motion.dense_motion import DenseMotion
-from motion.errors import BackendUnavailableError, UserError, first_line
+from export.errors import BackendUnavailableError
+from motion.errors import UserError, first_line
 from motion.generator import warp_features
 from motion.keypoints import Keypoints
 

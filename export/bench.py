@@ -14,11 +14,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from animation.defaults import resolve_model
-from animation.media import sample_clip
-from animation.options import OneLineParser, add_options, from_args
-from animation.pipeline import FOMM_STAGES
-from animation.puppeteer import FommAvatar, FommPuppeteer, to_image
+from core.defaults import resolve_model
+from core.media import sample_clip
+from core.options import OneLineParser, add_options, from_args
+from core.pipeline import FOMM_STAGES
+from core.puppeteer import FommAvatar, FommPuppeteer, to_image
 from export.backends import open_backend
 from export.options import BackendBenchOptions
 from export.timing import BackendRun, compare, psnr

@@ -7,7 +7,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from animation.puppeteer import FommAvatar, to_image, to_tensor
+from core.puppeteer import FommAvatar, to_image, to_tensor
 from motion.dense_motion import DenseMotion
 from motion.keypoints import Keypoints
 

@@ -1,9 +1,9 @@
-"""`export` options: defaults and help in one dataclass (animation/options.py builds the command line)."""
+"""`export` options: defaults and help in one dataclass (core/options.py builds the command line)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from animation.options import EXPORT_DIR_HELP, at_least, option
+from core.options import EXPORT_DIR_HELP, at_least, option
 
 DEFAULT_OPSET = 17  # GridSample arrived in 16; TensorRT 8.6 parses up to 17
 

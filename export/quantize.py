@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from animation.media import sample_clip
-from animation.pipeline import FommPipeline
+from core.media import sample_clip
+from core.pipeline import FommPipeline
 from export.graphs import GraphPuppeteer
 
 INT8_GRAPHS = ("motion", "render")

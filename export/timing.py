@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from animation.pipeline import FOMM_STAGES, FommPipeline
+from core.pipeline import FOMM_STAGES, FommPipeline
 
 
 def _sync(device: torch.device) -> None:

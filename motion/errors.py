@@ -21,12 +21,3 @@ def first_line(err: BaseException, default: str | None = None) -> str:
     if text:
         return text.splitlines()[0]
     return type(err).__name__ if default is None else default
-
-
-class BackendUnavailableError(UserError):
-    """An inference backend that cannot run on this machine: the message names it, the reason and what to use
-    instead; `--backend auto` leaves it out and shows the reason."""
-
-    def __init__(self, backend: str, reason: str, instead: str):
-        super().__init__(f"{backend} cannot run here ({reason}); use --backend {instead}")
-        self.reason = reason

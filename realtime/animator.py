@@ -14,14 +14,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from animation.pipeline import FommPipeline, SwapPipeline, frame_band
-from animation.puppeteer import Puppeteer, SwapPuppeteer
+from core.pipeline import FommPipeline, SwapPipeline, frame_band
+from core.puppeteer import Puppeteer, SwapPuppeteer
 from motion.geometry import resize_map, warp
 from realtime.avatars import Avatar, foreground
 from realtime.controls import Controls
 from realtime.framing import reframe, reframe_of
-from animation.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
-from animation.paste import Portrait
+from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
+from core.paste import Portrait
 from realtime.face import FaceTracker
 from realtime.landmark_tracker import LandmarkTracker
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn

@@ -11,11 +11,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from animation.media import MediaError, frame_files, load_picture, to_model_frame
-from animation.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
+from core.media import MediaError, frame_files, load_picture, to_model_frame
+from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
 from motion.geometry import resize_map
-from animation.faces import DEFAULT_MARGIN, Box, HaarFaceDetector, avatar_box, crop
-from animation.paste import Portrait
+from core.faces import DEFAULT_MARGIN, Box, HaarFaceDetector, avatar_box, crop
+from core.paste import Portrait
 
 
 @dataclass

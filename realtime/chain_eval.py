@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from animation.defaults import resolve_model
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box
-from animation.media import check_writable_file, open_frames, write_image
-from animation.pipeline import pick_device
-from animation.puppeteer import Puppeteer
+from core.defaults import resolve_model
+from core.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box
+from core.media import check_writable_file, open_frames, write_image
+from core.pipeline import pick_device
+from core.puppeteer import Puppeteer
 from export.backends import open_backend
 from motion.config import load_config
 from motion.errors import UserError

@@ -1,13 +1,13 @@
 """Following the face in the live loop: a box tracker that smooths the box, holds it through short
 misses and re-detects when the face is lost. The box, the detector and the crop geometry come from
-animation/faces.py, which prepare-data uses too, so live crops frame a face as the training clips do."""
+core/faces.py, which prepare-data uses too, so live crops frame a face as the training clips do."""
 from __future__ import annotations
 
 from collections import deque
 
 import numpy as np
 
-from animation.faces import BLANK_STD, Box, HaarFaceDetector
+from core.faces import BLANK_STD, Box, HaarFaceDetector
 from realtime.smoothing import OneEuroFilter
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from animation.faces import Box
+from core.faces import Box
 from motion.keypoints import Keypoints
 
 MAX_SHIFT = 0.3  # in crop half-sides ([-1, 1] units): the face moves at most 15% of the crop's side

@@ -6,7 +6,7 @@ around where the last landmarks were, which costs a fraction of a detection and 
 heads. A cheap check (the face's size may not jump, and its appearance must resemble the last frame's)
 notices when the fit has slid off the face; the detector then runs again. The crop box comes from the
 eyes and mouth, calibrated so that it frames a face as the Haar box does (the crop geometry of
-animation/faces.py, shared with prepare-data, stays as it is).
+core/faces.py, shared with prepare-data, stays as it is).
 
 Landmark providers sit behind one small protocol: dlib's 68-point shape predictor (the default, offline
 with dlib-bin and Debian's libdlib-data), MediaPipe's face mesh when it is installed, and face-alignment
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from animation.faces import BLANK_STD, DETECT_SIDE, LANDMARK_MODEL, LEFT_EYE, RIGHT_EYE, Box, load_dlib
+from core.faces import BLANK_STD, DETECT_SIDE, LANDMARK_MODEL, LEFT_EYE, RIGHT_EYE, Box, load_dlib
 from motion.errors import UserError
 from realtime.face import FaceTracker, SteadyBox
 from realtime.smoothing import OneEuroFilter

@@ -1,12 +1,12 @@
-"""`live` and `bench` options: defaults and help in one dataclass per command (animation/options.py builds
+"""`live` and `bench` options: defaults and help in one dataclass per command (core/options.py builds
 the command line from them). Kept free of heavy imports so `puppet.py --help` is instant."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from animation.defaults import DEFAULT_AVATAR, SHIPPED_MODELS
-from animation.faces import DEFAULT_MARGIN
-from animation.options import (BACKEND_HELP, DEFAULT_BACKEND, DETAIL_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions,
+from core.defaults import DEFAULT_AVATAR, SHIPPED_MODELS
+from core.faces import DEFAULT_MARGIN
+from core.options import (BACKEND_HELP, DEFAULT_BACKEND, DETAIL_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions,
                                 at_least, option, output_size, part_list, picture_path, positive)
 from realtime.landmark_tracker import TRACKERS
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
-from animation.media import FOLDER_FPS, frame_folder, load_picture, open_frames, picture_to_rgb
+from core.media import FOLDER_FPS, frame_folder, load_picture, open_frames, picture_to_rgb
 from motion.errors import UserError
 
 RETRY_S = 1.0

@@ -9,8 +9,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from animation.pipeline import FommPipeline  # noqa: E402
-from animation.puppeteer import FommPuppeteer  # noqa: E402
+from core.pipeline import FommPipeline  # noqa: E402
+from core.puppeteer import FommPuppeteer  # noqa: E402
 from motion.checkpoint import load_model  # noqa: E402
 from motion.config import load_config  # noqa: E402
 

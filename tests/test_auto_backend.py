@@ -12,9 +12,9 @@ import torch
 from skimage.transform import resize
 
 from conftest import ROOT
-from animation.media import moving_clip, sample_clip
-from animation.pipeline import FommPipeline
-from animation.puppeteer import normalize_keypoints
+from core.media import moving_clip, sample_clip
+from core.pipeline import FommPipeline
+from core.puppeteer import normalize_keypoints
 import export.auto as auto
 from export.auto import MIN_PSNR_ENV, Trial, candidates, choose_backend, pick
 from export.backends import BackendOptions, TorchBackend, open_backend, opener

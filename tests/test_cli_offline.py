@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, ROOT, make_checkpoint, naive_relative_animation, shifted_clip
-from animation.media import MediaError, read_frames, read_image, to_uint8
+from core.media import MediaError, read_frames, read_image, to_uint8
 from motion.checkpoint import load_model
 from motion.config import load_config
 from puppet import main

@@ -1,13 +1,13 @@
-"""Detail transfer (animation/detail.py) through the paste-back, against expectations built independently:
+"""Detail transfer (core/detail.py) through the paste-back, against expectations built independently:
 the photo itself, np.roll shifts and the enlarged generator frame."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from animation.detail import HIDDEN, VISIBLE, ZERO, detail_band, fit_blur, low_pass, plan_detail
-from animation.faces import Box
-from animation.paste import Portrait, composite, plan_paste, shrink_to_fit
+from core.detail import HIDDEN, VISIBLE, ZERO, detail_band, fit_blur, low_pass, plan_detail
+from core.faces import Box
+from core.paste import Portrait, composite, plan_paste, shrink_to_fit
 
 MODEL = (32, 32)
 

@@ -11,7 +11,7 @@ import torch
 
 from export.cpu import CpuCapabilities
 from motion.errors import UserError
-from realtime.doctor import (Check, backends_check, camera_check, compiler_check, gpu_check, landmark_check,
+from app.doctor import (Check, backends_check, camera_check, compiler_check, gpu_check, landmark_check,
                              mediapipe_check, model_check, run_doctor, virtual_camera_check, window_check)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ import torch
 from skimage import data as skdata
 from skimage.transform import resize
 
-from animation.pipeline import motion_arrays
-from animation.puppeteer import normalize_keypoints
+from core.pipeline import motion_arrays
+from core.puppeteer import normalize_keypoints
 from conftest import make_checkpoint
 from export.auto import choose_backend
 from export.backends import BackendOptions, open_backend, opener

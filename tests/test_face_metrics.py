@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from animation.faces import Box, inter_ocular, landmark_box
+from core.faces import Box, inter_ocular, landmark_box
 from training.face_metrics import (EYES, MOUTH, akd, chroma_key, correlation_and_gain, expression_following, iou,
                                    missing_rate, motion_correlation, normalised_displacements, openings)
 from training.fetch import Source, unpack
@@ -196,7 +196,7 @@ def test_evaluate_reports_expression_following_and_its_still_baseline(tmp_path, 
     from motion.checkpoint import load_model
     from motion.config import load_config
     from training.evaluate import evaluate, reconstruct
-    from training.run import expression_lines
+    from app.train import expression_lines
 
     frames = grey_clip(tmp_path, [0.5, 0.6, 0.2, 0.8])  # the mouth opens with the brightness; frame 2 has no face
     config = load_config(tiny_fomm[0])
@@ -220,7 +220,7 @@ def test_dlib_landmarks_find_the_astronaut_eyes():
 
     from skimage import data as skdata
 
-    from animation.faces import LANDMARK_MODEL, LandmarkDetector
+    from core.faces import LANDMARK_MODEL, LandmarkDetector
     if not Path(LANDMARK_MODEL).is_file():
         pytest.skip(f"{LANDMARK_MODEL} missing (apt-get install libdlib-data)")
     points = LandmarkDetector()(skdata.astronaut())

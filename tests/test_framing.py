@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animation.faces import Box
+from core.faces import Box
 from motion.keypoints import Keypoints
 from realtime.framing import MAX_SHIFT, SCALE_RANGE, Reframe, reframe, reframe_of
 

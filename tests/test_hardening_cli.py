@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, TEST_CONFIGS, make_checkpoint
-from animation.media import read_frames, read_image
+from core.media import read_frames, read_image
 
 
 def puppet(*args, timeout: float = 180) -> subprocess.CompletedProcess:

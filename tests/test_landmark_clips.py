@@ -9,7 +9,7 @@ import imageio.v2 as imageio
 import numpy as np
 
 import training.landmark_clips as landmark_clips
-from animation.media import frame_files, load_picture
+from core.media import frame_files, load_picture
 from training.landmark_clips import (border_points, folds, make_face_data, moved_landmarks, parted, smooth, spline_maps,
                                      tps_apply, tps_fit, warp_along)
 

@@ -18,8 +18,8 @@ import torch
 from skimage import data as skdata
 
 from conftest import ROOT
-from animation.faces import DEFAULT_MARGIN, LANDMARK_MODEL, HaarFaceDetector, face_crop
-from animation.puppeteer import FommPuppeteer
+from core.faces import DEFAULT_MARGIN, LANDMARK_MODEL, HaarFaceDetector, face_crop
+from core.puppeteer import FommPuppeteer
 from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError

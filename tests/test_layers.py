@@ -1,11 +1,11 @@
-"""Layers import downward only: motion -> animation -> export -> realtime / training -> the CLI."""
+"""Layers import downward only: motion -> core -> export -> realtime / training -> app -> the CLI."""
 from __future__ import annotations
 
 import ast
 
 from conftest import ROOT
 
-RANK = {"motion": 0, "animation": 1, "export": 2, "realtime": 3, "training": 3}
+RANK = {"motion": 0, "core": 1, "export": 2, "realtime": 3, "training": 3, "app": 4}
 
 
 def imported_packages(source: str) -> set[str]:

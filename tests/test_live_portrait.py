@@ -7,7 +7,7 @@ import numpy as np
 from skimage import data as skdata
 
 import puppet
-from animation.media import frame_files
+from core.media import frame_files
 
 
 def changed_box(frame: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import animation.run
-from animation.pipeline import FommPipeline
+import app.animate
+from core.pipeline import FommPipeline
 from motion.keypoints import Keypoints
 from motion.reconstruction import ReconstructionModule, parts_mask
 from motion.segmentation import Segments
@@ -112,7 +112,7 @@ def test_animate_command_passes_the_motion_mode_to_the_pipeline(flags, expected,
             seen["mode"] = (relative, adapt_scale)
             super().__init__(puppeteer, avatar_image, relative, adapt_scale)
 
-    monkeypatch.setattr(animation.run, "FommPipeline", Recording)
+    monkeypatch.setattr(app.animate, "FommPipeline", Recording)
     config, checkpoint = tiny_fomm
     assert main(["animate", "--config", str(config), "--checkpoint", str(checkpoint), "--avatar", str(astronaut_png),
                  "--driving", str(driving_mp4), "--output", str(tmp_path / "out"), "--cpu", *flags]) == 0

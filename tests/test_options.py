@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 import puppet
-from animation.options import flag, renamed
+from core.options import flag, renamed
 
 # what a command needs at least, so that parsing succeeds
 REQUIRED = {"animate": ["--output", "o.mp4"], "swap": ["--output", "o.mp4"], "export": ["--config", "c", "--checkpoint",

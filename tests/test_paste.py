@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from animation.faces import Box, crop
-from animation.paste import (
+from core.faces import Box, crop
+from core.paste import (
     composite,
     crop_rect,
     fit,

@@ -1,4 +1,4 @@
-"""The one per-frame pipeline (animation/pipeline.py): stage order and timing, the reference pose across
+"""The one per-frame pipeline (core/pipeline.py): stage order and timing, the reference pose across
 avatar switches, the swap path's arguments, part-number checks. Expectations are written by hand."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from animation.pipeline import FOMM_STAGES, FommPipeline, SwapPipeline, check_swap_index, pick_device
+from core.pipeline import FOMM_STAGES, FommPipeline, SwapPipeline, check_swap_index, pick_device
 from motion.errors import UserError
 from motion.keypoints import Keypoints
 
@@ -142,7 +142,7 @@ def test_absolute_mode_without_jacobians_keeps_none_and_bad_parts_are_listed():
 
 def test_relative_motion_keeps_the_drivers_jacobians_when_the_avatar_has_none():
     """Without the avatar's Jacobians there is nothing to compose: the driver's pass through unchanged."""
-    from animation.puppeteer import normalize_keypoints
+    from core.puppeteer import normalize_keypoints
     jacobian = torch.tensor([[[[2.0, 0.0], [0.0, 1.0]]]], dtype=torch.float64)
     driver = Keypoints(torch.tensor([[[0.3, 0.0]]], dtype=torch.float64), jacobian)
     out = normalize_keypoints(kp([0.0, 0.0]), driver, Keypoints(driver.value * 0, jacobian), True, False)

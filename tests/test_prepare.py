@@ -9,7 +9,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from animation.faces import Box, face_crop, union_box
+from core.faces import Box, face_crop, union_box
 from motion.errors import UserError
 from training.prepare import ChunkRules, assign_splits, cut_chunks, prepare_data
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import puppet
-import realtime.bench as bench
+import app.bench as bench
 from motion.config import load_config
-from realtime.bench import run_bench
+from app.bench import run_bench
 from realtime.options import BenchOptions
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ from skimage import data as skdata
 
 import puppet
 from conftest import FakeClock, naive_relative_animation
-from animation.media import frame_files, to_uint8
-from animation.puppeteer import FommPuppeteer
+from core.media import frame_files, to_uint8
+from core.puppeteer import FommPuppeteer
 from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError
@@ -29,7 +29,7 @@ from realtime.animator import MAX_WAIT, Animator, Rendered
 from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
-from animation.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
+from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
 from realtime.face import FaceTracker
 from realtime.sinks.files import RecordingSink
 from realtime.smoothing import KeypointSmoother

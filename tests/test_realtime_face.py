@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from animation.faces import Box, HaarFaceDetector, centre_box, crop, resize_uint8
+from core.faces import Box, HaarFaceDetector, centre_box, crop, resize_uint8
 from realtime.face import FaceTracker
 from realtime.sources import SyntheticSource
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from animation.puppeteer import FommPuppeteer, SwapPuppeteer
+from core.puppeteer import FommPuppeteer, SwapPuppeteer
 from motion.checkpoint import load_model
 from motion.config import load_config
 from realtime.animator import Animator

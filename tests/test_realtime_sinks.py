@@ -12,10 +12,10 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from animation.media import FrameWriter, MediaError
+from core.media import FrameWriter, MediaError
 from motion.errors import UserError
 from realtime.controls import Controls
-from realtime.live import default_sink, open_sink
+from app.live import default_sink, open_sink
 from realtime.sinks import Packet
 from realtime.sinks.files import RecordingSink
 from realtime.sinks.http import HttpSink
@@ -62,7 +62,7 @@ def test_virtual_camera_in_the_live_loop_gets_the_requested_size(tiny_fomm, astr
     """The whole portrait (the 512x512 astronaut) fitted into a 160x90 camera: a centred 90x90 picture between
     two black bars of 35 columns (hand-computed: scale 90/512, (160 - 90) / 2 = 35)."""
     import realtime.sinks.vcam as vcam
-    from realtime.live import LiveOptions, run_live
+    from app.live import LiveOptions, run_live
 
     monkeypatch.setattr(vcam, "pyvirtualcam_device", FakeCamera)
     stats = run_live(LiveOptions(avatar=(str(astronaut_png),), config=str(tiny_fomm[0]), checkpoint=str(tiny_fomm[1]),

@@ -11,7 +11,7 @@ import pytest
 
 import realtime.sources as sources
 from motion.errors import UserError
-from animation.media import picture_to_rgb
+from core.media import picture_to_rgb
 from conftest import FakeClock
 from realtime.sources import CameraError, FileSource, SyntheticSource, WebcamSource, open_source
 

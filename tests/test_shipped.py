@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from animation.media import read_frames
+from core.media import read_frames
 from motion.checkpoint import load_model
 from motion.config import load_config
 from puppet import main

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from animation.media import VIDEO_SUFFIXES, frame_files, read_frames, read_image
+from core.media import VIDEO_SUFFIXES, frame_files, read_frames, read_image
 from motion.config import Config
 from motion.errors import UserError
 from training.face_masks import MASK_FILE, load_masks

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, LandmarkDetector, crop, face_crop, landmark_box
-from animation.media import load_picture, to_model_frame
-from animation.pipeline import FommPipeline
-from animation.puppeteer import FommPuppeteer, to_tensor
+from core.faces import DEFAULT_MARGIN, HaarFaceDetector, LandmarkDetector, crop, face_crop, landmark_box
+from core.media import load_picture, to_model_frame
+from core.pipeline import FommPipeline
+from core.puppeteer import FommPuppeteer, to_tensor
 from motion.config import Config, TransformParams
 from training.dataset import load_video, split_videos
 from training.face_metrics import (SCREEN_SHARE, akd, chroma_key, expression_following, iou, missing_rate,

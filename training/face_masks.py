@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from animation.faces import LandmarkDetector, inter_ocular
-from animation.media import frame_files, read_image
+from core.faces import LandmarkDetector, inter_ocular
+from core.media import frame_files, read_image
 
 MASK_FILE = "face_masks.npz"
 # the regions an expression moves: outer and inner lips, each eye's contour

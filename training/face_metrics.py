@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from animation.faces import inter_ocular
+from core.faces import inter_ocular
 
 Landmarks = np.ndarray | None  # (68, 2) pixels, or None where no face was found
 

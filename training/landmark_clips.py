@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from animation.faces import DEFAULT_MARGIN, LandmarkDetector, crop, face_crop, landmark_box
-from animation.media import FrameWriter, frame_files, load_picture
+from core.faces import DEFAULT_MARGIN, LandmarkDetector, crop, face_crop, landmark_box
+from core.media import FrameWriter, frame_files, load_picture
 from motion.errors import UserError
 from training.dataset import split_videos
 

@@ -1,11 +1,11 @@
 """The data and training commands' options: defaults and help in one dataclass per command (the command
-line is built from them by animation.options). ``--output`` names where every command writes; the older
+line is built from them by core.options). ``--output`` names where every command writes; the older
 ``--out`` is kept as an alias for one release."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from animation.options import ModelOptions, at_least, option, positive
+from core.options import ModelOptions, at_least, option, positive
 
 OUT = ("--out",)
 

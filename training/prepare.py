@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from animation.faces import DEFAULT_MARGIN, Box, HaarFaceDetector, crop, face_crop, union_box
-from animation.media import VIDEO_SUFFIXES, FrameWriter, MediaError, open_frames, picture_to_rgb
+from core.faces import DEFAULT_MARGIN, Box, HaarFaceDetector, crop, face_crop, union_box
+from core.media import VIDEO_SUFFIXES, FrameWriter, MediaError, open_frames, picture_to_rgb
 from motion.errors import UserError
 
 

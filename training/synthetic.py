@@ -20,10 +20,10 @@ import torch
 from skimage import data as skdata
 from tqdm import tqdm
 
-from animation.media import FrameWriter
+from core.media import FrameWriter
 from motion.errors import UserError
 from motion.geometry import coordinate_grid, tps_warp_points
-from animation.faces import load_face_cascade
+from core.faces import load_face_cascade
 
 Point = tuple[float, float]
 SUBJECT_FILL = 0.9  # half-size of the subject in the frame, in [-1, 1] units: the face fills most of the crop

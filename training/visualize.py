@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import torch
 
-from animation.media import to_uint8
+from core.media import to_uint8
 
 
 def _colours(count: int) -> list[tuple[int, int, int]]:

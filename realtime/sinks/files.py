@@ -13,7 +13,7 @@ import errno
 import shutil
 from pathlib import Path
 
-from animation.media import FrameWriter, MediaError
+from core.media import FrameWriter, MediaError
 from motion.errors import first_line
 from realtime.sinks import Packet
 

@@ -7,15 +7,15 @@ import time
 import warnings
 from pathlib import Path
 
-from animation.media import check_not_input, check_writable_file
-from animation.pipeline import pick_device
+from core.media import check_not_input, check_writable_file
+from core.pipeline import pick_device
 from motion.checkpoint import load_model, save_checkpoint
 from motion.config import load_config
 from motion.errors import UserError
 from training import distributed
 from training.averaging import average_checkpoints
 from training.dataset import VideoDataset, measuring_batch_size
-from animation.faces import LandmarkDetector
+from core.faces import LandmarkDetector
 from training.evaluate import evaluate
 from training.fetch import photos as fetched_photos
 from training.part_split import part_shares, split_parts, split_plan

@@ -57,7 +57,7 @@ def positive(text: str) -> float:
 
 def output_size(text: str) -> tuple[int, int]:
     """WIDTHxHEIGHT, e.g. 1280x720."""
-    from animation.paste import parse_size
+    from core.paste import parse_size
     from motion.errors import UserError
     try:
         return parse_size(text)

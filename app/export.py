@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from animation.media import check_writable_file
+from core.media import check_writable_file
 from export.metadata import file_hash
 from export.options import DEFAULT_OPSET, ExportOptions
 from export.onnx_export import export_onnx

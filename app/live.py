@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from contextlib import ExitStack
 
-from animation.defaults import resolve_model
-from animation.pipeline import check_swap_index, pick_device
-from animation.puppeteer import SwapPuppeteer
-from animation.run import load_config_for
+from core.defaults import resolve_model
+from core.pipeline import check_swap_index, pick_device
+from core.puppeteer import SwapPuppeteer
+from core.config import load_config_for
 from realtime.options import LiveOptions
 from export.backends import open_backend
 from motion.checkpoint import load_model
@@ -17,7 +17,7 @@ from realtime.animator import Animator
 from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, inference_threads
-from animation.media import check_not_input, check_writable_file
+from core.media import check_not_input, check_writable_file
 from realtime.landmark_tracker import make_tracker, resolve_tracker
 from realtime.sinks import Sink
 from realtime.smoothing import KeypointSmoother

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from animation.detail import ZERO, DetailPlan, detail_band, fit_blur, plan_detail, with_blur
-from animation.faces import Box
+from core.detail import ZERO, DetailPlan, detail_band, fit_blur, plan_detail, with_blur
+from core.faces import Box
 from motion.errors import UserError
 
 DEFAULT_FEATHER = 0.08  # the seam's blend band, as a fraction of the crop's shorter side
@@ -35,7 +35,7 @@ class PastePlan:
     ring: np.ndarray  # flat indices of model-size pixels in the feather band and inside the photo
     ring_mean: np.ndarray  # (3,) the photo's colour on the ring, 0..255
     ring_std: np.ndarray  # (3,)
-    detail: DetailPlan | None = None  # the photo's crop at rect size for detail transfer (animation.detail)
+    detail: DetailPlan | None = None  # the photo's crop at rect size for detail transfer (core.detail)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ColourMatch:
 
 
 def crop_rect(box: Box) -> tuple[int, int, int, int]:
-    """(x, y, width, height) of the pixels animation.faces.crop cuts for `box`, rounded the same way so
+    """(x, y, width, height) of the pixels core.faces.crop cuts for `box`, rounded the same way so
     the paste lands exactly where the avatar's crop was taken."""
     side = max(1, round(box.side))
     return round(box.cx - side / 2), round(box.cy - side / 2), side, side
@@ -135,7 +135,7 @@ def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = No
     """The photo with the animated (h, w, 3) crop (float in [0, 1] or uint8, at plan.model_size) blended
     in through the feathered mask: a new (H, W, 3) uint8 frame, the photo's own pixels outside the crop.
     The colour correction runs at the model's size (cheaper, and it commutes with linear resizing); band:
-    (rect height, rect width, 3) uint8 detail around animation.detail.ZERO added to the enlarged crop."""
+    (rect height, rect width, 3) uint8 detail around core.detail.ZERO added to the enlarged crop."""
     crop = _check_crop(plan, crop)
     scale = 255.0 if crop.dtype != np.uint8 else 1.0
     if colour is not None:
@@ -228,7 +228,7 @@ class Portrait:
     """What the outputs show of one avatar: the animated crop, or (full_frame) the crop pasted back into
     the whole photo, then letterboxed to `size` (width, height) when one is given. The colour correction
     is measured once, on the first crop shown: the avatar at rest (the reference pose of relative motion).
-    detail (full_frame only): the photo's own detail moved by each frame's motion (animation.detail)."""
+    detail (full_frame only): the photo's own detail moved by each frame's motion (core.detail)."""
 
     def __init__(self, photo: np.ndarray, box: Box | None, model_size: tuple[int, int], full_frame: bool,
                  size: tuple[int, int] | None, detail: bool = False):

@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 import torch
 
-from animation.defaults import DEFAULT_AVATAR, resolve_model
-from animation.media import check_not_input, check_writable_file, moving_clip, read_frames
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
-from animation.options import flag
-from animation.pipeline import FommPipeline, frame_band, pick_device
-from animation.puppeteer import Puppeteer
-from animation.run import load_config_for
+from core.defaults import DEFAULT_AVATAR, resolve_model
+from core.media import check_not_input, check_writable_file, moving_clip, read_frames
+from core.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
+from core.options import flag
+from core.pipeline import FommPipeline, frame_band, pick_device
+from core.puppeteer import Puppeteer
+from core.config import load_config_for
 from export.backends import open_backend
 from export.bench import run_compare, summary
 from export.cpu import detect

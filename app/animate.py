@@ -8,26 +8,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from animation.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING, resolve_model
-from animation.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box, crop
-from animation.media import (FrameWriter, check_not_input, check_output, check_writable_file, contact_sheet,
+from core.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING, resolve_model
+from core.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box, crop
+from core.media import (FrameWriter, check_not_input, check_output, check_writable_file, contact_sheet,
                              load_picture, read_frames, read_image, to_model_frame, to_uint8, write_image)
-from animation.options import AnimateOptions, ClipOptions, SwapOptions
-from animation.paste import Portrait
-from animation.pipeline import FommPipeline, SwapPipeline, check_swap_index, frame_band, pick_device
-from animation.puppeteer import FommPuppeteer, SwapPuppeteer
-from motion.checkpoint import MODEL_NAMES, load_model
-from motion.config import Config, load_config
-from motion.errors import UserError
-
-COMMAND_OF_KIND = {"fomm": "animate", "coseg": "swap"}
-def load_config_for(kind: str, path: str) -> Config:
-    config = load_config(path)
-    if config.kind != kind:
-        raise UserError(f"config {path} describes {MODEL_NAMES[config.kind]}; use `puppet.py "
-                        f"{COMMAND_OF_KIND[config.kind]}` with it, or pass a config for {MODEL_NAMES[kind]}")
-    return config
-
+from core.config import load_config_for
+from core.options import AnimateOptions, ClipOptions, SwapOptions
+from core.paste import Portrait
+from core.pipeline import FommPipeline, SwapPipeline, check_swap_index, frame_band, pick_device
+from core.puppeteer import FommPuppeteer, SwapPuppeteer
+from motion.checkpoint import load_model
+from motion.config import Config
 
 def _remember(frames: Iterator[np.ndarray], store: list[np.ndarray]) -> Iterator[np.ndarray]:
     for frame in frames:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from animation.defaults import resolve_model
-from animation.faces import LANDMARK_MODEL
-from animation.pipeline import pick_device
+from core.defaults import resolve_model
+from core.faces import LANDMARK_MODEL
+from core.pipeline import pick_device
 from export.auto import candidates
 from export.cpu import CpuCapabilities, detect
 from motion.errors import UserError, first_line

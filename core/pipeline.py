@@ -4,7 +4,7 @@ recalibration and the stage cut exist once.
 
 FOMM: the avatar is prepared once; the first driving frame (or the first after recalibrate()) is the
 reference pose; each frame then pays for keypoints -> normalise -> dense motion -> generator. The stage
-functions come from a puppeteer (animation.puppeteer.FommPuppeteer or an export backend), so backends plug
+functions come from a puppeteer (core.puppeteer.FommPuppeteer or an export backend), so backends plug
 in without another loop. Co-part swap: the avatar prepared once, per frame segments -> swap.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from animation.paste import Portrait
-from animation.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer, normalize_keypoints
+from core.paste import Portrait
+from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer, normalize_keypoints
 from motion.errors import UserError
 from motion.keypoints import Keypoints
 
