@@ -23,7 +23,6 @@ from motion.keypoints import Keypoints
 # stage name -> a context manager around that stage's work (e.g. Stats.time); the default times nothing
 StageTimer = Callable[[str], AbstractContextManager]
 FOMM_STAGES = ("keypoints", "dense_motion", "generator")
-SWAP_STAGES = ("keypoints", "generator")  # segmentation of the driving frame, then the swap generator
 
 
 def untimed(stage: str) -> AbstractContextManager:
