@@ -20,10 +20,7 @@ from training.options import (AverageOptions, EvalOptions, FetchDataOptions, Mak
 def cmd_animate(options: AnimateOptions) -> None:
     from app.animate import run_animate
     from export.backends import open_backend
-
-    def open_model(config, checkpoint, device, avatar):
-        return open_backend(options.backend, config, checkpoint, device, options.export_dir, avatar=avatar)
-    run_animate(options, open_model)
+    run_animate(options, open_backend)  # the session opens --backend (run_animate alone: PyTorch)
 
 
 def cmd_swap(options: SwapOptions) -> None:
@@ -58,20 +55,14 @@ def cmd_prepare_data(o: PrepareDataOptions) -> None:
 
 
 def cmd_make_face_data(o: MakeFaceDataOptions) -> None:
-    from training.fetch import photos
     from training.landmark_clips import make_face_data
-    paths = [Path(p) for p in o.photos] if o.photos else photos(o.sources, o.split)
-    make_face_data(paths, o.trajectories, o.output, size=o.size, frames=o.frames, per_face=o.per_face, seed=o.seed,
-                   split=o.split, own_size=o.own_size)
+    make_face_data(o)
 
 
 def cmd_personalize(o: PersonalizeOptions) -> None:
-    from core.defaults import resolve_model
     from core.pipeline import pick_device
     from training.personalize import personalize
-    config, checkpoint = resolve_model("fomm", o.config, o.checkpoint)
-    out = o.output or f"runs/personal/{Path(o.video).stem}"
-    result = personalize(o.video, out, config, checkpoint, o.minutes, pick_device(o.cpu), overwrite=o.overwrite)
+    result = personalize(o, pick_device(o.cpu))
     print(f"held-out L1 {result.before['l1']:.4f} -> {result.after['l1']:.4f} (identity baseline "
           f"{result.after['identity_l1']:.4f}); use it with:\n"
           f"  python puppet.py live --config {result.config} --checkpoint {result.checkpoint}")
@@ -90,9 +81,7 @@ def cmd_split_parts(o: SplitPartsOptions) -> None:
 
 def cmd_train(o: TrainOptions) -> None:
     from app.train import run_train
-    run_train(o.config, o.data, o.output, resume=o.resume, epochs=o.epochs, cpu=o.cpu, vgg=o.vgg,
-              sheet_every=o.sheet_every, max_steps=o.max_steps, seed=o.seed, init=o.init, minutes=o.minutes,
-              workers=o.workers, snapshots=o.snapshots, overwrite=o.overwrite)
+    run_train(o)
 
 
 def cmd_eval(o: EvalOptions) -> None:

@@ -21,23 +21,22 @@ import torch
 
 from core.defaults import DEFAULT_AVATAR, resolve_model
 from core.media import check_not_input, check_writable_file, moving_clip, read_frames
-from core.faces import DEFAULT_MARGIN, HaarFaceDetector, centre_box, crop, face_crop, resize_uint8
+from core.faces import DEFAULT_MARGIN, centre_box, crop, face_crop, resize_uint8
 from core.options import flag
 from core.pipeline import FommPipeline, frame_band, pick_device
 from core.puppeteer import Puppeteer
 from core.config import load_config_for
-from export.backends import open_backend
+from core.tracking.haar import HaarFaceDetector
+from app.session import Model, Session, open_session
 from export.bench import run_compare, summary
 from export.cpu import detect
 from motion.errors import UserError
-from realtime.animator import Animator, as_float
-from realtime.avatars import Avatar, find_faces, prepare_avatars
+from realtime.animator import as_float
+from realtime.avatars import Avatar, find_faces
 from realtime.controls import Controls
-from realtime.engine import Engine, inference_threads
-from realtime.landmark_tracker import make_tracker
+from realtime.engine import Engine
 from realtime.options import BenchOptions, ShowOptions
 from realtime.sinks.vcam import VirtualCameraSink
-from realtime.smoothing import KeypointSmoother
 from realtime.sources import SyntheticSource, open_source, synthetic_size
 from realtime.stats import Stats
 
@@ -97,15 +96,14 @@ def naive_loop(puppeteer: Puppeteer, avatar: Avatar, size: tuple[int, int], driv
             stats.frame_done(time.perf_counter() - start)
 
 
-def pipelined_loop(puppeteer: Puppeteer, avatars: list[Avatar], size: tuple[int, int], driving: str, frames: int,
-                   paced: bool, options: BenchOptions) -> Stats:
+def pipelined_loop(session: Session, frames: int, paced: bool) -> Stats:
     """The real-time engine on the same input, read as fast as it is taken or paced like a camera, showing
     and tracking as `live` does with the same options, into a virtual camera (a stand-in device)."""
+    options = session.options
     stats = Stats()
-    controls = Controls([a.name for a in avatars])
-    animator = Animator(puppeteer, avatars, controls, stats, size, make_tracker(options.tracker),
-                        smoother=KeypointSmoother(), out_size=options.size, follow_head=not options.stabilize)
-    source = open_source(driving, paced=paced, frames=frames, fps=options.fps)
+    controls = Controls([a.name for a in session.avatars])
+    animator = session.animator(controls, stats)
+    source = open_source(options.driving, paced=paced, frames=frames, fps=options.fps)
     stats.extra["input_fps"] = source.fps
     camera = VirtualCameraSink(options.size[::-1], source.fps, I420Camera)
     return Engine(source, animator, [camera], stats, controls).run()
@@ -170,28 +168,33 @@ def run_bench(options: BenchOptions) -> dict:
         check_not_input(options.stats, [avatar_path, options.driving], "--stats")
         check_writable_file(options.stats, "--stats")
     if options.compare is not None:
-        check_compare_options(options)
-        if options.threads:
-            torch.set_num_threads(options.threads)  # the torch backends' threads; ONNX Runtime gets them too
-        clip, clip_name = compare_clip(options, avatar_path, load_config_for("fomm", config_path).size)
-        runs = run_compare(config_path, checkpoint, options.compare.split(","), options.frames,
-                           pick_device(options.cpu), options.export_dir, options.threads, clip, clip_name)
-        result = {"config": str(config_path), "cpu": detect().label(), "threads": torch.get_num_threads(),
-                  "input": clip_name, "frames": len(runs[0].times["frame"]), "backends": summary(runs)}
-        return write_stats(options.stats, result)
-    frames, backend, stats_path, driving = options.frames, options.backend, options.stats, options.driving
-    loaded = load_config_for("fomm", config_path)
-    device = pick_device(options.cpu)
-    threads = inference_threads(options.threads)
-    photos = find_faces([avatar_path])
-    puppeteer = open_backend(backend, loaded, checkpoint, device, options.export_dir, threads=threads,
-                             avatar=photos[0].face(loaded.size))
-    avatars = prepare_avatars(photos, puppeteer, loaded.size, full_frame=options.full_frame, out_size=options.size,
-                              detail=options.detail)
-    naive_loop(puppeteer, avatars[0], loaded.size, driving, WARM_UP)
-    pipelined = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, False, options)
-    paced = pipelined_loop(puppeteer, avatars, loaded.size, driving, frames, True, options)
-    naive = naive_loop(puppeteer, avatars[0], loaded.size, driving, frames, fps=options.fps)
+        return bench_compare(options, config_path, checkpoint, avatar_path)
+    session = open_session(options, Model.load("fomm", config_path, checkpoint, options.cpu), find_faces([avatar_path]))
+    avatar, size, driving = session.avatars[0], session.size, options.driving
+    naive_loop(session.puppeteer, avatar, size, driving, WARM_UP)
+    pipelined = pipelined_loop(session, options.frames, False)
+    paced = pipelined_loop(session, options.frames, True)
+    naive = naive_loop(session.puppeteer, avatar, size, driving, options.frames, fps=options.fps)
+    return write_stats(options.stats, report(session, pipelined, paced, naive))
+
+
+def bench_compare(options: BenchOptions, config_path: str, checkpoint: str, avatar_path: str) -> dict:
+    """--compare: the listed backends' model stages side by side on the avatar driven by --driving."""
+    check_compare_options(options)
+    if options.threads:
+        torch.set_num_threads(options.threads)  # the torch backends' threads; ONNX Runtime gets them too
+    clip, clip_name = compare_clip(options, avatar_path, load_config_for("fomm", config_path).size)
+    runs = run_compare(config_path, checkpoint, options.compare.split(","), options.frames,
+                       pick_device(options.cpu), options.export_dir, options.threads, (clip, clip_name))
+    result = {"config": str(config_path), "cpu": detect().label(), "threads": torch.get_num_threads(),
+              "input": clip_name, "frames": len(runs[0].times["frame"]), "backends": summary(runs)}
+    return write_stats(options.stats, result)
+
+
+def report(session: Session, pipelined: Stats, paced: Stats, naive: Stats) -> dict:
+    """The loops' tables on stdout (the setup on stderr); returns the figures."""
+    options, loaded, threads = session.options, session.model.config, session.threads
+    backend, device, driving = options.backend, session.model.device, options.driving
     speedup = pipelined.fps / naive.fps if naive.fps else 0.0
     input_fps = paced.extra["input_fps"]
     latency = paced.summary()["latency_ms"]["end_to_end"]
@@ -211,6 +214,7 @@ def run_bench(options: BenchOptions) -> dict:
           f"frames dropped, latency from the frame's arrival p50 {latency['p50']:.0f} / p95 {latency['p95']:.0f} ms")
     result = {"backend": backend, "config": str(loaded.path), "device": str(device), "threads": threads,
               "cpu": detect().label(), "full_frame": options.full_frame, "size": list(options.size),
-              "tracker": pipelined.extra["tracking"]["tracker"], "driving": driving, "frames": frames, "pipelined": pipelined.summary(), "paced": paced.summary(),
-              "naive": naive.summary(), "speedup": round(speedup, 3)}
-    return write_stats(stats_path, result)
+              "tracker": pipelined.extra["tracking"]["tracker"], "driving": driving, "frames": options.frames,
+              "pipelined": pipelined.summary(), "paced": paced.summary(), "naive": naive.summary(),
+              "speedup": round(speedup, 3)}
+    return result

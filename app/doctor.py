@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from core.defaults import resolve_model
-from core.faces import LANDMARK_MODEL
 from core.pipeline import pick_device
+from core.tracking.landmarks import LANDMARK_MODEL
 from export.auto import candidates
 from export.cpu import CpuCapabilities, detect
 from motion.errors import UserError, first_line

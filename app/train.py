@@ -9,44 +9,41 @@ from pathlib import Path
 
 from core.media import check_not_input, check_writable_file
 from core.pipeline import pick_device
+from core.tracking.landmarks import LandmarkDetector
 from motion.checkpoint import load_model, save_checkpoint
 from motion.config import load_config
 from motion.errors import UserError
 from training import distributed
 from training.averaging import average_checkpoints
 from training.dataset import VideoDataset, measuring_batch_size
-from core.faces import LandmarkDetector
 from training.evaluate import evaluate
 from training.fetch import photos as fetched_photos
+from training.options import TrainOptions
 from training.part_split import part_shares, split_parts, split_plan
 from training.trainer import train
 
 
-def run_train(config_path: str, data: str, out: str, resume: str | None = None, epochs: int | None = None,
-              cpu: bool = False, vgg: str | None = None, sheet_every: int = 200, max_steps: int | None = None,
-              seed: int = 0, init: str | None = None, minutes: float | None = None, workers: int = 0,
-              snapshots: bool = False, overwrite: bool = False) -> Path:
+def run_train(options: TrainOptions) -> Path:
     """Train as one process, or as one of several under torchrun (one process group for the run)."""
+    out, resume = options.output, options.resume
     existing = Path(out) / "checkpoint.pth.tar"
-    if existing.exists() and resume is None and not overwrite:
+    if existing.exists() and resume is None and not options.overwrite:
         raise UserError(f"{out} already holds a training run ({existing}); continue it with --resume {existing}, "
                         "start over with --overwrite, or choose another --output")
-    config = load_config(config_path)
+    config = load_config(options.config)
     unused = VideoDataset.unused_keys(config)
     if unused:
         print(f"note: dataset_params {', '.join(unused)} not used: --data names the clips, which are sampled alike "
               "and paired at random", file=sys.stderr)
-    with distributed.session(pick_device(cpu)) as device:
+    with distributed.session(pick_device(options.cpu)) as device:
         if existing.exists() and resume is None and distributed.is_main():
             for old in [existing, *Path(out).glob("checkpoint_*.pth.tar"), *Path(out).glob("sheet_*.png")]:
                 old.unlink()  # the old run's snapshots would mix into a later `average`
-        dataset = VideoDataset.from_config(config, data, "train", seed=seed + distributed.rank())
+        dataset = VideoDataset.from_config(config, options.data, "train", seed=options.seed + distributed.rank())
         started = time.time()
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            result = train(config, dataset, out, resume=resume, epochs=epochs, device=device, vgg=vgg,
-                           sheet_every=sheet_every, max_steps=max_steps, seed=seed, init=init, minutes=minutes,
-                           workers=workers, snapshots=snapshots)
+            result = train(config, dataset, options, device)
         if distributed.is_main():
             processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
             print(f"trained {result.steps} steps ({result.epochs_done} epochs) in {time.time() - started:.0f} s on "
@@ -61,8 +58,9 @@ def expression_lines(following: dict, still: dict, indent: str) -> list[str]:
             "without a face skipped)" for name, f in following.items()]
 
 
-def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, json_path: str | None = None,
-             landmarks: bool = False, photos: str | None = None) -> dict:
+def run_eval(config_path: str, checkpoint: str, data: str, *, cpu: bool, json_path: str | None, landmarks: bool,
+             photos: str | None) -> dict:
+    """`puppet.py eval`; the options' defaults are EvalOptions'."""
     if json_path:
         check_writable_file(json_path, "--json")
     config = load_config(config_path)
@@ -94,8 +92,8 @@ def run_eval(config_path: str, checkpoint: str, data: str, cpu: bool = False, js
     return report
 
 
-def run_average(config_path: str, checkpoints: list[str], data: str, out: str, batches: int = 60,
-                cpu: bool = False) -> Path:
+def run_average(config_path: str, checkpoints: list[str], data: str, out: str, *, batches: int, cpu: bool) -> Path:
+    """`puppet.py average`; the options' defaults are AverageOptions'."""
     check_not_input(out, list(checkpoints), "--output")
     check_writable_file(out, "--output")
     config = load_config(config_path)
@@ -108,8 +106,9 @@ def run_average(config_path: str, checkpoints: list[str], data: str, out: str, b
     return Path(out)
 
 
-def run_split_parts(config_path: str, checkpoint: str, data: str, out: str, min_share: float = 0.005,
-                    noise: float = 0.05, batches: int = 20, cpu: bool = False) -> Path:
+def run_split_parts(config_path: str, checkpoint: str, data: str, out: str, *, min_share: float, noise: float,
+                    batches: int, cpu: bool) -> Path:
+    """`puppet.py split-parts`; the options' defaults are SplitPartsOptions'."""
     config = load_config(config_path)
     if config.kind != "coseg":
         raise UserError(f"{config_path} configures a First Order Motion Model; split-parts needs a co-part "

@@ -1,12 +1,22 @@
 """The checkpoints and avatar we ship, used when the user names none."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from motion.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINTS = ROOT / "checkpoints"
+
+
+def shipped_folder(name: str) -> Path:
+    """A folder we ship (checkpoints, configs): next to the code in a checkout or an editable install, else
+    where a `pip install .` put it (pyproject.toml's data-files: PREFIX/share/puppet/NAME)."""
+    beside = ROOT / name
+    return beside if beside.is_dir() else Path(sys.prefix) / "share" / "puppet" / name
+
+
+CHECKPOINTS = shipped_folder("checkpoints")
 # kind -> checkpoints/NAME.{yaml,pth.tar}; live and bench default to the FOMM with a third of fomm-face's work
 SHIPPED_MODELS = {"fomm": "fomm-face", "fomm-live": "fomm-face-fast", "coseg": "coseg-face"}
 DEFAULT_AVATAR = CHECKPOINTS / "avatar.png"

@@ -23,6 +23,10 @@ from motion.keypoints import Keypoints
 # stage name -> a context manager around that stage's work (e.g. Stats.time); the default times nothing
 StageTimer = Callable[[str], AbstractContextManager]
 FOMM_STAGES = ("keypoints", "dense_motion", "generator")
+# the motion mode's defaults, for every FommPipeline and the real-time animator's options: motion relative to
+# the reference pose, not scaled by the face-size ratio
+RELATIVE = True
+ADAPT_SCALE = False
 
 
 def untimed(stage: str) -> AbstractContextManager:
@@ -53,8 +57,8 @@ class FommPipeline:
     """An avatar following a driver. ``avatar`` may be replaced between frames (live avatar switching):
     the reference pose belongs to the driver, so it survives the switch."""
 
-    def __init__(self, puppeteer: Puppeteer, avatar_image: np.ndarray | None = None, relative: bool = True,
-                 adapt_scale: bool = False, timer: StageTimer = untimed):
+    def __init__(self, puppeteer: Puppeteer, avatar_image: np.ndarray | None = None, relative: bool = RELATIVE,
+                 adapt_scale: bool = ADAPT_SCALE, timer: StageTimer = untimed):
         self.puppeteer, self.relative, self.adapt_scale, self.timer = puppeteer, relative, adapt_scale, timer
         self.avatar: Any = None if avatar_image is None else puppeteer.prepare(avatar_image)
         self.reference: Keypoints | None = None

@@ -55,7 +55,7 @@ Clip = tuple[np.ndarray, Sequence[np.ndarray]]  # (avatar, driving frames) at th
 
 
 def compare_backends(names: Sequence[str], config: Config, checkpoint: str | Path, device: torch.device,
-                     frames: int = 20, export_dir: str | Path | None = None, threads: int | None = None,
+                     frames: int, export_dir: str | Path | None = None, threads: int | None = None,
                      clip: Clip | None = None) -> list[BackendRun]:
     """The backends (and "official") timed side by side on ``clip``'s first frames + 1 (the first warms up);
     no clip: the astronaut photo moving."""
@@ -111,14 +111,16 @@ def device_name(device: torch.device) -> str:
 
 def run_compare(config: str | Path | None, checkpoint: str | Path | None, names: Sequence[str], frames: int,
                 device: torch.device, export_dir: str | Path | None = None, threads: int | None = None,
-                clip: Clip | None = None, clip_name: str = "the astronaut photo moving") -> list[BackendRun]:
+                clip: tuple[Clip, str] | None = None) -> list[BackendRun]:
     """Time the backends side by side and print the table (`puppet.py bench --compare`); no config and
-    checkpoint: the shipped model; clip (named clip_name): as compare_backends."""
+    checkpoint: the shipped model; clip: (the clip, its name in the table's heading), as compare_backends
+    (no clip: the astronaut photo moving)."""
     twice = sorted({name for name in names if list(names).count(name) > 1})
     if twice:
         raise UserError(f"{', '.join(twice)} listed more than once; name each backend once")
     config, checkpoint = resolve_model("fomm", config, checkpoint)
     loaded = load_config(config)
+    clip, clip_name = clip or (None, "the astronaut photo moving")
     runs = compare_backends(names, loaded, checkpoint, device, frames, export_dir, threads, clip)
     timed = len(runs[0].times["frame"])
     print(f"{loaded.path} at {loaded.size[0]}x{loaded.size[1]}, {timed} frames of {clip_name}, "

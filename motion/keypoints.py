@@ -1,12 +1,13 @@
 """FOMM keypoint detector: K anchors as soft-argmax of heatmaps, plus a 2x2 Jacobian per anchor."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from motion.blocks import Hourglass, maybe_downsample
+from motion.config import KeypointDetectorParams
 from motion.geometry import heatmap_weighted_sum, soft_argmax, spatial_softmax
 
 
@@ -36,21 +37,24 @@ def read_anchors(features: torch.Tensor, anchor_conv: nn.Conv2d, affine_conv: nn
 
 
 class KeypointDetector(nn.Module):
-    def __init__(self, block_expansion: int, num_kp: int, num_channels: int, max_features: int,
-                 num_blocks: int, temperature: float, estimate_jacobian: bool = False,
-                 scale_factor: float = 1, single_jacobian_map: bool = False, pad: int = 0):
+    def __init__(self, num_kp: int, num_channels: int, estimate_jacobian: bool = False, **params: Any):
+        """``params``: the keys of model_params.kp_detector_params (block_expansion, max_features, num_blocks,
+        temperature, scale_factor, single_jacobian_map, pad), read into KeypointDetectorParams, which holds
+        their defaults."""
         super().__init__()
-        self.predictor = Hourglass(block_expansion, in_features=num_channels,
-                                   max_features=max_features, num_blocks=num_blocks)
-        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=7, padding=pad)
-        self.jacobian_maps = 1 if single_jacobian_map else num_kp
+        kp = KeypointDetectorParams(**params)
+        self.predictor = Hourglass(kp.block_expansion, in_features=num_channels,
+                                   max_features=kp.max_features, num_blocks=kp.num_blocks)
+        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=7, padding=kp.pad)
+        self.jacobian_maps = 1 if kp.single_jacobian_map else num_kp
         if estimate_jacobian:
-            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.jacobian_maps, kernel_size=7, padding=pad)
+            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.jacobian_maps, kernel_size=7,
+                                      padding=kp.pad)
             identity_affine_init(self.jacobian, self.jacobian_maps)
         else:
             self.jacobian = None
-        self.temperature = temperature
-        self.down = maybe_downsample(num_channels, scale_factor)
+        self.temperature = kp.temperature
+        self.down = maybe_downsample(num_channels, kp.scale_factor)
 
     def forward(self, image: torch.Tensor) -> Keypoints:
         features = self.predictor(self.down(image))

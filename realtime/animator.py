@@ -14,16 +14,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from core.pipeline import FommPipeline, SwapPipeline, frame_band
-from core.puppeteer import Puppeteer, SwapPuppeteer
+from core.pipeline import ADAPT_SCALE, RELATIVE, FommPipeline, SwapPipeline, frame_band
+from core.puppeteer import Puppeteer
 from motion.geometry import resize_map, warp
-from realtime.avatars import Avatar, foreground
+from realtime.avatars import Avatar, PartSwapper, foreground
 from realtime.controls import Controls
+from realtime.sinks import Rendered
 from realtime.framing import reframe, reframe_of
 from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
 from core.paste import Portrait
-from realtime.face import FaceTracker
-from realtime.landmark_tracker import LandmarkTracker
+from core.tracking import Tracker
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 from realtime.stats import Stats
 
@@ -31,14 +31,17 @@ from realtime.stats import Stats
 MAX_WAIT = 60  # frames (2 s at 30 fps): a face that never holds still is calibrated on all the same
 
 
-@dataclass
-class Rendered:
-    image: np.ndarray  # (H, W, 3) uint8, what the outputs show (pasted back and letterboxed when asked)
-    preview: np.ndarray  # (h, w, 3) uint8: what the model saw (the face crop), for side-by-side previews
-    alpha: np.ndarray | None  # (H, W) uint8 foreground matte, when asked for and a co-part model is loaded
-    face: bool  # False while the face is lost and the avatar holds its pose
-    avatar: str  # the avatar shown
-    swap: bool  # made by part swap
+@dataclass(frozen=True)
+class AnimatorOptions:
+    """The choices of the per-frame work (one frame record, Rendered, comes out: realtime/sinks)."""
+    size: tuple[int, int]  # (h, w): the animation model's
+    margin: float = DEFAULT_MARGIN  # crop margin around a tracked face's box, per side
+    relative: bool = RELATIVE  # motion since calibration (else absolute)
+    adapt_scale: bool = ADAPT_SCALE  # relative motion scaled by the face-size ratio
+    follow_head: bool = True  # the crop's motion since calibration moves the avatar (realtime/framing.py)
+    want_alpha: bool = False  # a foreground matte for each frame (when a co-part model is loaded)
+    swap_parts: Sequence[int] = ()  # the co-part parts a part swap takes from the avatar
+    out_size: tuple[int, int] | None = None  # (width, height) every output frame is letterboxed to
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Prepared:
     """What Animator.start hands Animator.finish for one frame."""
     frame: np.ndarray  # the driving frame (a held pose's preview is cut from it)
     avatar: Avatar  # the avatar the motion is for (a switch between the halves must not mix two)
-    face: np.ndarray | None = None  # the face crop; None: no face, hold the pose
+    face_crop: np.ndarray | None = None  # the face cut from the frame; None: no face, hold the pose
     preview: np.ndarray | None = None  # the crop at the model's size
     motion: Any = None  # the FOMM dense motion; None with a face: part swap
 
@@ -59,25 +62,24 @@ class Animator:
     """Per-frame stages with their state: calibration pose, smoothing filters, held pose."""
 
     def __init__(self, puppeteer: Puppeteer, avatars: list[Avatar], controls: Controls, stats: Stats,
-                 size: tuple[int, int], tracker: FaceTracker | LandmarkTracker | None = None,
-                 margin: float = DEFAULT_MARGIN, relative: bool = True, adapt_scale: bool = False, smoother: KeypointSmoother | None = None,
-                 swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
-                 swap_parts: Sequence[int] = (), want_alpha: bool = False, out_size: tuple[int, int] | None = None,
-                 follow_head: bool = True):
-        self.avatars, self.controls, self.stats = avatars, controls, stats
-        self.size, self.tracker, self.margin, self.smoother = size, tracker, margin, smoother
-        self.pipeline = FommPipeline(puppeteer, relative=relative, adapt_scale=adapt_scale, timer=stats.time)
-        self.swapping = None if swapper is None else SwapPipeline(swapper, swap_parts, timer=stats.time)
-        self.swap_size = swap_size
-        self.want_alpha = want_alpha
+                 options: AnimatorOptions, tracker: Tracker | None = None,
+                 smoother: KeypointSmoother | None = None, swapper: PartSwapper | None = None):
+        self.avatars, self.controls, self.stats, self.options = avatars, controls, stats, options
+        size = options.size
+        self.size, self.tracker, self.margin, self.smoother = size, tracker, options.margin, smoother
+        self.pipeline = FommPipeline(puppeteer, relative=options.relative, adapt_scale=options.adapt_scale,
+                                     timer=stats.time)
+        self.swapping = None if swapper is None else SwapPipeline(swapper.puppeteer, options.swap_parts, timer=stats.time)
+        self.swap_size = None if swapper is None else swapper.size
+        self.want_alpha = options.want_alpha
         # a swapped frame is the user's face with the avatar's parts: letterboxed, never pasted into a photo
-        self.swap_portrait = Portrait(np.zeros((*size, 3), np.uint8), None, size, False, out_size)
+        self.swap_portrait = Portrait(np.zeros((*size, 3), np.uint8), None, size, False, options.out_size)
         self.returning = PoseReturn()
         self.jitter_raw, self.jitter_smoothed = JitterMeter(), JitterMeter()
         self.last: Rendered | None = None
         self.losses = 0  # times a followed face was lost
         self.following = False
-        self.follow_head = follow_head  # the crop's motion since calibration moves the avatar (realtime/framing.py)
+        self.follow_head = options.follow_head  # the crop's motion since calibration moves the avatar
         self.calibration: Box | None = None  # the face crop at calibration
         self.calibrating = True  # the next frame with a face becomes the reference pose (and the next, until
         # its box holds still)
@@ -94,15 +96,15 @@ class Animator:
         with self.stats.time("face_crop"):
             box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
             cut = None if box is None else face_crop(box, self.margin, frame.shape) if self.tracker else box
-            face = None if cut is None else crop(frame, cut)
+            cropped = None if cut is None else crop(frame, cut)
         avatar = self.avatar
-        if face is None:
+        if cropped is None:
             self._lose()
             return Prepared(frame, avatar)
         self.following = True
-        preview = resize_uint8(face, self.size)
+        preview = resize_uint8(cropped, self.size)
         if self.controls.swap and self.swapping is not None:
-            return Prepared(frame, avatar, face, preview)
+            return Prepared(frame, avatar, cropped, preview)
         kp = self.pipeline.keypoints(as_float(preview))
         self.jitter_raw.add(kp.value)
         if self.smoother is not None:
@@ -119,12 +121,12 @@ class Animator:
             kp = reframe(kp, reframe_of(self.calibration, cut))
         self.pipeline.avatar = avatar.fomm
         motion = self.pipeline.motion(self.returning(self.pipeline.drive(kp)))
-        return Prepared(frame, avatar, face, preview, motion)
+        return Prepared(frame, avatar, cropped, preview, motion)
 
     def finish(self, prepared: Prepared) -> Rendered:
         """The second half: the generator (or the part swap) and the paste-back, for the avatar the first
         half moved; it may run on another thread while start() works on the next frame."""
-        if prepared.face is None:
+        if prepared.face_crop is None:
             return self._hold(prepared)
         rendered = self._swap(prepared) if prepared.motion is None else self._animate(prepared)
         self.last = rendered
@@ -147,7 +149,7 @@ class Animator:
         if self.last is None or self.last.avatar != avatar.name:
             image, alpha = self._show(avatar.image, self._still_alpha(avatar), avatar.portrait, None, rendered=False)
             return Rendered(image, preview, alpha, False, avatar.name, False)
-        return replace(self.last, preview=preview, face=False)
+        return replace(self.last, preview=preview, face_found=False)
 
     def _still_alpha(self, avatar: Avatar) -> np.ndarray | None:
         matte = avatar.matte
@@ -165,10 +167,10 @@ class Animator:
 
     def _swap(self, prepared: Prepared) -> Rendered:
         """Co-part swap: the user's frame with the chosen parts of the avatar moved into its pose."""
-        assert self.swapping is not None and self.swap_size is not None and prepared.face is not None
+        assert self.swapping is not None and self.swap_size is not None and prepared.face_crop is not None
         avatar = prepared.avatar
         self.swapping.avatar = avatar.swap
-        image, segmentation = self.swapping.step(as_float(resize_uint8(prepared.face, self.swap_size)))
+        image, segmentation = self.swapping.step(as_float(resize_uint8(prepared.face_crop, self.swap_size)))
         if image.shape[:2] != tuple(self.size):
             image = resize_map(torch.from_numpy(image).permute(2, 0, 1)[None], *self.size)[0].permute(1, 2, 0).numpy()
         alpha = foreground(segmentation, self.size)[0, 0].cpu().numpy() if self.want_alpha else None
@@ -185,9 +187,11 @@ class Animator:
             return portrait(image, rendered, band), None if alpha is None else portrait.matte(alpha)
 
     def tracking(self) -> dict[str, object]:
-        """Face tracking figures for the stats: the tracker, faces lost, full detections run."""
-        return {"tracker": type(self.tracker).__name__ if self.tracker else "none", "losses": self.losses,
-                "detections": getattr(self.tracker, "detections", None)}
+        """Face tracking figures for the stats: the tracker, faces lost (the animator's count of followed faces
+        lost, the one losses figure), full detections run (None without a tracker)."""
+        tracker = self.tracker
+        return {"tracker": type(tracker).__name__ if tracker is not None else "none", "losses": self.losses,
+                "detections": tracker.detections if tracker is not None else None}
 
     def jitter(self) -> dict[str, float]:
         """Keypoint jitter before and after smoothing (mean |second difference| x1000)."""

@@ -1,6 +1,8 @@
 """Avatar preparation, done once per avatar before the loop starts: find the face, crop it like the
 driving frames, and let the model stages cache everything that depends on the avatar alone (keypoints,
-encoder features, co-part segments and the foreground matte)."""
+encoder features, co-part segments and the foreground matte). The one preparation of every command that
+animates a photo: `live`, `bench`, and `animate` / `swap` (which may take the whole picture instead of
+its face: whole_picture)."""
 from __future__ import annotations
 
 import sys
@@ -14,15 +16,23 @@ import torch
 from core.media import MediaError, frame_files, load_picture, to_model_frame
 from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
 from motion.geometry import resize_map
-from core.faces import DEFAULT_MARGIN, Box, HaarFaceDetector, avatar_box, crop
+from core.faces import DEFAULT_MARGIN, Box, avatar_box, crop
 from core.paste import Portrait
+from core.tracking.haar import HaarFaceDetector
+
+
+@dataclass(frozen=True)
+class PartSwapper:
+    """A co-part segmentation model and the (h, w) size it runs at."""
+    puppeteer: SwapPuppeteer
+    size: tuple[int, int]
 
 
 @dataclass
 class Avatar:
     name: str
     image: np.ndarray  # (h, w, 3) float crop at the animation model's size
-    fomm: Any  # the backend's prepared avatar
+    fomm: Any  # the backend's prepared avatar (None when no FOMM puppeteer prepared it: `swap`)
     swap: SwapAvatar | None  # co-part segments and features, when a co-part model is loaded
     matte: torch.Tensor | None  # (1, 1, h, w) foreground probability at the animation size
     portrait: Portrait  # model-size frame -> what the outputs show (pasted back, letterboxed)
@@ -63,35 +73,42 @@ class AvatarPhoto:
         return to_model_frame(self.photo if self.box is None else crop(self.photo, self.box), size)
 
 
+def whole_picture(path: str | Path) -> AvatarPhoto:
+    """The official demo's avatar: the whole picture, no face searched (read errors name it an image)."""
+    return AvatarPhoto(Path(path), load_picture(path), None)
+
+
+def find_face(path: str | Path, margin: float = DEFAULT_MARGIN, detector: HaarFaceDetector | None = None) -> AvatarPhoto:
+    """One avatar photo and its face box (said on stderr when there is none: the whole picture is animated)."""
+    photo = read_photo(path)
+    box = avatar_box(photo, detector or HaarFaceDetector(), margin)
+    if box is None:
+        print(f"no face found in avatar {path}; animating the whole picture", file=sys.stderr)
+    return AvatarPhoto(Path(path), photo, box)
+
+
 def find_faces(paths: Sequence[str | Path], margin: float = DEFAULT_MARGIN,
                detector: HaarFaceDetector | None = None) -> list[AvatarPhoto]:
     """Each avatar photo (a folder: every picture in it) and its face box, found before any model opens, so
     `--backend auto` can check its choice on the first avatar's face."""
     detector = detector or HaarFaceDetector()
-    photos = []
-    for path in avatar_paths(paths):
-        photo = read_photo(path)
-        box = avatar_box(photo, detector, margin)
-        if box is None:
-            print(f"no face found in avatar {path}; animating the whole picture", file=sys.stderr)
-        photos.append(AvatarPhoto(path, photo, box))
-    return photos
+    return [find_face(path, margin, detector) for path in avatar_paths(paths)]
 
 
-def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer, size: tuple[int, int],
-                    swapper: SwapPuppeteer | None = None, swap_size: tuple[int, int] | None = None,
-                    full_frame: bool = False, out_size: tuple[int, int] | None = None,
-                    detail: bool = False) -> list[Avatar]:
-    """Each avatar's face crop, cached stages and output plan (full_frame: the crop pasted back into the
-    photo, with the photo's detail moved by the motion when detail; out_size: letterboxed to that (width,
-    height))."""
+def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer | None, size: tuple[int, int],
+                    swapper: PartSwapper | None = None, full_frame: bool = False,
+                    out_size: tuple[int, int] | None = None, detail: bool = False) -> list[Avatar]:
+    """Each avatar's face crop, cached stages (the puppeteer's, when one is given; the co-part model's, when
+    swapper) and output plan (full_frame: the crop pasted back into the photo, with the photo's detail moved
+    by the motion when detail; out_size: letterboxed to that (width, height))."""
     avatars = []
     for avatar in photos:
         image = avatar.face(size)
         swap = matte = None
-        if swapper is not None and swap_size is not None:
-            swap = swapper.prepare(avatar.face(swap_size))
+        if swapper is not None:
+            swap = swapper.puppeteer.prepare(avatar.face(swapper.size))
             matte = foreground(swap.segments.segmentation, size)
         portrait = Portrait(avatar.photo, avatar.box, size, full_frame, out_size, detail)
-        avatars.append(Avatar(avatar.path.stem, image, puppeteer.prepare(image), swap, matte, portrait))
+        fomm = None if puppeteer is None else puppeteer.prepare(image)
+        avatars.append(Avatar(avatar.path.stem, image, fomm, swap, matte, portrait))
     return avatars

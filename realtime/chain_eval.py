@@ -21,18 +21,19 @@ import numpy as np
 from tqdm import tqdm
 
 from core.defaults import resolve_model
-from core.faces import DEFAULT_MARGIN, HaarFaceDetector, avatar_box
+from core.faces import DEFAULT_MARGIN, avatar_box
 from core.media import check_writable_file, open_frames, write_image
 from core.pipeline import pick_device
 from core.puppeteer import Puppeteer
+from core.tracking import make_tracker
+from core.tracking.haar import HaarFaceDetector
 from export.backends import open_backend
 from motion.config import load_config
 from motion.errors import UserError
-from realtime.animator import Animator
+from realtime.animator import Animator, AnimatorOptions
 from realtime.avatars import AvatarPhoto, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import inference_threads
-from realtime.landmark_tracker import make_tracker
 from realtime.options import ChainEvalOptions
 from realtime.smoothing import KeypointSmoother
 from realtime.stats import Stats
@@ -83,8 +84,9 @@ def through_live(frames: Sequence[np.ndarray], puppeteer: Puppeteer, size: tuple
     photos = [AvatarPhoto(Path("first-frame"), photo, avatar_box(photo, HaarFaceDetector(), DEFAULT_MARGIN))]
     out_size = (photo.shape[1], photo.shape[0])
     avatars = prepare_avatars(photos, puppeteer, size, full_frame=True, out_size=out_size, detail=detail)
-    animator = Animator(puppeteer, avatars, Controls(["first-frame"]), Stats(), size, make_tracker(tracker),
-                        smoother=KeypointSmoother(), out_size=out_size, follow_head=follow_head)
+    options = AnimatorOptions(size, out_size=out_size, follow_head=follow_head)
+    animator = Animator(puppeteer, avatars, Controls(["first-frame"]), Stats(), options, make_tracker(tracker),
+                        smoother=KeypointSmoother())
     return [animator.finish(animator.start(frame, i / fps)).image for i, frame in enumerate(frames)]
 
 

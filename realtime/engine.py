@@ -146,9 +146,9 @@ class FaceWatch:
         self.frames = 0
         self.spells = 0
 
-    def __call__(self, face: bool, t: float) -> float:
+    def __call__(self, face_found: bool, t: float) -> float:
         """A frame captured at t (seconds), with or without a face: the seconds without one so far."""
-        if face:
+        if face_found:
             if self.said:
                 print(f"face found again after {t - self.since:.1f} s", file=sys.stderr)
             self.since, self.said = None, False
@@ -328,9 +328,8 @@ class Engine:
                     if previous is not None:
                         fps = 0.9 * fps + 0.1 / max(now - previous, 1e-6) if fps else 1 / max(now - previous, 1e-6)
                     previous = now
-                    packet = Packet(frame.index, rendered.image, rendered.preview, rendered.alpha, rendered.face,
-                                    rendered.avatar, rendered.swap, fps, (now - frame.captured_at) * 1000,
-                                    self.watch(rendered.face, frame.t), frame.t)
+                    packet = Packet(frame.index, rendered, fps, (now - frame.captured_at) * 1000,
+                                    self.watch(rendered.face_found, frame.t), frame.t)
                     for worker in workers:
                         worker.offer(packet)
                 self.stats.frame_done(self.clock.now() - frame.captured_at)

@@ -8,7 +8,7 @@ from core.defaults import DEFAULT_AVATAR, SHIPPED_MODELS
 from core.faces import DEFAULT_MARGIN
 from core.options import (BACKEND_HELP, DEFAULT_BACKEND, DETAIL_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions,
                                 at_least, option, output_size, part_list, picture_path, positive)
-from realtime.landmark_tracker import TRACKERS
+from core.tracking import TRACKERS
 
 LIVE_MODEL = SHIPPED_MODELS["fomm-live"]
 

@@ -1,4 +1,4 @@
-"""Mouth and eye landmark masks of every training frame, for the expression loss (loss_weights.expression).
+"""Landmarks and mouth and eye masks of every training frame, for the anchor and expression losses.
 
 Computed once with dlib and cached in each clip's frame folder (training/face_masks.py); clips that have
 them are skipped. Usage: python scripts/face_masks.py DATA [--size 128]
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="the model's frame size (dataset_params.frame_shape)")
     args = parser.parse_args()
     written, faceless = write_clip_masks(args.data, (args.size, args.size))
-    print(f"masks written for {written} clips; {faceless} frames without a face (empty masks)")
+    print(f"landmarks and masks written for {written} clips; {faceless} frames without a face (empty masks)")
 
 
 if __name__ == "__main__":

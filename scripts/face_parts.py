@@ -17,8 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.faces import LandmarkDetector  # noqa: E402
 from core.puppeteer import to_tensor  # noqa: E402
+from core.tracking.landmarks import LandmarkDetector  # noqa: E402
 from motion.checkpoint import load_model  # noqa: E402
 from motion.config import load_config  # noqa: E402
 from training.dataset import load_video, split_videos  # noqa: E402

@@ -1,7 +1,7 @@
-"""Where the landmark tracker's constants and costs come from (realtime/landmark_tracker.py).
+"""Where the landmark tracker's constants and costs come from (core/tracking/landmarks.py).
 
 calibrate: on the even frames of a clip (default the bundled checkpoints/webcam.mp4, a real person), the
-ratios of the Haar box (core.faces.HaarFaceDetector, what the crop is defined on) to the inter-ocular
+ratios of the Haar box (core.tracking.haar.HaarFaceDetector, what the crop is defined on) to the inter-ocular
 and eyes-to-mouth distances of dlib's landmarks, where its centre lies between the eyes and the mouth,
 and the same for dlib's detector rectangle; then how far the calibrated box is from the Haar box.
 cost: median wall and CPU milliseconds per frame over the clip (frames scaled by --scale) of a full dlib detection,
@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.faces import HaarFaceDetector  # noqa: E402
-from realtime.landmark_tracker import DlibLandmarks, LandmarkTracker, shape_68  # noqa: E402
+from core.tracking.haar import HaarFaceDetector  # noqa: E402
+from core.tracking.landmarks import DlibLandmarks, LandmarkTracker, shape_68  # noqa: E402
 
 
 def calibrate(frames: list[np.ndarray]) -> None:

@@ -26,6 +26,7 @@ from motion.errors import UserError
 from motion.networks import build_networks
 from training import distributed, trainer
 from training.dataset import VideoDataset
+from training.options import TrainOptions
 from training.synthetic import generate_dataset
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -99,15 +100,16 @@ def _worker(rank: int, port: int, out: Path, clips: Path, exact: Path) -> None:
     with distributed.session(torch.device("cpu")):
         pairs = IndexedPairs()
         with mock.patch.object(trainer, "build_networks", without_batchnorm):
-            exact_run = trainer.train(load_config(exact), pairs, out / "exact", epochs=EXACT_EPOCHS, sheet_every=0)
+            exact_run = trainer.train(load_config(exact), pairs,
+                                      TrainOptions(output=str(out / "exact"), epochs=EXACT_EPOCHS, sheet_every=0))
         config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
 
         def run(name: str, **kwargs) -> trainer.TrainResult:  # the dataset seeded as run_train seeds it
             dataset = VideoDataset.from_config(config, clips, seed=rank)
-            return trainer.train(config, dataset, out / name, sheet_every=0, **kwargs)
+            return trainer.train(config, dataset, TrainOptions(output=str(out / name), sheet_every=0, **kwargs))
 
         straight = run("straight", epochs=2)
-        resumed = run("resumed", epochs=2, resume=run("first", epochs=1).checkpoint)
+        resumed = run("resumed", epochs=2, resume=str(run("first", epochs=1).checkpoint))
     report = {"seen": pairs.seen, "exact": exact_run.history, "straight": straight.history,
               "resumed": resumed.history}
     (out / f"rank{rank}.json").write_text(json.dumps(report))
@@ -144,7 +146,8 @@ def test_two_processes_train_as_one_with_the_global_batch(spawned, exact_config,
     out, reports = spawned
     monkeypatch.setattr(trainer, "build_networks", without_batchnorm)
     config = load_config(exact_config)
-    single = trainer.train(config, IndexedPairs(), tmp_path, epochs=EXACT_EPOCHS, sheet_every=0)
+    single = trainer.train(config, IndexedPairs(),
+                           TrainOptions(output=str(tmp_path), epochs=EXACT_EPOCHS, sheet_every=0))
     assert len(single.history) == EXACT_EPOCHS
     for expected, got in zip(single.history, reports[0]["exact"], strict=True):
         assert got.keys() == expected.keys()

@@ -26,3 +26,28 @@ def test_no_face_gives_an_empty_mask_and_masks_survive_the_cache(tmp_path):
     masks = np.random.default_rng(0).random((3, 20, 13)) > 0.5
     save_masks(tmp_path / "m.npz", masks)
     np.testing.assert_array_equal(load_masks(tmp_path / "m.npz"), masks)
+
+
+def test_one_detector_pass_writes_landmarks_and_masks_of_each_clip_once(tmp_path):
+    """A clip folder (and a link to it) gets both files from one pass; frames without a face are NaN."""
+    import imageio.v2 as imageio
+
+    from training.face_masks import LANDMARK_FILE, MASK_FILE, load_landmarks, write_clip_masks
+
+    clip = tmp_path / "train" / "clip"
+    clip.mkdir(parents=True)
+    for i in range(3):
+        imageio.imwrite(clip / f"{i:05d}.png", np.full((64, 64, 3), 40 * i, np.uint8))
+    (tmp_path / "train" / "link").symlink_to(clip)
+    calls = []
+
+    def detector(frame):
+        calls.append(frame)
+        return None if frame.mean() > 0.3 else square_face()  # the third frame (80/255) has no face
+    assert write_clip_masks(tmp_path, (64, 64), detector=detector) == (1, 1)
+    assert len(calls) == 3
+    marks = load_landmarks(clip / LANDMARK_FILE)
+    np.testing.assert_allclose(marks[:2], [square_face()] * 2)
+    assert np.isnan(marks[2]).all()
+    np.testing.assert_array_equal(load_masks(clip / MASK_FILE)[0], landmark_mask(square_face(), (64, 64)))
+    assert write_clip_masks(tmp_path, (64, 64), detector=detector) == (0, 0) and len(calls) == 3

@@ -220,7 +220,7 @@ def test_dlib_landmarks_find_the_astronaut_eyes():
 
     from skimage import data as skdata
 
-    from core.faces import LANDMARK_MODEL, LandmarkDetector
+    from core.tracking.landmarks import LANDMARK_MODEL, LandmarkDetector
     if not Path(LANDMARK_MODEL).is_file():
         pytest.skip(f"{LANDMARK_MODEL} missing (apt-get install libdlib-data)")
     points = LandmarkDetector()(skdata.astronaut())

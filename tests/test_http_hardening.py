@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from realtime.controls import Controls
-from realtime.sinks import Packet
+from realtime.sinks import Packet, Rendered
 from realtime.sinks.http import MAX_BODY, MAX_CLIENTS, HttpSink
 from tests import test_realtime_http
 from tests.test_realtime_http import get, wait_for
@@ -37,7 +37,7 @@ def served():
         index = 0
         while not stop.wait(0.02):
             image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
-            sink.write(Packet(index, image, image, image[..., 0], True, "a", False, 50.0, 1.0))
+            sink.write(Packet(index, Rendered(image, image, image[..., 0], True, "a", False), 50.0, 1.0))
             index += 1
 
     thread = threading.Thread(target=feed, daemon=True)
@@ -302,7 +302,7 @@ def test_30_clients_reconnecting_to_a_stream_are_all_served():
     the frame, leave and come back would fill the 32 slots with handlers of closed connections."""
     sink = HttpSink(0, Controls(["a"]))
     image = np.zeros((16, 16, 3), np.uint8)
-    sink.write(Packet(0, image, image, None, True, "a", False, 1.0, 1.0))  # one frame, then none
+    sink.write(Packet(0, Rendered(image, image, None, True, "a", False), 1.0, 1.0))  # one frame, then none
     answers: list[int] = []
 
     def client() -> None:

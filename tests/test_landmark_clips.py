@@ -12,6 +12,7 @@ import training.landmark_clips as landmark_clips
 from core.media import frame_files, load_picture
 from training.landmark_clips import (border_points, folds, make_face_data, moved_landmarks, parted, smooth, spline_maps,
                                      tps_apply, tps_fit, warp_along)
+from training.options import MakeFaceDataOptions
 
 
 def test_tps_interpolates_and_reproduces_affine_maps():
@@ -145,8 +146,9 @@ def test_own_size_clips_are_whole_photos_named_after_photo_and_trajectory(tmp_pa
     for t in range(4):
         imageio.imwrite(clip / f"frame_{t:05d}.png", np.full((16, 16, 3), t, np.uint8))
     monkeypatch.setattr(landmark_clips, "LandmarkDetector", lambda: FakeLandmarks(marks))
-    count = make_face_data([tmp_path / "anna.png"], tmp_path / "real", tmp_path / "full", frames=4, per_face=1,
-                           split="test", own_size=True)
+    options = MakeFaceDataOptions(photos=(str(tmp_path / "anna.png"),), trajectories=str(tmp_path / "real"),
+                                  output=str(tmp_path / "full"), frames=4, per_face=1, split="test", own_size=True)
+    count = make_face_data(options)
     files = frame_files(tmp_path / "full" / "anna-0_talk")
     assert count == 1 and len(files) == 4
     frames = [load_picture(f) for f in files]

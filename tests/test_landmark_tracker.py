@@ -18,18 +18,20 @@ import torch
 from skimage import data as skdata
 
 from conftest import ROOT
-from core.faces import DEFAULT_MARGIN, LANDMARK_MODEL, HaarFaceDetector, face_crop
+from core import tracking
+from core.faces import DEFAULT_MARGIN, face_crop
 from core.puppeteer import FommPuppeteer
+from core.tracking import landmarks, make_tracker, resolve_tracker
+from core.tracking.haar import HaarFaceDetector, HaarTracker
+from core.tracking.landmarks import (LANDMARK_MODEL, FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks,
+                                     shape_68)
+from core.tracking.steady import STEADY_FRAMES
 from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError
-from realtime import landmark_tracker
-from realtime.animator import Animator
+from realtime.animator import Animator, AnimatorOptions
 from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
-from realtime.face import STEADY_FRAMES, FaceTracker
-from realtime.landmark_tracker import (FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks, make_tracker,
-                                       resolve_tracker, shape_68)
 from realtime.stats import Stats
 
 WEBCAM = ROOT / "checkpoints" / "webcam.mp4"
@@ -82,10 +84,10 @@ class CountingDetector:
 
 
 @pytest.fixture(scope="module")
-def dlib_landmarks() -> landmark_tracker.DlibLandmarks:
+def dlib_landmarks() -> landmarks.DlibLandmarks:
     if not has_dlib():
         pytest.skip(f"needs dlib (pip install dlib-bin) and {LANDMARK_MODEL} (apt-get install libdlib-data)")
-    provider = landmark_tracker.DlibLandmarks()  # loading the model takes seconds: once
+    provider = landmarks.DlibLandmarks()  # loading the model takes seconds: once
     provider.detector = CountingDetector(provider.detector)
     return provider
 
@@ -210,7 +212,7 @@ def test_small_faces_are_found_in_small_and_big_frames(searching, scene, side, f
     h, w = frame_size
     background = cv2.resize(skdata.coffee(), (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     x, y = 0.4 * w, 0.55 * h
-    tiled = landmark_tracker.search_plan(h, w)[1]
+    tiled = landmarks.search_plan(h, w)[1]
     sweep = 1 + len(tiled) * max(map(len, tiled), default=0)
     frame = small_face(scene, background, side, x, y)
     for calls in range(1, sweep + 1):
@@ -235,12 +237,12 @@ def test_the_avatar_follows_a_40_pixel_face_in_a_160x120_frame(searching, scene,
     config = load_config(tiny_fomm[0])
     puppeteer = FommPuppeteer(load_model(config, tiny_fomm[1]), torch.device("cpu"))
     avatars = prepare_avatars(find_faces([astronaut_png]), puppeteer, config.size)
-    animator = Animator(puppeteer, avatars, Controls([a.name for a in avatars]), Stats(), config.size,
+    animator = Animator(puppeteer, avatars, Controls([a.name for a in avatars]), Stats(), AnimatorOptions(config.size),
                         tracker=searching)
     background = cv2.resize(skdata.coffee(), (160, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
     angles = [0] * STEADY_FRAMES + [15]  # calibrated once the box has held still, then tilted
     prepared = [animator.start(small_face(scene, background, 40, 70, 60, angle), i / 30) for i, angle in enumerate(angles)]
-    assert all(p.face is not None for p in prepared)  # not holding the pose
+    assert all(p.face_crop is not None for p in prepared)  # not holding the pose
     motion = [p.motion.deformation for p in prepared]
     still, tilted = (float((m - motion[0]).abs().max()) for m in motion[-2:])
     assert still == 0 < tilted  # the same face: the calibration pose; tilted: the avatar moves
@@ -250,8 +252,8 @@ def test_search_plan_covers_the_frame_at_every_scale():
     """Each tiled scale's tiles cover the frame, overlapping by more than a face the coarser scale misses;
     the whole-frame views stay within their budget."""
     for h, w in [(120, 160), (144, 176), (480, 640), (1080, 1920)]:
-        every, tiled = landmark_tracker.search_plan(h, w)
-        assert sum(v.cost for v in every) <= landmark_tracker.DETECT_PIXELS
+        every, tiled = landmarks.search_plan(h, w)
+        assert sum(v.cost for v in every) <= landmarks.DETECT_PIXELS
         scales = [v.scale for v in every] + [tiles[0].scale for tiles in tiled]
         assert scales == sorted(scales) and scales[-1] == 2.0 and max(h, w) * scales[0] <= 320
         for tiles in tiled:
@@ -259,7 +261,7 @@ def test_search_plan_covers_the_frame_at_every_scale():
             covered = np.zeros((h, w), int)
             for v in tiles:
                 covered[v.y0:v.y1, v.x0:v.x1] += 1
-                assert max(v.x1 - v.x0, v.y1 - v.y0) * scale <= landmark_tracker.TILE + 1
+                assert max(v.x1 - v.x0, v.y1 - v.y0) * scale <= landmarks.TILE + 1
             assert covered.min() >= 1
             face = round(120 / scale)  # any face the coarser scale misses lies whole in one tile
             for y0 in range(0, h - face + 1, 7):
@@ -268,7 +270,7 @@ def test_search_plan_covers_the_frame_at_every_scale():
 
 
 def test_factory_names_and_errors(monkeypatch):
-    assert isinstance(make_tracker("haar"), FaceTracker)
+    assert isinstance(make_tracker("haar"), HaarTracker)
     with pytest.raises(UserError) as error:
         make_tracker("opencv")
     assert all(name in str(error.value) for name in ("auto", "dlib", "mediapipe", "face-alignment", "haar"))
@@ -278,10 +280,10 @@ def test_factory_names_and_errors(monkeypatch):
     if importlib.util.find_spec("mediapipe") is None:
         with pytest.raises(UserError, match="pip install mediapipe"):
             make_tracker("mediapipe")
-    monkeypatch.setattr(landmark_tracker, "LANDMARK_MODEL", "/nonexistent/shape_predictor.dat")
+    monkeypatch.setattr(tracking, "LANDMARK_MODEL", "/nonexistent/shape_predictor.dat")
     with pytest.raises(UserError, match="dlib"):  # pip install dlib-bin, or apt-get install libdlib-data
         make_tracker("dlib")
-    monkeypatch.setattr(landmark_tracker, "DlibLandmarks", lambda: "dlib's landmarks")
+    monkeypatch.setattr(tracking, "DlibLandmarks", lambda model: "dlib's landmarks")
     assert make_tracker("dlib").provider == "dlib's landmarks"
 
 
@@ -297,7 +299,7 @@ def test_auto_prefers_mediapipe_then_dlib_then_haar(monkeypatch, capsys, tmp_pat
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     model = tmp_path / "model.dat"
     model.write_bytes(b"")
-    monkeypatch.setattr(landmark_tracker, "LANDMARK_MODEL", str(model))
+    monkeypatch.setattr(tracking, "LANDMARK_MODEL", str(model))
     assert resolve_tracker("auto") == "dlib"
     installed["mediapipe"] = True
     assert resolve_tracker("auto") == "mediapipe"
@@ -308,7 +310,7 @@ def test_auto_prefers_mediapipe_then_dlib_then_haar(monkeypatch, capsys, tmp_pat
     model.write_bytes(b"")
     assert resolve_tracker("auto") == "haar"
     assert resolve_tracker("dlib") == "dlib"
-    assert isinstance(make_tracker("auto"), FaceTracker)
+    assert isinstance(make_tracker("auto"), HaarTracker)
     assert capsys.readouterr() == ("", "")  # the caller reports the choice
 
 
@@ -352,9 +354,9 @@ def test_face_alignment_adapter_maps_its_68_points(webcam):
     box = tracker.update(webcam[0], 0.0)
     np.testing.assert_allclose(tracker.landmarks, known_68()[:, :2])
     eyes, mouth = np.array([100.0, 100.0]), np.array([100.0, 145.0])
-    side = max(landmark_tracker.SIDE_PER_EYES * 40, landmark_tracker.SIDE_PER_EYE_MOUTH * 45)
+    side = max(landmarks.SIDE_PER_EYES * 40, landmarks.SIDE_PER_EYE_MOUTH * 45)
     np.testing.assert_allclose([box.cx, box.cy, box.side],
-                               [*(eyes + landmark_tracker.CENTRE_DOWN * (mouth - eyes)), side])
+                               [*(eyes + landmarks.CENTRE_DOWN * (mouth - eyes)), side])
     assert tracker.shape.roll == 0 and fan.calls[0] is None  # found by its own detector first
     tracker.update(webcam[0], 1 / 30)
     np.testing.assert_allclose(fan.calls[1][0], [60, 100, 140, 145])  # then fitted in the last landmarks' box
@@ -371,7 +373,7 @@ def test_missing_face_alignment_weights_are_named_before_loading(monkeypatch, tm
     monkeypatch.setitem(sys.modules, "face_alignment", module)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cache = tmp_path / "hub" / "checkpoints"
-    assert landmark_tracker.face_alignment_cache() == cache
+    assert landmarks.face_alignment_cache() == cache
     with pytest.raises(UserError) as error:
         make_tracker("face-alignment")
     message = str(error.value)
@@ -379,9 +381,9 @@ def test_missing_face_alignment_weights_are_named_before_loading(monkeypatch, tm
     cache.mkdir(parents=True)
     (cache / "2DFAN4-cd938726ad.zip").write_bytes(b"")
     with pytest.raises(UserError, match="s3fd"):
-        landmark_tracker.load_face_alignment()
+        landmarks.load_face_alignment()
     (cache / "s3fd-619a316812.pth").write_bytes(b"")
-    assert landmark_tracker.load_face_alignment("cpu") == "network"
+    assert landmarks.load_face_alignment("cpu") == "network"
     assert built == [(("2d",), {"device": "cpu", "flip_input": False})]
 
 

@@ -1,5 +1,6 @@
-"""realtime/smoothing.py against a naive scalar One Euro filter written from the paper (Casiez, Roussel and
-Vogel, CHI 2012) and against hand-computed pose returns and jitter values (mutation testing, issue 12)."""
+"""core/smoothing.py and realtime/smoothing.py against a naive scalar One Euro filter written from the paper
+(Casiez, Roussel and Vogel, CHI 2012) and against hand-computed pose returns and jitter values (mutation
+testing, issue 12)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from motion.keypoints import Keypoints
-from realtime.smoothing import JitterMeter, KeypointSmoother, OneEuroFilter, PoseReturn
+from core.smoothing import OneEuroFilter
+from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 
 
 def naive_one_euro(samples: list[float], times: list[float], min_cutoff: float, beta: float,

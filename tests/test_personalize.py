@@ -11,6 +11,7 @@ from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError
 from realtime.sources import SyntheticSource
+from training.options import PersonalizeOptions
 from training.personalize import personalize
 from training.prepare import ChunkRules
 
@@ -23,10 +24,15 @@ def recording(tmp_path_factory):
     return path
 
 
+def options(video, out, config, checkpoint, **more) -> PersonalizeOptions:
+    return PersonalizeOptions(video=str(video), output=str(out), config=str(config), checkpoint=str(checkpoint),
+                              **more)
+
+
 def test_personalize_fine_tunes_and_reports_before_and_after(recording, tmp_path, tiny_fomm, capsys):
     config, checkpoint = tiny_fomm
     rules = ChunkRules(min_frames=8, max_frames=15, test_fraction=0.25)
-    result = personalize(str(recording), tmp_path / "me", str(config), str(checkpoint), minutes=1,
+    result = personalize(options(recording, tmp_path / "me", config, checkpoint, minutes=1),
                          device=torch.device("cpu"), rules=rules, max_steps=40)
     # 60 frames in chunks of 15: the last one (from frame 45 = 75 %) is held out
     assert sorted(p.name for p in (tmp_path / "me" / "data" / "test").iterdir()) == ["me_003"]
@@ -40,27 +46,27 @@ def test_personalize_fine_tunes_and_reports_before_and_after(recording, tmp_path
     assert set(loaded) == {"kp_detector", "generator"}
     assert not (tmp_path / "me" / "run").exists()
     with pytest.raises(UserError, match="--overwrite"):
-        personalize(str(recording), tmp_path / "me", str(config), str(checkpoint), minutes=0.1,
+        personalize(options(recording, tmp_path / "me", config, checkpoint, minutes=0.1),
                     device=torch.device("cpu"), rules=rules)
     # --overwrite replaces what personalize wrote, and nothing else of the folder
     (tmp_path / "me" / "notes.txt").write_text("mine")
-    personalize(str(recording), tmp_path / "me", str(config), str(checkpoint), minutes=1, device=torch.device("cpu"),
-                rules=rules, overwrite=True, max_steps=2)
+    personalize(options(recording, tmp_path / "me", config, checkpoint, minutes=1, overwrite=True),
+                device=torch.device("cpu"), rules=rules, max_steps=2)
     assert (tmp_path / "me" / "notes.txt").read_text() == "mine"
     # an input inside the folder it would rewrite is refused before anything is touched
     inside = tmp_path / "me" / "clip.mp4"
     inside.write_bytes(recording.read_bytes())
     with pytest.raises(UserError, match="lies inside --output"):
-        personalize(str(inside), tmp_path / "me", str(config), str(checkpoint), minutes=1,
-                    device=torch.device("cpu"), rules=rules, overwrite=True)
+        personalize(options(inside, tmp_path / "me", config, checkpoint, minutes=1, overwrite=True),
+                    device=torch.device("cpu"), rules=rules)
     assert inside.read_bytes() == recording.read_bytes()
 
 
 def test_personalize_too_short_a_clip_says_so(recording, tmp_path, tiny_fomm):
     config, checkpoint = tiny_fomm
     with pytest.raises(UserError, match="too few for a training and a held-out part"):
-        personalize(str(recording), tmp_path / "short", str(config), str(checkpoint), minutes=0.1,
+        personalize(options(recording, tmp_path / "short", config, checkpoint, minutes=0.1),
                     device=torch.device("cpu"))  # default chunks of 32-128 frames: one chunk, nothing held out
     with pytest.raises(UserError, match="co-part"):
-        personalize(str(recording), tmp_path / "x", str(TEST_CONFIGS / "tiny-coseg.yaml"), str(checkpoint),
-                    minutes=0.1, device=torch.device("cpu"))
+        personalize(options(recording, tmp_path / "x", TEST_CONFIGS / "tiny-coseg.yaml", checkpoint, minutes=0.1),
+                    device=torch.device("cpu"))

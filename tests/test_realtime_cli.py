@@ -130,7 +130,7 @@ def test_bench_compare_runs_on_the_given_avatar_and_driving_frames(tiny_fomm, tm
     original = bench.run_compare
 
     def spy(*args):
-        avatar_frame, driving = args[-2]
+        (avatar_frame, driving), _ = args[-1]  # clip: (the clip, its name)
         seen.append(avatar_frame)
         seen.extend(driving)
         return original(*args)

@@ -25,12 +25,12 @@ from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError
 from motion.networks import build_networks
-from realtime.animator import MAX_WAIT, Animator, Rendered
+from realtime.animator import MAX_WAIT, Animator, AnimatorOptions, Rendered
 from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
 from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
-from realtime.face import FaceTracker
+from core.tracking.haar import HaarTracker
 from realtime.sinks.files import RecordingSink
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import FileSource, Frame, SyntheticSource
@@ -67,7 +67,7 @@ def make_engine(puppeteer, astronaut_png, source, sinks, track=False, smooth=Fal
     stats = Stats()
     avatars = prepare_avatars(find_faces([astronaut_png]), pup, config.size)
     controls = Controls([a.name for a in avatars])
-    animator = Animator(pup, avatars, controls, stats, config.size, FaceTracker() if track else None,
+    animator = Animator(pup, avatars, controls, stats, AnimatorOptions(config.size), HaarTracker() if track else None,
                         smoother=KeypointSmoother() if smooth else None)
     return Engine(source, animator, sinks, stats, controls, max_frames), avatars
 
@@ -115,10 +115,10 @@ def test_lost_face_black_and_face_less_frames_hold_the_pose(puppeteer, astronaut
     engine, _ = make_engine(puppeteer, astronaut_png, FileSource(str(tmp_path)), [sink], track=True, smooth=True)
     stats = engine.run()
     assert stats.frames == len(frames) == len(sink.packets)
-    faces = [p.face for p in sink.packets]
+    faces = [p.rendered.face_found for p in sink.packets]
     assert faces == [True] * 3 + [False] * 9 + [True] * 3
     for packet in sink.packets[3:12]:
-        assert np.array_equal(packet.image, sink.packets[2].image)  # held pose
+        assert np.array_equal(packet.rendered.image, sink.packets[2].rendered.image)  # held pose
     tracking = stats.summary()["tracking"]
     assert tracking["losses"] == 1  # one loss for the whole 9-frame gap
     assert tracking["frames_without_face"] == 9
@@ -352,7 +352,7 @@ def test_the_next_frames_first_half_runs_while_this_frame_is_finished():
     assert animator.timeouts == 1  # only the last frame has no next one
     assert [index for index, _ in animator.pairs] == list(range(n))
     assert [p.index for p in sink.packets] == list(range(n))
-    assert all(int(p.image[0, 0, 0]) == p.index for p in sink.packets)
+    assert all(int(p.rendered.image[0, 0, 0]) == p.index for p in sink.packets)
     assert stats.frames == n and stats.dropped == 0
 
 
@@ -364,7 +364,7 @@ def test_an_avatar_switch_between_the_halves_renders_the_avatar_the_motion_was_f
     imageio.imwrite(cat, skdata.chelsea())
     avatars = prepare_avatars(find_faces([astronaut_png, cat]), pup, config.size)
     controls = Controls([a.name for a in avatars])
-    animator = Animator(pup, avatars, controls, Stats(), config.size, relative=False)
+    animator = Animator(pup, avatars, controls, Stats(), AnimatorOptions(config.size, relative=False))
     driving = resize_uint8(skdata.astronaut(), config.size)
     prepared = animator.start(driving, 0.0)
     controls.apply("next_avatar")
@@ -381,7 +381,7 @@ def test_an_avatar_switch_between_the_halves_renders_the_avatar_the_motion_was_f
 
 
 class ScriptedDetector:
-    """Haar's place in the FaceTracker, giving hand-made boxes one per frame."""
+    """Haar's place in the HaarTracker, giving hand-made boxes one per frame."""
 
     def __init__(self, boxes):
         self.boxes = iter(boxes)
@@ -396,10 +396,10 @@ def test_calibration_waits_for_a_steady_box_also_on_recalibration(puppeteer, ast
     pup, config = puppeteer
     good, bad = Box(224, 114, 111), Box(224, 114, 156)
     script = [bad] + [good] * 10 + [bad] + [good] * 10  # a recalibration asked for at the second bad box
-    tracker = FaceTracker(ScriptedDetector(script))
+    tracker = HaarTracker(ScriptedDetector(script))
     avatars = prepare_avatars(find_faces([astronaut_png]), pup, config.size)
     controls = Controls([a.name for a in avatars])
-    animator = Animator(pup, avatars, controls, Stats(), config.size, tracker)
+    animator = Animator(pup, avatars, controls, Stats(), AnimatorOptions(config.size), tracker)
     photo = skdata.astronaut()
     good_kp, bad_kp = (pup.keypoints(resize_uint8(crop(photo, face_crop(box, DEFAULT_MARGIN, photo.shape)),
                                                   config.size).astype(np.float32) / 255).value for box in (good, bad))
@@ -417,7 +417,7 @@ def test_a_box_held_through_misses_is_not_steady():
     that the face is there: only fresh detections that agree make the box steady."""
     photo = skdata.astronaut()
     bad, good = Box(224, 114, 156), Box(224, 114, 111)
-    tracker = FaceTracker(ScriptedDetector([bad, None, None, None, None] + [good] * 20))
+    tracker = HaarTracker(ScriptedDetector([bad, None, None, None, None] + [good] * 20))
     steady = []
     for i in range(25):
         box = tracker.update(photo, i / 30)
@@ -431,9 +431,9 @@ def test_a_face_that_never_holds_still_is_calibrated_after_max_wait(puppeteer, a
     reference pose follows it for MAX_WAIT frames, then stays where it was taken."""
     pup, config = puppeteer
     boxes = [Box(224 + 40 * math.sin(0.7 * i), 200, 100) for i in range(MAX_WAIT + 5)]
-    tracker = FaceTracker(ScriptedDetector(boxes))
+    tracker = HaarTracker(ScriptedDetector(boxes))
     avatars = prepare_avatars(find_faces([astronaut_png]), pup, config.size)
-    animator = Animator(pup, avatars, Controls([a.name for a in avatars]), Stats(), config.size, tracker)
+    animator = Animator(pup, avatars, Controls([a.name for a in avatars]), Stats(), AnimatorOptions(config.size), tracker)
     references = []
     for i in range(len(boxes)):
         animator.start(skdata.astronaut(), i / 30)
@@ -474,7 +474,7 @@ def test_no_face_for_3_s_of_capture_time_is_said_once_and_so_is_its_return(capsy
         "no face found for 3 s: the avatar holds its pose (face the camera, in good light)",
         "face found again after 4.0 s"]
     assert [p.no_face_s for p in sink.packets] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 0, 0, 0, 0.5, 0, 0]
-    assert [p.face for p in sink.packets] == [i in faces for i in range(14)]
+    assert [p.rendered.face_found for p in sink.packets] == [i in faces for i in range(14)]
     assert stats.summary()["tracking"] == {"losses": 0, "frames_without_face": 10, "face_missing": 1}
 
 
@@ -498,7 +498,7 @@ def test_a_paced_input_skips_a_corrupt_or_vanished_frame_says_so_once_and_goes_o
     sink, stats = ListSink(lossless=True), Stats()
     Engine(source, ScriptedFaces(set(range(8)), source.fps), [sink], stats, Controls(["fake"])).run()
     assert [p.index for p in sink.packets] == [0, 1, 2, 4, 6, 7]
-    assert [int(p.image[0, 0, 0]) for p in sink.packets] == [0, 1, 2, 4, 6, 7]
+    assert [int(p.rendered.image[0, 0, 0]) for p in sink.packets] == [0, 1, 2, 4, 6, 7]
     warnings = [line for line in capsys.readouterr().err.splitlines() if "skipped a frame" in line]
     assert len(warnings) == 1 and "003.png" in warnings[0], warnings
     assert stats.summary()["unreadable_frames"] == 2 and stats.frames == 6

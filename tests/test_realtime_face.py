@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from core.faces import Box, HaarFaceDetector, centre_box, crop, resize_uint8
-from realtime.face import FaceTracker
+from core.faces import Box, centre_box, crop, resize_uint8
+from core.tracking.haar import HaarFaceDetector, HaarTracker
 from realtime.sources import SyntheticSource
 
 
@@ -36,7 +36,7 @@ def test_search_near_the_last_box_finds_the_same_face(detector):
 
 def test_tracker_follows_the_synthetic_face(detector):
     source = SyntheticSource()
-    tracker = FaceTracker(detector)
+    tracker = HaarTracker(detector)
     boxes = [tracker.update(source.frame(i), i / 30) for i in range(0, 30, 3)]
     assert all(b is not None for b in boxes)
     xs = [b.cx for b in boxes]
@@ -46,7 +46,7 @@ def test_tracker_follows_the_synthetic_face(detector):
 def test_tracker_holds_through_misses_then_loses_and_redetects(detector):
     photo = skdata.astronaut()
     no_face = skdata.coffee()[:, :512]
-    tracker = FaceTracker(detector, patience=3)
+    tracker = HaarTracker(detector, patience=3)
     first = tracker.update(photo, 0.0)
     assert first is not None
     held = [tracker.update(no_face, i / 30) for i in range(1, 4)]
@@ -57,14 +57,14 @@ def test_tracker_holds_through_misses_then_loses_and_redetects(detector):
 
 
 def test_tracker_drops_the_box_on_a_blank_frame_at_once(detector):
-    tracker = FaceTracker(detector, patience=10)
+    tracker = HaarTracker(detector, patience=10)
     assert tracker.update(skdata.astronaut(), 0.0) is not None
     assert tracker.update(np.zeros((512, 512, 3), np.uint8), 1 / 30) is None
 
 
 def test_tracker_smooths_a_jittering_box(detector):
     photo = skdata.astronaut()
-    tracker = FaceTracker(detector)
+    tracker = HaarTracker(detector)
     rng = np.random.default_rng(0)
     raw, smoothed = [], []
     for i in range(20):

@@ -22,8 +22,8 @@ from skimage import data as skdata
 from core.puppeteer import FommPuppeteer, SwapPuppeteer
 from motion.checkpoint import load_model
 from motion.config import load_config
-from realtime.animator import Animator
-from realtime.avatars import find_faces, prepare_avatars
+from realtime.animator import Animator, AnimatorOptions
+from realtime.avatars import PartSwapper, find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine
 from realtime.sinks.http import HttpSink, PortInUseError
@@ -42,12 +42,13 @@ def running(tiny_fomm, tiny_coseg, astronaut_png, tmp_path_factory):
     config, seg_config = load_config(tiny_fomm[0]), load_config(tiny_coseg[0])
     puppeteer = FommPuppeteer(load_model(config, tiny_fomm[1]), device)
     swapper = SwapPuppeteer(load_model(seg_config, tiny_coseg[1]), device)
-    avatars = prepare_avatars(find_faces([astronaut_png, cat]), puppeteer, config.size, swapper, seg_config.size)
+    avatars = prepare_avatars(find_faces([astronaut_png, cat]), puppeteer, config.size,
+                              PartSwapper(swapper, seg_config.size))
     controls = Controls([a.name for a in avatars], swap_available=True)
     stats = Stats()
     sink = HttpSink(0, controls)
-    animator = Animator(puppeteer, avatars, controls, stats, config.size, swapper=swapper,
-                        swap_size=seg_config.size, swap_parts=[1, 2], want_alpha=True)
+    animator = Animator(puppeteer, avatars, controls, stats, AnimatorOptions(config.size, want_alpha=True, swap_parts=[1, 2]),
+                        swapper=PartSwapper(swapper, seg_config.size))
     engine = Engine(SyntheticSource((96, 96), fps=20, paced=True), animator, [sink], stats, controls)
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()

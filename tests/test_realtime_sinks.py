@@ -16,7 +16,7 @@ from core.media import FrameWriter, MediaError
 from motion.errors import UserError
 from realtime.controls import Controls
 from app.live import default_sink, open_sink
-from realtime.sinks import Packet
+from realtime.sinks import Packet, Rendered
 from realtime.sinks.files import RecordingSink
 from realtime.sinks.http import HttpSink
 from realtime.sinks.vcam import VirtualCameraError, VirtualCameraSink
@@ -25,7 +25,7 @@ from realtime.sinks.window import WindowError, WindowSink, side_by_side
 
 def packet(index: int = 0, value: int = 100, face: bool = True) -> Packet:
     image = np.full((64, 64, 3), value, np.uint8)
-    return Packet(index, image, np.zeros_like(image), None, face, "astronaut", False, 24.5, 41.0)
+    return Packet(index, Rendered(image, np.zeros_like(image), None, face, "astronaut", False), 24.5, 41.0)
 
 
 class FakeCamera:
@@ -175,7 +175,7 @@ def test_a_recording_cut_short_plays_up_to_its_last_fragment(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(40):
         image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        sink.write(Packet(i, image, image, None, True, "a", False, 10.0, 1.0))
+        sink.write(Packet(i, Rendered(image, image, None, True, "a", False), 10.0, 1.0))
     sink.close()
     data = video.read_bytes()
     video.write_bytes(data[:len(data) * 6 // 10])
@@ -231,7 +231,8 @@ def test_a_live_frame_folder_is_written_at_the_fastest_png_level(tmp_path):
     zlib's fastest level (the compressed stream's header says which), losslessly; offline folders keep the default."""
     image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     sink = RecordingSink(tmp_path / "live", 10.0)
-    sink.write(dataclasses.replace(packet(), image=image))
+    blank = packet()
+    sink.write(dataclasses.replace(blank, rendered=dataclasses.replace(blank.rendered, image=image)))
     sink.close()
     with FrameWriter(tmp_path / "offline", 10.0) as offline:
         offline.write(image)

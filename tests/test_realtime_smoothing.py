@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from motion.keypoints import Keypoints
-from realtime.smoothing import JitterMeter, KeypointSmoother, OneEuroFilter, PoseReturn
+from core.smoothing import OneEuroFilter
+from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 
 
 def test_one_euro_passes_first_sample_and_constants():

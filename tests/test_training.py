@@ -15,6 +15,7 @@ from puppet import main
 from training.dataset import VideoDataset
 from training.evaluate import evaluate
 from training.face_masks import MASK_FILE, save_masks
+from training.options import TrainOptions
 from training.synthetic import generate_dataset
 from training.trainer import fit_schedule, train
 
@@ -29,7 +30,7 @@ def clips(tmp_path_factory):
 def test_training_lowers_the_loss(clips, tmp_path, name):
     config = load_config(TEST_CONFIGS / f"{name}.yaml")
     dataset = VideoDataset.from_config(config, clips, seed=0)
-    result = train(config, dataset, tmp_path, epochs=30, sheet_every=0, seed=0)
+    result = train(config, dataset, TrainOptions(output=str(tmp_path), epochs=30, sheet_every=0, seed=0))
     totals = [h["total"] for h in result.history]
     assert len(totals) == 30  # 2 videos, 1 repeat, batch 2: one step per epoch
     assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5])
@@ -47,18 +48,20 @@ def test_expression_weight_trains_on_the_driving_masks(clips, tmp_path):
         save_masks(video / MASK_FILE, masks)
     weights = dataclasses.replace(config.train.loss_weights, expression=5.0)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss_weights=weights))
-    result = train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path / "run", epochs=1, sheet_every=0)
+    result = train(config, VideoDataset.from_config(config, clips, seed=0),
+                   TrainOptions(output=str(tmp_path / "run"), epochs=1, sheet_every=0))
     assert result.history[0]["expression"] > 0
 
 
 def test_resume_continues_exactly(clips, tmp_path):
     config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
-    straight = train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path / "a", epochs=2,
-                     sheet_every=0, seed=0)
-    first = train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path / "b", epochs=1,
-                  sheet_every=0, seed=0)
-    resumed = train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path / "c", epochs=2,
-                    resume=first.checkpoint, sheet_every=0, seed=0)
+    straight = train(config, VideoDataset.from_config(config, clips, seed=0),
+                     TrainOptions(output=str(tmp_path / "a"), epochs=2, sheet_every=0, seed=0))
+    first = train(config, VideoDataset.from_config(config, clips, seed=0),
+                  TrainOptions(output=str(tmp_path / "b"), epochs=1, sheet_every=0, seed=0))
+    resumed = train(config, VideoDataset.from_config(config, clips, seed=0),
+                    TrainOptions(output=str(tmp_path / "c"), epochs=2, resume=str(first.checkpoint), sheet_every=0,
+                                 seed=0))
     assert resumed.steps == straight.steps == 2
     assert resumed.history == straight.history[1:]
     a, c = read_checkpoint(straight.checkpoint), read_checkpoint(resumed.checkpoint)
@@ -98,7 +101,7 @@ def test_gan_weight_is_refused(clips, tmp_path):
     weights = dataclasses.replace(config.train.loss_weights, generator_gan=1)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss_weights=weights))
     with pytest.raises(UserError, match="generator_gan"):
-        train(config, VideoDataset.from_config(config, clips), tmp_path, epochs=1)
+        train(config, VideoDataset.from_config(config, clips), TrainOptions(output=str(tmp_path), epochs=1))
 
 
 def test_ctrl_c_saves_a_checkpoint_first(clips, tmp_path):
@@ -109,8 +112,8 @@ def test_ctrl_c_saves_a_checkpoint_first(clips, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path, epochs=10, sheet_every=0,
-              on_step=interrupt)
+        train(config, VideoDataset.from_config(config, clips, seed=0),
+              TrainOptions(output=str(tmp_path), epochs=10, sheet_every=0), on_step=interrupt)
     saved = read_checkpoint(tmp_path / "checkpoint.pth.tar")
     assert saved["step"] == 3 and saved["epoch"] == 2  # two whole epochs done when step 3 was interrupted
     load_model(config, tmp_path / "checkpoint.pth.tar")
@@ -170,8 +173,8 @@ def test_fit_schedule(seconds_left, epoch_seconds, done, milestones, expected):
 
 def test_time_budget_fits_the_schedule(clips, tmp_path, capsys):
     config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
-    result = train(config, VideoDataset.from_config(config, clips, seed=0), tmp_path / "t", minutes=0.05,
-                   sheet_every=0, workers=2)
+    result = train(config, VideoDataset.from_config(config, clips, seed=0),
+                   TrainOptions(output=str(tmp_path / "t"), minutes=0.05, sheet_every=0, workers=2))
     saved = read_checkpoint(result.checkpoint)
     assert result.epochs_done >= 1 and saved["epoch"] == result.epochs_done
     scheduler = saved["scheduler_generator"]

@@ -186,9 +186,11 @@ class VideoDataset(Dataset):
     pairs and augmentations reproducible.
     """
 
+    CACHE_BYTES = 256 << 20  # decoded frames kept per dataset (per DataLoader worker)
+
     def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] = (256, 256),
                  augmentation: dict[str, Any] | None = None, num_repeats: int = 1, seed: int | None = None,
-                 cache_bytes: int = 256 << 20, mattes: bool = False, masks: bool = False):
+                 mattes: bool = False, masks: bool = False):
         self.videos = split_videos(root, split)
         self.size = tuple(size)
         self.augment = PairAugmentation(augmentation)
@@ -204,7 +206,7 @@ class VideoDataset(Dataset):
         self.rng = np.random.default_rng(seed)
         self._worker: int | None = None
         self._frames: dict[Path, list[Path]] = {}
-        self._cache = _FrameCache(cache_bytes)
+        self._cache = _FrameCache(self.CACHE_BYTES)
 
     @staticmethod
     def unused_keys(config: Config) -> list[str]:

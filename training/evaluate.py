@@ -21,10 +21,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from core.faces import DEFAULT_MARGIN, HaarFaceDetector, LandmarkDetector, crop, face_crop, landmark_box
+from core.faces import DEFAULT_MARGIN, crop, face_crop, landmark_box
 from core.media import load_picture, to_model_frame
 from core.pipeline import FommPipeline
 from core.puppeteer import FommPuppeteer, to_tensor
+from core.tracking.haar import HaarFaceDetector
+from core.tracking.landmarks import LandmarkDetector
 from motion.config import Config, TransformParams
 from training.dataset import load_video, split_videos
 from training.face_metrics import (SCREEN_SHARE, akd, chroma_key, expression_following, iou, missing_rate,

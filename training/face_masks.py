@@ -1,4 +1,5 @@
-"""Mouth and eye masks of training frames, from dlib's 68 landmarks, for the expression loss.
+"""dlib's 68 landmarks of training frames, and mouth and eye masks made from them, for the anchor and
+expression losses.
 
 The mouth and eyes are a few percent of a face clip's pixels and all of its expression, so a loss over
 the whole frame barely sees them; the expression loss (training/losses.py) weighs the reconstruction up
@@ -13,10 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.faces import LandmarkDetector, inter_ocular
+from core.faces import inter_ocular
 from core.media import frame_files, read_image
+from core.tracking.landmarks import LandmarkDetector
 
 MASK_FILE = "face_masks.npz"
+LANDMARK_FILE = "face_landmarks.npz"  # the landmarks themselves, for the anchor loss (training/anchors.py)
 # the regions an expression moves: outer and inner lips, each eye's contour
 REGIONS = (slice(48, 68), slice(36, 42), slice(42, 48))
 GROW = 0.1  # dilation in inter-ocular distances: lids and lip edges move a little beyond the landmarks
@@ -46,21 +49,33 @@ def load_masks(path: Path) -> np.ndarray:
         return np.unpackbits(data["bits"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)
 
 
+def save_landmarks(path: Path, marks: list[np.ndarray | None]) -> None:
+    """(T, 68, 2) float32 pixel landmarks of a clip's frames, NaN where no face was found."""
+    np.savez_compressed(path, landmarks=np.stack([np.full((68, 2), np.nan, np.float32) if m is None
+                                                 else m.astype(np.float32) for m in marks]))
+
+
+def load_landmarks(path: Path) -> np.ndarray:
+    with np.load(path) as data:
+        return data["landmarks"]
+
+
 def write_clip_masks(root: str | Path, size: tuple[int, int], split: str = "train",
                      detector: LandmarkDetector | None = None) -> tuple[int, int]:
-    """Masks of every frame folder of ROOT/split that has none yet, on its frames at the model's `size` as
-    training reads them (links to one clip are done once). Returns (clips written, frames without a face)."""
+    """Landmarks (LANDMARK_FILE) and masks (MASK_FILE) of every frame folder of ROOT/split that lacks either,
+    on its frames at the model's `size` as training reads them (links to one clip are done once). Returns
+    (clips written, frames without a face)."""
     detector = detector or LandmarkDetector()
     written, faceless = 0, 0
     folders = {video.resolve() for video in (Path(root) / split).iterdir() if video.is_dir() and frame_files(video)}
     for folder in sorted(folders):
-        target = folder / MASK_FILE
-        if target.exists():
+        if (folder / MASK_FILE).exists() and (folder / LANDMARK_FILE).exists():
             continue
         frames = [read_image(path, size) for path in frame_files(folder)]
         marks = [detector(frame) for frame in frames]
         faceless += sum(m is None for m in marks)
-        save_masks(target, np.stack([landmark_mask(m, frame.shape[:2]) for m, frame in zip(marks, frames)]))
+        save_landmarks(folder / LANDMARK_FILE, marks)
+        save_masks(folder / MASK_FILE, np.stack([landmark_mask(m, frame.shape[:2]) for m, frame in zip(marks, frames)]))
         written += 1
         print(f"{folder.name}: {len(frames)} frames, {sum(m is None for m in marks)} without a face", file=sys.stderr)
     return written, faceless

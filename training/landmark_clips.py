@@ -22,10 +22,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from core.faces import DEFAULT_MARGIN, LandmarkDetector, crop, face_crop, landmark_box
+from core.faces import DEFAULT_MARGIN, crop, face_crop, landmark_box
 from core.media import FrameWriter, frame_files, load_picture
+from core.tracking.landmarks import LandmarkDetector
 from motion.errors import UserError
 from training.dataset import split_videos
+from training.fetch import photos as fetched_photos
+from training.options import MakeFaceDataOptions
 
 BORDER_SPACING = 20.0  # pixels between pinned border points at most (8 a side on a 128-pixel clip)
 SPLINE_SAMPLES = 128  # the spline is evaluated at about this many points across a frame's shorter side
@@ -195,24 +198,25 @@ def clip_trajectories(data: str | Path, size: int, landmarks: LandmarkDetector, 
     return tracks
 
 
-def make_face_data(photos: list[Path], trajectories: str | Path, out: str | Path, size: int = 128,
-                   frames: int = 64, per_face: int = 2, seed: int = 0, split: str = "train",
-                   own_size: bool = False) -> int:
-    """Write per_face clips of every photo face, moved along the `split` clips' trajectories, as frame
-    folders FACE_TRAJECTORY in OUT/split (official layout), or with own_size the whole photos at their own
-    resolution in OUT (full-resolution material for eval-live, whose truth is known); returns the clip count."""
-    out = Path(out)
-    folder = out if own_size else out / split
+def make_face_data(options: MakeFaceDataOptions) -> int:
+    """Write per_face clips of every photo face (the photos given, or the fetch-data ones of `split`), moved
+    along the `split` clips' trajectories, as frame folders FACE_TRAJECTORY in OUTPUT/split (official
+    layout), or with own_size the whole photos at their own resolution in OUTPUT (full-resolution material
+    for eval-live, whose truth is known); returns the clip count."""
+    size, frames, split = options.size, options.frames, options.split
+    photos = [Path(p) for p in options.photos] if options.photos else fetched_photos(options.sources, split)
+    out = Path(options.output)
+    folder = out if options.own_size else out / split
     if folder.exists():
         raise UserError(f"{folder} already exists; choose another --output")
     detector = LandmarkDetector()
-    faces = photo_faces(photos, None if own_size else size, detector)
+    faces = photo_faces(photos, None if options.own_size else size, detector)
     if not faces:
         raise UserError("no face of at least 60 pixels in the photos; pass portrait or group photos")
     if len({face.name for face in faces}) < len(faces):
         raise UserError("two photos have the same file name; rename one (clips are named after the photo)")
-    tracks = list(clip_trajectories(trajectories, size, detector, frames, split).items())
-    rng = np.random.default_rng(seed)
+    tracks = list(clip_trajectories(options.trajectories, size, detector, frames, split).items())
+    rng = np.random.default_rng(options.seed)
     count = folded = 0
     for face in tqdm(faces, desc="faces", unit="face", file=sys.stderr, disable=None):
         step, made = spline_step(face.image), 0
@@ -227,7 +231,7 @@ def make_face_data(photos: list[Path], trajectories: str | Path, out: str | Path
                 for frame in remapped(face.image, maps, step):
                     writer.write(frame)
             made += 1
-            if made == per_face:
+            if made == options.per_face:
                 break
         count += made
     print(f"{len(faces)} faces, {len(tracks)} trajectories: {count} clips in {folder} ({folded} left out: their "

@@ -12,11 +12,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.defaults import resolve_model
 from motion.checkpoint import load_model, read_checkpoint, save_checkpoint
-from motion.config import load_config
+from motion.config import Config, load_config
 from motion.errors import UserError
 from training.dataset import VideoDataset
 from training.evaluate import evaluate
+from training.options import PersonalizeOptions, TrainOptions
 from training.prepare import ChunkRules, input_videos, prepare_data
 from training.trainer import train
 
@@ -32,25 +34,34 @@ class PersonalizeResult:
 WRITTEN = ("data", "run", "fomm.yaml", "fomm.pth.tar")  # all that personalize puts in --output
 
 
-def personalize(video: str, out: str | Path, config_path: str, checkpoint: str, minutes: float,
-                device, rules: ChunkRules = ChunkRules(), overwrite: bool = False,
-                seed: int = 0, max_steps: int | None = None) -> PersonalizeResult:
-    """Fine-tune the model on `video` for `minutes` (or `max_steps`) and report held-out L1 before and after.
-    With `overwrite`, only what an earlier personalize wrote in `out` is replaced."""
-    out = Path(out)
+def _check(options: PersonalizeOptions, out: Path, config_path: str, checkpoint: str) -> Config:
+    """The model's config, once the inputs and --output are known usable."""
+    video = options.video
     if out.exists() and not out.is_dir():
         raise UserError(f"--output {out} is a file; pass a folder for the personal model")
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if out.exists() and any(out.iterdir()) and not options.overwrite:
         raise UserError(f"{out} already exists; choose another --output or pass --overwrite")
     for given, flag in ((video, "the video"), (config_path, "--config"), (checkpoint, "--checkpoint")):
         if Path(given).resolve().is_relative_to(out.resolve()):
             raise UserError(f"{flag} {given} lies inside --output {out}, which personalize rewrites; choose another --output")
-    if minutes <= 0:
-        raise UserError(f"--minutes must be positive (got {minutes})")
+    if options.minutes <= 0:
+        raise UserError(f"--minutes must be positive (got {options.minutes})")
     config = load_config(config_path)
     if config.kind != "fomm":
         raise UserError(f"{config_path} configures co-part segmentation; personalize fine-tunes a FOMM model")
     input_videos([video])  # a missing or unreadable input fails before anything is replaced
+    return config
+
+
+def personalize(options: PersonalizeOptions, device, rules: ChunkRules = ChunkRules(),
+                max_steps: int | None = None) -> PersonalizeResult:
+    """Fine-tune the model (--config and --checkpoint, or the shipped one) on the video for options.minutes
+    (or `max_steps`) and report held-out L1 before and after, into --output (default: runs/personal/<video
+    name>). With --overwrite, only what an earlier personalize wrote there is replaced."""
+    config_path, checkpoint = resolve_model("fomm", options.config, options.checkpoint)
+    video = options.video
+    out = Path(options.output or f"runs/personal/{Path(video).stem}")
+    config = _check(options, out, config_path, checkpoint)
     for name in WRITTEN:
         if (out / name).is_dir():
             shutil.rmtree(out / name)
@@ -64,11 +75,11 @@ def personalize(video: str, out: str | Path, config_path: str, checkpoint: str, 
     before = evaluate(config, load_model(config, checkpoint, device), data, device)
     print(f"before: held-out L1 {before['l1']:.4f} (identity baseline {before['identity_l1']:.4f}, "
           f"ratio {before['ratio_to_identity']:.3f})", file=sys.stderr)
+    run = TrainOptions(output=str(out / "run"), init=checkpoint, minutes=None if max_steps else options.minutes,
+                       sheet_every=0, max_steps=max_steps, epochs=10 ** 6 if max_steps else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the perceptual-loss fallback warning says nothing new here
-        result = train(config, VideoDataset.from_config(config, data, "train", seed=seed), out / "run",
-                       device=device, init=checkpoint, minutes=None if max_steps else minutes, seed=seed,
-                       sheet_every=0, max_steps=max_steps, epochs=10 ** 6 if max_steps else None)
+        result = train(config, VideoDataset.from_config(config, data, "train", seed=run.seed), run, device)
     trained = load_model(config, result.checkpoint, device)
     after = evaluate(config, trained, data, device)
     print(f"after:  held-out L1 {after['l1']:.4f} (identity baseline {after['identity_l1']:.4f}, "

@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from core.faces import DEFAULT_MARGIN, Box, HaarFaceDetector, crop, face_crop, union_box
+from core.faces import DEFAULT_MARGIN, Box, crop, face_crop, union_box
 from core.media import VIDEO_SUFFIXES, FrameWriter, MediaError, open_frames, picture_to_rgb
+from core.tracking.haar import HaarFaceDetector
 from motion.errors import UserError
 
 

@@ -29,7 +29,10 @@ from motion.networks import build_networks
 from motion.segmentation import Segments
 from training import distributed
 from training.losses import RandomTps, ReconstructionLoss, equivariance_losses, masked_l1
+from training.options import TrainOptions
 from training.visualize import sample_sheet
+
+OnStep = Callable[[int, dict[str, float]], None]  # called after each step with its number and losses
 
 # Which optimizer (official key 'optimizer_<name>') trains which networks, and its lr_<key> in the config.
 LEARNING_RATE_KEYS = {"kp_detector": "kp_detector", "generator": "generator",
@@ -218,38 +221,135 @@ def fit_schedule(seconds_left: float, epoch_seconds: float, epochs_done: int, nu
     return total, moved
 
 
-def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | Path | None = None,
-          epochs: int | None = None, device: torch.device | str = "cpu", vgg: str | None = None,
-          sheet_every: int = 200, max_steps: int | None = None, seed: int = 0,
-          on_step: Callable[[int, dict[str, float]], None] | None = None,
-          init: str | Path | None = None, minutes: float | None = None, workers: int = 0,
-          snapshots: bool = False) -> TrainResult:
-    """Train until ``epochs`` (default: the config's num_epochs) epochs are done.
+class _Run:
+    """One training run as it goes: the networks with their optimizers and schedules, the objective (wrapped
+    for the process group), where the run stands and every step's losses."""
 
-    Each epoch visits every training video num_repeats times. Ctrl-C saves a checkpoint first.
-    ``init`` starts a new run from the fitting tensors of another checkpoint; ``resume`` continues one.
-    ``minutes`` replaces the epoch count by a time budget (see fit_schedule); ``workers`` loads
-    batches in that many processes, which a GPU needs to stay busy. ``snapshots`` also keeps each
-    epoch's checkpoint as checkpoint_<epoch>.pth.tar (for `puppet.py average`).
+    def __init__(self, config: Config, dataset: Dataset, options: TrainOptions, device: torch.device):
+        """The run at its start: each process's generators seeded, the networks built (from ``options.init``
+        where it fits) or resumed from ``options.resume`` with optimizers, schedules and random states."""
+        _seed(options.seed + distributed.rank())  # own augmentations and warps per process; DDP copies rank 0's weights
+        self.options, self.params, self.dataset, self.device = options, config.train, dataset, device
+        self.out_dir = Path(options.output)
+        self.checkpoint = self.out_dir / "checkpoint.pth.tar"
+        self.nets = _networks(config, options.init, device)
+        self.optimizers, self.schedulers = _optimizers(config, self.nets)
+        self.epoch, self.step = 0, 0
+        if options.resume is not None:
+            self._resume(config, options.resume)
+        self.objective = (FommObjective if config.kind == "fomm" else CosegObjective)(config, self.nets, options.vgg)
+        self.objective.reconstruction.to(device)
+        self.model = distributed.wrap(self.objective, device)
+        self.history: list[dict[str, float]] = []
 
-    In a process group (torchrun, see distributed.py) every process runs this with its own share of the
-    config's batch_size, the global batch; rank 0 alone prints and writes.
-    """
-    params = _check_train(config)
-    if minutes is not None and epochs is not None:
-        raise UserError("give either --epochs or --minutes, not both: a time budget sets the number of epochs")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    total_epochs = params.num_epochs if epochs is None else epochs
-    device = torch.device(device)
-    main = distributed.is_main()
-    _seed(seed + distributed.rank())  # own augmentations and warps per process; DDP copies rank 0's weights
+    def _resume(self, config: Config, path: str | Path) -> None:
+        data = read_checkpoint(path)
+        load_state(self.nets, data, config, path)
+        for name in self.optimizers:
+            if f"optimizer_{name}" in data:
+                self.optimizers[name].load_state_dict(data[f"optimizer_{name}"])
+            if f"scheduler_{name}" in data:
+                self.schedulers[name].load_state_dict(data[f"scheduler_{name}"])
+        self.epoch, self.step = int(data.get("epoch", 0)), int(data.get("step", 0))
+        _restore_rng(data, self.dataset)
+
+    def save(self, epoch: int, every_rank: bool = True) -> None:
+        """Rank 0 writes; ``every_rank`` (all processes call it) adds each one's random states."""
+        rng = _rng_state(self.dataset)
+        states = distributed.gather(rng) if every_rank else [rng]
+        if not distributed.is_main():
+            return
+        extra = {f"scheduler_{n}": s.state_dict() for n, s in self.schedulers.items()}
+        ranks = {"rng_ranks": states} if len(states) > 1 else {}
+        save_checkpoint(self.checkpoint, self.nets, self.optimizers, epoch,
+                        {**extra, "step": self.step, "rng": rng, **ranks})
+        if self.options.snapshots:
+            shutil.copyfile(self.checkpoint, self.out_dir / f"checkpoint_{epoch:03d}.pth.tar")
+
+    def train_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """One optimizer step on a batch: (its source, its driving frames, the losses averaged over processes)."""
+        source, driving = batch["source"].to(self.device), batch["driving"].to(self.device)
+        matte = batch["matte"].to(self.device) if "matte" in batch else None
+        mask = batch["mask"].to(self.device) if "mask" in batch else None
+        losses = self.model(source, driving, matte, batch.get("has_matte"), mask)
+        loss = sum(losses.values())
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+        self.step += 1
+        record = distributed.average({k: v.item() for k, v in losses.items()} | {"total": loss.item()})
+        self.history.append(record)
+        return source, driving, record
+
+    def train_epoch(self, loader: DataLoader, total_epochs: int, deadline: float | None,
+                    on_step: OnStep | None) -> bool:
+        """One pass over the loader, with sample sheets every options.sheet_every steps; True when
+        options.max_steps or the deadline stopped it early."""
+        main, sheet_every, max_steps = distributed.is_main(), self.options.sheet_every, self.options.max_steps
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{total_epochs}", file=sys.stderr,
+                   disable=None if main else True)
+        for batch in bar:
+            source, driving, record = self.train_step(batch)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in record.items()})
+            if on_step is not None:
+                on_step(self.step, record)
+            if main and sheet_every and self.step % sheet_every == 0:
+                write_sheet(self.objective, source, driving, self.out_dir / f"sheet_{self.step:06d}.png")
+            if ((max_steps is not None and self.step >= max_steps)
+                    or (deadline is not None and distributed.any_rank(time.monotonic() > deadline, self.device))):
+                return True
+        return False
+
+    def replan(self, deadline: float, started: float) -> int:
+        """The epoch count that fits the time left at the last epoch's pace (epoch begun at ``started``),
+        the schedules' milestones moved with it (see fit_schedule)."""
+        now = time.monotonic()
+        current = sorted(next(iter(self.schedulers.values())).milestones.elements())  # the same for every network
+        total_epochs, milestones = distributed.from_main(fit_schedule(
+            deadline - now, now - started, self.epoch, self.params.num_epochs, self.params.epoch_milestones, current))
+        for scheduler in self.schedulers.values():
+            scheduler.milestones = Counter(milestones)
+        return total_epochs
+
+    def run_epochs(self, loader: DataLoader, sampler: DistributedSampler | None, total_epochs: int,
+                   deadline: float | None, on_step: OnStep | None) -> int:
+        """Epochs until ``total_epochs`` are done (re-planned after each one under a deadline) or a step limit
+        stops the run, saving every checkpoint_freq epochs and at the end; returns the final epoch count."""
+        while self.epoch < total_epochs:
+            started = time.monotonic()
+            if sampler is not None:
+                sampler.set_epoch(self.epoch)
+            stop = self.train_epoch(loader, total_epochs, deadline, on_step)
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+            self.epoch += 1
+            if stop:
+                self.save(self.epoch)
+                break
+            if deadline is not None:
+                total_epochs = self.replan(deadline, started)
+            if self.epoch % self.params.checkpoint_freq == 0 or self.epoch == total_epochs:
+                self.save(self.epoch)
+        return total_epochs
+
+
+def _networks(config: Config, init: str | Path | None, device: torch.device) -> dict[str, nn.Module]:
+    """The config's networks, started from ``init``'s tensors where they fit, on the device (BatchNorm
+    synchronised across a process group)."""
     nets = build_networks(config)
     if init is not None:
         for name, (taken, total) in initialise_from(nets, init).items():
-            if main:
+            if distributed.is_main():
                 print(f"{name}: {taken} of {total} tensors initialised from {init}", file=sys.stderr)
-    nets = {name: net.to(device) for name, net in distributed.sync_batchnorm(nets, device).items()}
+    return {name: net.to(device) for name, net in distributed.sync_batchnorm(nets, device).items()}
+
+
+def _optimizers(config: Config, nets: dict[str, nn.Module]) -> tuple[dict[str, torch.optim.Optimizer],
+                                                                     dict[str, torch.optim.lr_scheduler.MultiStepLR]]:
+    """Adam per network at the config's lr_<key>, and its learning-rate schedule."""
+    params = config.train
     optimizers = {}
     for name, net in nets.items():
         key = LEARNING_RATE_KEYS[name]
@@ -258,100 +358,51 @@ def train(config: Config, dataset: Dataset, out_dir: str | Path, resume: str | P
         optimizers[name] = torch.optim.Adam(net.parameters(), lr=params.learning_rates[key], betas=(0.5, 0.999))
     schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(params.epoch_milestones), gamma=0.1)
                   for name, opt in optimizers.items()}
-    start_epoch, step = 0, 0
-    if resume is not None:
-        data = read_checkpoint(resume)
-        load_state(nets, data, config, resume)
-        for name in optimizers:
-            if f"optimizer_{name}" in data:
-                optimizers[name].load_state_dict(data[f"optimizer_{name}"])
-            if f"scheduler_{name}" in data:
-                schedulers[name].load_state_dict(data[f"scheduler_{name}"])
-        start_epoch, step = int(data.get("epoch", 0)), int(data.get("step", 0))
-        _restore_rng(data, dataset)
-    objective = (FommObjective if config.kind == "fomm" else CosegObjective)(config, nets, vgg)
-    objective.reconstruction.to(device)
-    model = distributed.wrap(objective, device)
-    checkpoint = out_dir / "checkpoint.pth.tar"
+    return optimizers, schedulers
 
-    def save(epoch: int, every_rank: bool = True) -> None:
-        """Rank 0 writes; ``every_rank`` (all processes call it) adds each one's random states."""
-        rng = _rng_state(dataset)
-        states = distributed.gather(rng) if every_rank else [rng]
-        if not main:
-            return
-        extra = {f"scheduler_{n}": s.state_dict() for n, s in schedulers.items()}
-        ranks = {"rng_ranks": states} if len(states) > 1 else {}
-        save_checkpoint(checkpoint, nets, optimizers, epoch, {**extra, "step": step, "rng": rng, **ranks})
-        if snapshots:
-            shutil.copyfile(checkpoint, out_dir / f"checkpoint_{epoch:03d}.pth.tar")
 
-    loader, sampler = _loader(dataset, params.batch_size, workers, seed)
+def train(config: Config, dataset: Dataset, options: TrainOptions, device: torch.device | str = "cpu",
+          on_step: OnStep | None = None) -> TrainResult:
+    """Train into ``options.output`` until ``options.epochs`` (None: the config's num_epochs) epochs are done.
+
+    Each epoch visits every training video num_repeats times. Ctrl-C saves a checkpoint first.
+    ``options.init`` starts a new run from the fitting tensors of another checkpoint; ``options.resume``
+    continues one. ``options.minutes`` replaces the epoch count by a time budget (see fit_schedule);
+    ``options.workers`` loads batches in that many processes, which a GPU needs to stay busy.
+    ``options.snapshots`` also keeps each epoch's checkpoint as checkpoint_<epoch>.pth.tar (for
+    `puppet.py average`). The options' config, data, cpu and overwrite are the caller's (see app.train).
+
+    In a process group (torchrun, see distributed.py) every process runs this with its own share of the
+    config's batch_size, the global batch; rank 0 alone prints and writes.
+    """
+    params = _check_train(config)
+    if options.minutes is not None and options.epochs is not None:
+        raise UserError("give either --epochs or --minutes, not both: a time budget sets the number of epochs")
+    Path(options.output).mkdir(parents=True, exist_ok=True)
+    total_epochs = params.num_epochs if options.epochs is None else options.epochs
+    run = _Run(config, dataset, options, torch.device(device))
+    loader, sampler = _loader(dataset, params.batch_size, options.workers, options.seed)
     if len(loader) == 0:
         raise UserError(f"the training data has {len(dataset)} samples, fewer than one batch of "
                         f"{params.batch_size}; add videos or lower train_params.batch_size")
-    history: list[dict[str, float]] = []
-    epoch = start_epoch
-    deadline = None if minutes is None else time.monotonic() + 60 * minutes
+    start_epoch = run.epoch
+    deadline = None if options.minutes is None else time.monotonic() + 60 * options.minutes
     if deadline is not None:
         total_epochs = start_epoch + 1  # re-planned after each epoch, at the pace measured
-    for net in nets.values():
+    for net in run.nets.values():
         net.train()
     try:
-        while epoch < total_epochs:
-            started, stop = time.monotonic(), False
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", file=sys.stderr,
-                       disable=None if main else True)
-            for batch in bar:
-                source, driving = batch["source"].to(device), batch["driving"].to(device)
-                matte = batch["matte"].to(device) if "matte" in batch else None
-                mask = batch["mask"].to(device) if "mask" in batch else None
-                losses = model(source, driving, matte, batch.get("has_matte"), mask)
-                loss = sum(losses.values())
-                for opt in optimizers.values():
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for opt in optimizers.values():
-                    opt.step()
-                step += 1
-                record = distributed.average({k: v.item() for k, v in losses.items()} | {"total": loss.item()})
-                history.append(record)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items()})
-                if on_step is not None:
-                    on_step(step, record)
-                if main and sheet_every and step % sheet_every == 0:
-                    write_sheet(objective, source, driving, out_dir / f"sheet_{step:06d}.png")
-                stop = ((max_steps is not None and step >= max_steps)
-                        or (deadline is not None and distributed.any_rank(time.monotonic() > deadline, device)))
-                if stop:
-                    break
-            for scheduler in schedulers.values():
-                scheduler.step()
-            epoch += 1
-            if stop:
-                save(epoch)
-                break
-            if deadline is not None:
-                now = time.monotonic()
-                current = sorted(next(iter(schedulers.values())).milestones.elements())  # the same for every network
-                total_epochs, milestones = distributed.from_main(fit_schedule(
-                    deadline - now, now - started, epoch, params.num_epochs, params.epoch_milestones, current))
-                for scheduler in schedulers.values():
-                    scheduler.milestones = Counter(milestones)
-            if epoch % params.checkpoint_freq == 0 or epoch == total_epochs:
-                save(epoch)
+        total_epochs = run.run_epochs(loader, sampler, total_epochs, deadline, on_step)
     except KeyboardInterrupt:
-        save(epoch, every_rank=False)  # the other processes are stopping too: no collective can be trusted
-        if main:
-            print(f"\ninterrupted: checkpoint saved to {checkpoint} (resume with --resume {checkpoint})",
+        run.save(run.epoch, every_rank=False)  # the other processes are stopping too: no collective can be trusted
+        if distributed.is_main():
+            print(f"\ninterrupted: checkpoint saved to {run.checkpoint} (resume with --resume {run.checkpoint})",
                   file=sys.stderr)
         raise
     if total_epochs <= start_epoch:
-        save(start_epoch)
+        run.save(start_epoch)
     distributed.barrier()  # the checkpoint is on disk when train returns, in every process
-    return TrainResult(checkpoint, epoch, step, history)
+    return TrainResult(run.checkpoint, run.epoch, run.step, run.history)
 
 
 def _seed(seed: int) -> None:

@@ -13,14 +13,21 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class Packet:
-    index: int
-    image: np.ndarray  # (h, w, 3) uint8 RGB, the avatar
-    preview: np.ndarray  # (h, w, 3) uint8 RGB, the driving face crop
-    alpha: np.ndarray | None  # (h, w) uint8 foreground matte, when a sink wants it and a co-part model is loaded
-    face: bool  # False while the face is lost (the avatar holds its pose)
+class Rendered:
+    """One finished frame, as the animator renders it (realtime/animator.py) and every output receives it."""
+    image: np.ndarray  # (H, W, 3) uint8 RGB, what the outputs show (pasted back and letterboxed when asked)
+    preview: np.ndarray  # (h, w, 3) uint8 RGB: what the model saw (the driving face crop), for side-by-side previews
+    alpha: np.ndarray | None  # (H, W) uint8 foreground matte, when asked for and a co-part model is loaded
+    face_found: bool  # False while the face is lost and the avatar holds its pose
     avatar: str  # the avatar shown
     swap: bool  # part swap (True) or whole-face animation
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A rendered frame and what the engine adds to it on its way to the sinks."""
+    index: int
+    rendered: Rendered
     fps: float  # recent output frame rate
     latency_ms: float  # capture -> this packet
     no_face_s: float = 0.0  # capture time since a face was last seen (0 while there is one)

@@ -43,7 +43,7 @@ class RecordingSink:
                 return
         try:
             self.writer.repeat(missed)
-            self.writer.write(packet.image)
+            self.writer.write(packet.rendered.image)
         except OSError as err:
             raise self._failed(self._cause(err)) from None
 

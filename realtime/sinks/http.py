@@ -63,11 +63,12 @@ class PortInUseError(UserError):
 
 def encode(packet: Packet, kind: str) -> bytes:
     """'jpeg': the avatar as JPEG; 'png': RGBA PNG whose alpha is the matte (opaque without one)."""
+    image, alpha = packet.rendered.image, packet.rendered.alpha
     if kind == "jpeg":
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(packet.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     else:
-        alpha = packet.alpha if packet.alpha is not None else np.full(packet.image.shape[:2], 255, np.uint8)
-        bgra = np.dstack([cv2.cvtColor(packet.image, cv2.COLOR_RGB2BGR), alpha])
+        alpha = alpha if alpha is not None else np.full(image.shape[:2], 255, np.uint8)
+        bgra = np.dstack([cv2.cvtColor(image, cv2.COLOR_RGB2BGR), alpha])
         ok, data = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {kind} frame")
@@ -133,9 +134,10 @@ class HttpSink:
         if packet is None:
             return {**self.controls.state(), "frame": -1, "fps": 0.0, "latency_ms": 0.0, "face": False,
                     "no_face_s": 0.0, "showing": None}
+        rendered = packet.rendered
         live = {"frame": packet.index, "fps": round(packet.fps, 2), "latency_ms": round(packet.latency_ms, 2),
-                "face": packet.face, "no_face_s": round(packet.no_face_s, 2),
-                "showing": {"avatar": packet.avatar, "swap": packet.swap}}
+                "face": rendered.face_found, "no_face_s": round(packet.no_face_s, 2),
+                "showing": {"avatar": rendered.avatar, "swap": rendered.swap}}
         return {**self.controls.state(), **live}
 
     def close(self) -> None:

@@ -40,7 +40,7 @@ class VirtualCameraSink:
         print(f"virtual camera: {getattr(self.camera, 'device', 'ready')}", file=sys.stderr)
 
     def write(self, packet: Packet) -> None:
-        self.camera.send(packet.image)  # no sleep_until_next_frame: the loop, not the device, sets the pace
+        self.camera.send(packet.rendered.image)  # no sleep_until_next_frame: the loop, not the device, sets the pace
 
     def close(self) -> None:
         self.camera.close()

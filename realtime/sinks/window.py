@@ -35,20 +35,21 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float) -
 def side_by_side(packet: Packet) -> np.ndarray:
     """RGB preview: driving crop | avatar (the crop scaled to the avatar frame's height), enlarged to a
     readable size or shrunk to fit a screen, with FPS, latency and key help."""
-    height = packet.image.shape[0]
-    preview = packet.preview
+    rendered = packet.rendered
+    height = rendered.image.shape[0]
+    preview = rendered.preview
     if preview.shape[0] != height:
         preview = cv2.resize(preview, (preview.shape[1] * height // preview.shape[0], height),
                              interpolation=cv2.INTER_LINEAR)
-    pair = np.concatenate([preview, packet.image], axis=1)
+    pair = np.concatenate([preview, rendered.image], axis=1)
     factor = max(1, -(-MIN_HEIGHT // pair.shape[0]))
     if factor > 1:
         pair = cv2.resize(pair, (pair.shape[1] * factor, pair.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
     elif pair.shape[1] > MAX_WIDTH:
         pair = cv2.resize(pair, (MAX_WIDTH, pair.shape[0] * MAX_WIDTH // pair.shape[1]), interpolation=cv2.INTER_AREA)
     pair = np.ascontiguousarray(pair)
-    status = (f"{packet.fps:4.1f} FPS  {packet.latency_ms:3.0f} ms  {packet.avatar}" + ("  swap" if packet.swap else "")
-              + ("" if packet.face else f"  no face for {packet.no_face_s:.0f} s: holding"))
+    status = (f"{packet.fps:4.1f} FPS  {packet.latency_ms:3.0f} ms  {rendered.avatar}" + ("  swap" if rendered.swap else "")
+              + ("" if rendered.face_found else f"  no face for {packet.no_face_s:.0f} s: holding"))
     _text(pair, status, (8, 22), 0.6)
     _text(pair, "r recalibrate  n next avatar  s swap  q quit", (8, pair.shape[0] - 10), 0.45)
     return pair

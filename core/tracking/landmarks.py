@@ -1,5 +1,6 @@
-"""Following the face with landmarks instead of Haar boxes, so the crop survives head turns and tilts that
-the frontal Haar detector misses.
+"""Facial landmarks: following the face with them instead of Haar boxes (LandmarkTracker, a Tracker), so the
+crop survives head turns and tilts that the frontal Haar detector misses, and dlib's 68 points of a photo
+(LandmarkDetector: make-face-data, the face metrics and masks). dlib's model is loaded here only (load_dlib).
 
 The full face detector runs once; after that each frame only fits the landmarks in a small upright window
 around where the last landmarks were, which costs a fraction of a detection and follows rolled and turned
@@ -27,13 +28,15 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from core.faces import BLANK_STD, DETECT_SIDE, LANDMARK_MODEL, LEFT_EYE, RIGHT_EYE, Box, load_dlib
+from core.faces import LEFT_EYE, RIGHT_EYE, Box
+from core.tracking.haar import DETECT_SIDE
+from core.tracking.steady import BOX_FILTER, SteadyBox, blank
 from motion.errors import UserError
-from realtime.face import FaceTracker, SteadyBox
-from realtime.smoothing import OneEuroFilter
 
+LANDMARK_MODEL = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat"  # Debian's libdlib-data
 # The face box from eyes and mouth, calibrated against the Haar box on the 64 even frames of
-# checkpoints/webcam.mp4 (scripts/calibrate_landmark_box.py): Haar side / inter-ocular distance = 2.37,
+# checkpoints/webcam.mp4 (`python scripts/landmark_tracking.py calibrate` measures these figures and
+# WINDOW_SIDE / WINDOW_DOWN below): Haar side / inter-ocular distance = 2.37,
 # Haar side / eyes-to-mouth distance = 2.21 (spread 2% each). The side is the larger of the two estimates,
 # so it keeps its size when a head turn shortens the eye line or a nod shortens the eyes-to-mouth line.
 SIDE_PER_EYES = 2.37
@@ -61,7 +64,48 @@ MESH_EYES = ((33, 133), (362, 263))  # MediaPipe face mesh: image-left and image
 MESH_MOUTH = (61, 291)  # its mouth corners
 MOUTH_CORNERS = (48, 54)  # the 68-point scheme's outer mouth corners
 
-TRACKERS = ("auto", "dlib", "mediapipe", "face-alignment", "haar")
+
+@functools.lru_cache(maxsize=4)
+def load_dlib(model: str = LANDMARK_MODEL) -> tuple[Any, Any, Any]:
+    """(the dlib module, its HOG frontal face detector, the 68-point shape predictor), or a one-line
+    UserError naming what to install (PyPI dlib-bin, Debian's libdlib-data). Loaded once per process
+    (seconds: the predictor is 100 MB); both are read-only once built."""
+    try:
+        import dlib
+    except ImportError:
+        raise UserError("facial landmarks need dlib: pip install dlib-bin") from None
+    if not Path(model).is_file():
+        raise UserError(f"dlib's 68-point landmark model {model} is missing; install it: apt-get install libdlib-data")
+    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(model)
+
+
+def dlib_points(shape: Any) -> np.ndarray:
+    """A dlib full_object_detection's points as an (N, 2) float array."""
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+class LandmarkDetector:
+    """dlib's HOG face detector and 68-point shape predictor on a photo: (68, 2) pixel landmarks of the
+    largest face.
+
+    Faces are searched on a copy upscaled to at least `min_side` pixels, since the HOG detector misses
+    faces under ~80 pixels and model frames are 128x128."""
+
+    def __init__(self, model: str = LANDMARK_MODEL, min_side: int = 256):
+        self.dlib, self.detector, self.predictor = load_dlib(model)
+        self.min_side = min_side
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        """Landmarks of an RGB image (uint8, or float in [0, 1]), or None when no face is found."""
+        if image.dtype != np.uint8:
+            image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        scale = max(1.0, self.min_side / min(image.shape[:2]))
+        big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) if scale > 1 else image
+        big = np.ascontiguousarray(big[..., :3])
+        faces = self.detector(big, 0)
+        if not faces:
+            return None
+        return dlib_points(self.predictor(big, max(faces, key=lambda r: r.area()))) / scale
 
 
 @dataclass(frozen=True)
@@ -208,8 +252,7 @@ class DlibLandmarks:
                                   interpolation=cv2.INTER_AREA if view.scale < 1 else cv2.INTER_LINEAR)
             faces = self.detector(part, 0)
             if faces:
-                shape = self.predictor(part, max(faces, key=lambda r: r.area()))
-                points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+                points = dlib_points(self.predictor(part, max(faces, key=lambda r: r.area())))
                 return shape_68(points / view.scale + (view.x0, view.y0))
         return None
 
@@ -221,8 +264,7 @@ class DlibLandmarks:
         patch = cv2.warpAffine(frame, matrix, (2 * FIT_SIDE, 2 * FIT_SIDE), flags=cv2.INTER_LINEAR)
         grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY) if patch.ndim == 3 else patch
         low, high = FIT_SIDE // 2, FIT_SIDE + FIT_SIDE // 2
-        shape = self.predictor(grey, self.dlib.rectangle(low, low, high, high))
-        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        points = dlib_points(self.predictor(grey, self.dlib.rectangle(low, low, high, high)))
         back = cv2.invertAffineTransform(matrix)
         return shape_68(points @ back[:, :2].T + back[:, 2])
 
@@ -311,10 +353,10 @@ def appearance(frame: np.ndarray, shape: FaceShape) -> np.ndarray:
 
 
 class LandmarkTracker:
-    """Follows one face with landmarks; the same update()/reset() as realtime.face.FaceTracker.
+    """Follows one face with landmarks (a Tracker, see core/tracking/__init__.py).
 
-    update() returns the Haar-equivalent face box, smoothed with a One Euro filter (relative to the frame
-    size), or None while there is no face: as soon as the landmarks cannot be fitted or found (there is
+    update() returns the Haar-equivalent face box, smoothed with a One Euro filter (BOX_FILTER, relative to
+    the frame size), or None while there is no face: as soon as the landmarks cannot be fitted or found (there is
     no holding on: a fit that fails its check is re-detected in the same frame, and only a failed
     detection drops the face), and at once on a blank frame. `landmarks` and `roll` describe the last
     frame; `detections` counts full detections run, `losses` the times a tracked face was lost."""
@@ -323,7 +365,7 @@ class LandmarkTracker:
                  max_scale_step: float = MAX_SCALE_STEP):
         self.provider = provider if provider is not None else DlibLandmarks()
         self.min_similarity, self.max_scale_step = min_similarity, max_scale_step
-        self.filter = OneEuroFilter(min_cutoff=1.0, beta=2.0)
+        self.filter = BOX_FILTER.make()
         self.stillness = SteadyBox()
         self.detections = 0
         self.losses = 0
@@ -354,7 +396,7 @@ class LandmarkTracker:
         return self.box
 
     def _update(self, frame: np.ndarray, t: float) -> Box | None:
-        if float(frame[::4, ::4].std()) < BLANK_STD:
+        if blank(frame):
             return self._lose()
         shape = look = None
         if self.shape is not None:
@@ -390,28 +432,3 @@ class LandmarkTracker:
             self.losses += 1
         self.reset()
 
-
-def resolve_tracker(name: str) -> str:
-    """The tracker `name` stands for: "auto" is MediaPipe when it is installed, else dlib when its landmark
-    model is, else the Haar box tracker. Says nothing: the caller reports the choice."""
-    if name != "auto":
-        return name
-    if importlib.util.find_spec("mediapipe") is not None:
-        return "mediapipe"
-    if importlib.util.find_spec("dlib") is not None and Path(LANDMARK_MODEL).is_file():
-        return "dlib"
-    return "haar"
-
-
-def make_tracker(name: str = "auto") -> FaceTracker | LandmarkTracker:
-    """A face tracker by name: one of TRACKERS."""
-    name = resolve_tracker(name)
-    if name == "haar":
-        return FaceTracker()
-    if name == "dlib":
-        return LandmarkTracker(DlibLandmarks())
-    if name == "mediapipe":
-        return LandmarkTracker(MediaPipeLandmarks())
-    if name == "face-alignment":
-        return LandmarkTracker(FaceAlignmentLandmarks())
-    raise UserError(f"unknown face tracker {name!r}; choose one of: {', '.join(TRACKERS)}")

@@ -1,0 +1,85 @@
+"""Finding and following a face: one Tracker interface and its trackers.
+
+Which tracker (`--tracker`, make_tracker):
+- "dlib" (landmarks.py: dlib's 68 points): follows tilted and turned heads, which the frontal Haar detector
+  loses; a full detection runs only while there is no face, then only the shape predictor near the last
+  landmarks. Offline, with dlib-bin and Debian's libdlib-data.
+- "mediapipe" (landmarks.py: MediaPipe's face mesh in video mode): when mediapipe is installed.
+- "face-alignment" (landmarks.py: FAN, what avatarify uses): when the package and its weights are installed.
+- "haar" (haar.py: OpenCV's frontal Haar boxes, held through short misses): needs nothing beyond OpenCV;
+  the fallback, for upright faces.
+- "auto": MediaPipe if installed, else dlib if its model is there, else Haar (resolve_tracker).
+
+The detectors live here once: haar.HaarFaceDetector (photo crops, prepare-data, the Haar tracker) and
+landmarks.load_dlib / LandmarkDetector (dlib's 68 points of photos for make-face-data and the metrics). The
+crop geometry around a face box is core/faces.py's.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from core.faces import Box
+from core.tracking.haar import HaarTracker
+from core.tracking.landmarks import (LANDMARK_MODEL, DlibLandmarks, FaceAlignmentLandmarks, LandmarkTracker,
+                                     MediaPipeLandmarks)
+from motion.errors import UserError
+
+TRACKERS = ("auto", "dlib", "mediapipe", "face-alignment", "haar")
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """Follows one face across frames (HaarTracker, LandmarkTracker).
+
+    update() returns the smoothed face box in an RGB uint8 frame captured at time t (seconds), or None while
+    there is no face (at once on a blank frame); reset() forgets the face, so the next update searches the
+    whole frame. `steady`: has the box held still for a few frames (calibration waits for it)? `landmarks`
+    and `roll` describe the last frame ((N, 2) frame pixels, degrees), None without a face and for trackers
+    without landmarks (Haar). `detections` counts the searches of the whole frame, `losses` the times a
+    followed face was dropped."""
+
+    detections: int
+    losses: int
+
+    def update(self, frame: np.ndarray, t: float) -> Box | None: ...
+
+    def reset(self) -> None: ...
+
+    @property
+    def steady(self) -> bool: ...
+
+    @property
+    def landmarks(self) -> np.ndarray | None: ...
+
+    @property
+    def roll(self) -> float | None: ...
+
+
+def resolve_tracker(name: str) -> str:
+    """The tracker `name` stands for: "auto" is MediaPipe when it is installed, else dlib when its landmark
+    model is, else the Haar box tracker. Says nothing: the caller reports the choice."""
+    if name != "auto":
+        return name
+    if importlib.util.find_spec("mediapipe") is not None:
+        return "mediapipe"
+    if importlib.util.find_spec("dlib") is not None and Path(LANDMARK_MODEL).is_file():
+        return "dlib"
+    return "haar"
+
+
+def make_tracker(name: str = "auto") -> Tracker:
+    """A face tracker by name: one of TRACKERS."""
+    name = resolve_tracker(name)
+    if name == "haar":
+        return HaarTracker()
+    if name == "dlib":
+        return LandmarkTracker(DlibLandmarks(LANDMARK_MODEL))
+    if name == "mediapipe":
+        return LandmarkTracker(MediaPipeLandmarks())
+    if name == "face-alignment":
+        return LandmarkTracker(FaceAlignmentLandmarks())
+    raise UserError(f"unknown face tracker {name!r}; choose one of: {', '.join(TRACKERS)}")
