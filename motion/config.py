@@ -182,6 +182,9 @@ class LossWeights:
     matte: float = checked(NON_NEGATIVE, 0)
     # ours: L1 between driving frame and prediction inside the driving frame's mouth and eye landmark masks
     expression: float = checked(NON_NEGATIVE, 0)
+    # ours, FOMM only: L1 between train_params.anchor_keypoints and the lip and eyelid landmarks they are tied
+    # to (training/anchors.py), in source and driving frames
+    anchor: float = checked(NON_NEGATIVE, 0)
 
 
 LEARNING_RATE = POSITIVE  # the rule of every train_params.lr_<module> key
@@ -198,6 +201,9 @@ class TrainParams:
     transform_params: TransformParams = TransformParams()
     loss_weights: LossWeights = LossWeights()
     learning_rates: dict[str, float] = field(default_factory=dict)  # lr_<module> keys, e.g. {"generator": 2e-4}
+    # ours: the keypoints tied to the upper lip, lower lip, image-left and image-right upper eyelid
+    # (loss_weights.anchor; training/anchors.py ANCHORS)
+    anchor_keypoints: tuple[int, ...] = checked(listing(NATURAL), ())
 
 
 ModelParams = Union[FommParams, CosegParams]

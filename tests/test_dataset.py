@@ -11,9 +11,9 @@ from skimage import data as skdata
 
 from motion.config import load_config
 from motion.errors import UserError
-from training.dataset import (ColorJitter, DatasetError, VideoDataset, adjust_contrast, adjust_hue, adjust_saturation,
+from training.dataset import (ColorJitter, DatasetError, Extras, VideoDataset, adjust_contrast, adjust_hue, adjust_saturation,
                               load_video)
-from training.face_masks import MASK_FILE, save_masks
+from training.face_masks import LANDMARK_FILE, MASK_FILE, save_landmarks, save_masks
 
 SIZE = (32, 32)
 TINY_FOMM = Path(__file__).parent / "configs" / "tiny-fomm.yaml"
@@ -162,7 +162,7 @@ def test_blue_screen_frames_carry_a_matte_that_follows_the_flips(tmp_path):
         imageio.imwrite(plain / f"frame_{index:05d}.png", np.full((32, 32, 3), 120, np.uint8))
     augment = {"flip_param": {"horizontal_flip": True, "time_flip": True},
                "jitter_param": {"brightness": 0.3, "hue": 0.3}}  # enough to move the screen out of the key
-    dataset = VideoDataset(tmp_path, "train", (32, 32), augment, num_repeats=20, seed=0, mattes=True)
+    dataset = VideoDataset(tmp_path, "train", (32, 32), augment, num_repeats=20, seed=0, extras=Extras(mattes=True))
     seen = set()
     for index in range(len(dataset)):
         item = dataset[index]
@@ -213,7 +213,7 @@ def test_masks_follow_their_frames_through_the_flips(counting_video):
         masks[i, :i] = True
     save_masks(folder / MASK_FILE, masks)
     flips = {"flip_param": {"time_flip": True, "horizontal_flip": True}}
-    data = VideoDataset(counting_video, "train", SIZE, flips, 1, seed=0, masks=True)
+    data = VideoDataset(counting_video, "train", SIZE, flips, 1, seed=0, extras=Extras(masks=True))
     mirrorings, swaps = set(), set()
     for _ in range(40):
         item = data[0]
@@ -227,6 +227,39 @@ def test_masks_follow_their_frames_through_the_flips(counting_video):
     assert "mask" not in dataset(counting_video)[0]
 
 
+def test_anchors_follow_their_frames_through_the_flips(counting_video):
+    """Frame i's lips sit at x = 10 + i, its image-left lid at x = 3 and right lid at x = 25 (rows 1 and 2):
+    an item's anchors must be those of its own frames, in the keypoints' [-1, 1] frame, mirrored with them
+    (x -> 31 - x) and with the eyes swapped, so the image-left lid stays the left one; a frame without a
+    face has NaN anchors."""
+    folder = counting_video / "train" / "count"
+    marks = np.zeros((6, 68, 2), np.float32)
+    for i in range(6):
+        marks[i, [62, 66]] = [[10 + i, 20], [10 + i, 24]]
+        marks[i, [37, 38]] = [[3, 1], [3, 1]]
+        marks[i, [43, 44]] = [[25, 2], [25, 2]]
+    marks[5] = np.nan
+    save_landmarks(folder / LANDMARK_FILE, list(marks))
+    flips = {"flip_param": {"time_flip": True, "horizontal_flip": True}}
+    data = VideoDataset(counting_video, "train", SIZE, flips, 1, seed=0, extras=Extras(anchors=True))
+    seen = set()
+    for _ in range(60):
+        item = data[0]
+        frames = [round(float(item[key][0, 0, 0]) * 255 / 40) for key in ("source", "driving")]
+        anchors = item["anchors"].numpy()
+        for got, frame in zip(anchors, frames):
+            if frame == 5:
+                assert np.isnan(got).all()
+                continue
+            mirrored = got[2, 0] > -0.7  # the image-left lid: x = 3 -> -0.81, mirrored from the right lid x = 6 -> -0.61
+            lips, left, right = (10 + frame, 3, 25) if not mirrored else (31 - 10 - frame, 31 - 25, 31 - 3)
+            rows = (1, 2) if not mirrored else (2, 1)
+            expected = np.float32([[lips, 20], [lips, 24], [left, rows[0]], [right, rows[1]]]) / 31 * 2 - 1
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+            seen.add(mirrored)
+    assert seen == {False, True}
+
+
 def test_expression_weight_needs_masks(counting_video):
     with pytest.raises(DatasetError, match="scripts/face_masks.py"):
-        VideoDataset(counting_video, "train", SIZE, None, 1, seed=0, masks=True)
+        VideoDataset(counting_video, "train", SIZE, None, 1, seed=0, extras=Extras(masks=True))

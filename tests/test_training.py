@@ -14,7 +14,7 @@ from motion.errors import UserError
 from puppet import main
 from training.dataset import VideoDataset
 from training.evaluate import evaluate
-from training.face_masks import MASK_FILE, save_masks
+from training.face_masks import LANDMARK_FILE, MASK_FILE, save_landmarks, save_masks
 from training.options import TrainOptions
 from training.synthetic import generate_dataset
 from training.trainer import fit_schedule, train
@@ -51,6 +51,48 @@ def test_expression_weight_trains_on_the_driving_masks(clips, tmp_path):
     result = train(config, VideoDataset.from_config(config, clips, seed=0),
                    TrainOptions(output=str(tmp_path / "run"), epochs=1, sheet_every=0))
     assert result.history[0]["expression"] > 0
+
+
+def with_anchors(config, weight: float, keypoints: tuple[int, ...]):
+    weights = dataclasses.replace(config.train.loss_weights, anchor=weight)
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, loss_weights=weights,
+                                                                 anchor_keypoints=keypoints))
+
+
+def test_anchor_weight_pulls_the_chosen_keypoints_onto_their_landmarks(clips, tmp_path):
+    """Every frame's lips at (32, 40) / (32, 48) and lids at (20, 22) / (44, 22) pixels: with a strong anchor
+    weight the anchor term falls to well under half of where it began, and the four chosen keypoints of the
+    saved model (eval mode) are nearer those places (in [-1, 1]) than after one step."""
+    config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
+    clips = shutil.copytree(clips, tmp_path / "data")
+    marks = np.zeros((68, 2), np.float32)
+    marks[[62, 66]] = [[32, 40], [32, 48]]
+    marks[[37, 38]], marks[[43, 44]] = [20, 22], [44, 22]
+    for video in (clips / "train").iterdir():
+        save_landmarks(video / LANDMARK_FILE, [marks] * len(list(video.glob("*.png"))))
+    target = torch.tensor([[32, 40], [32, 48], [20, 22], [44, 22]]) / 63 * 2 - 1
+    config = with_anchors(config, 100.0, (3, 0, 1, 2))
+    frames = VideoDataset.from_config(config, clips, seed=0)[0]["source"][None]
+
+    def distance(checkpoint) -> float:
+        kp = load_model(config, checkpoint)["kp_detector"].eval()(frames).value[0, [3, 0, 1, 2]]
+        return float((kp - target).abs().sum(-1).mean())
+    first = train(config, VideoDataset.from_config(config, clips, seed=0),
+                  TrainOptions(output=str(tmp_path / "a"), epochs=1, sheet_every=0, seed=0))
+    last = train(config, VideoDataset.from_config(config, clips, seed=0),
+                 TrainOptions(output=str(tmp_path / "b"), epochs=40, sheet_every=0, seed=0))
+    anchor = [h["anchor"] for h in last.history]
+    assert first.history[0]["anchor"] == pytest.approx(anchor[0]) and anchor[0] > 0
+    assert np.mean(anchor[-5:]) < 0.5 * anchor[0]
+    assert distance(last.checkpoint) < 0.8 * distance(first.checkpoint)
+
+
+def test_anchor_weight_needs_four_keypoints_of_the_model(clips):
+    config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
+    for keypoints in ((0, 1, 2), (0, 1, 2, config.model.num_kp)):
+        with pytest.raises(UserError, match="anchor_keypoints"):
+            train(with_anchors(config, 1.0, keypoints), VideoDataset.from_config(config, clips, seed=0),
+                  TrainOptions(output="/nonexistent", epochs=1, sheet_every=0))
 
 
 def test_resume_continues_exactly(clips, tmp_path):

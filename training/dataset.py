@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from core.media import VIDEO_SUFFIXES, frame_files, read_frames, read_image
 from motion.config import Config
 from motion.errors import UserError
-from training.face_masks import MASK_FILE, load_masks
+from training.anchors import anchor_points, flip_anchors, to_keypoint_space
+from training.face_masks import LANDMARK_FILE, MASK_FILE, load_landmarks, load_masks
 from training.face_metrics import SCREEN_SHARE, chroma_key
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, the grey PIL's jitter blends with
@@ -133,16 +134,19 @@ class PairAugmentation:
 
     def __call__(self, source: np.ndarray, driving: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return self.colour(*self.geometry(source, driving, rng), rng)
+        return self.colour(*self.geometry(source, driving, rng)[:2], rng)
 
-    def geometry(self, source: np.ndarray, driving: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The flips (what a mask of the frames must follow too)."""
+    def geometry(self, source: np.ndarray, driving: np.ndarray, rng: np.random.Generator,
+                 points: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The flips (what a mask of the frames must follow too), and the same flips of the frames' anchor
+        points (2, A, 2) when given (training/anchors.py: mirrored, the eyes swapped)."""
         if self.time_flip and rng.random() < 0.5:
             source, driving = driving, source
+            points = None if points is None else points[::-1]
         if self.horizontal_flip and rng.random() < 0.5:
             source, driving = source[:, ::-1], driving[:, ::-1]
-        return source, driving
+            points = None if points is None else flip_anchors(points, source.shape[1])
+        return source, driving, points
 
     def colour(self, source: np.ndarray, driving: np.ndarray,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +180,20 @@ def _chw(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), dtype=np.float32))
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What items carry beyond the frame pair, each for a loss that needs it."""
+    mattes: bool = False  # chroma-key mattes of the driving frame (loss_weights.matte)
+    masks: bool = False  # the driving frame's mouth and eye masks (loss_weights.expression)
+    anchors: bool = False  # lip and eyelid landmarks of both frames (loss_weights.anchor)
+
+    @classmethod
+    def of(cls, weights: Any, train: bool) -> "Extras":
+        """What the config's loss weights need (masks and anchors in training only)."""
+        return cls(mattes=bool(weights and weights.matte), masks=bool(train and weights and weights.expression),
+                   anchors=bool(train and weights and weights.anchor))
+
+
 class VideoDataset(Dataset):
     """Random (source, driving) frame pairs, one video per item; every video appears num_repeats times.
 
@@ -190,18 +208,17 @@ class VideoDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] = (256, 256),
                  augmentation: dict[str, Any] | None = None, num_repeats: int = 1, seed: int | None = None,
-                 mattes: bool = False, masks: bool = False):
+                 extras: Extras = Extras()):
         self.videos = split_videos(root, split)
         self.size = tuple(size)
         self.augment = PairAugmentation(augmentation)
         self.num_repeats = num_repeats
-        self.mattes = mattes
-        self.masks = masks
-        if masks:
-            missing = [v for v in self.videos if not (v / MASK_FILE).is_file()]
+        self.mattes, self.masks, self.anchors = extras.mattes, extras.masks, extras.anchors
+        for wanted, file, loss in ((extras.masks, MASK_FILE, "expression"), (extras.anchors, LANDMARK_FILE, "anchor")):
+            missing = [v for v in self.videos if wanted and not (v / file).is_file()]
             if missing:
-                raise DatasetError(f"{len(missing)} training clips have no {MASK_FILE} (e.g. {missing[0]}), which "
-                                   "loss_weights.expression needs; make them with `python scripts/face_masks.py "
+                raise DatasetError(f"{len(missing)} training clips have no {file} (e.g. {missing[0]}), which "
+                                   f"loss_weights.{loss} needs; make them with `python scripts/face_masks.py "
                                    f"{root}` (frame folders only)")
         self.rng = np.random.default_rng(seed)
         self._worker: int | None = None
@@ -218,14 +235,12 @@ class VideoDataset(Dataset):
     def from_config(cls, config: Config, root: str | Path, split: str = "train",
                     seed: int | None = None) -> "VideoDataset":
         """Frame size, augmentations and num_repeats as the config says; the test split is not augmented.
-        Items carry chroma-key mattes when the config weighs a matte loss, landmark masks when it weighs
-        the expression loss."""
+        Items carry what the config's loss weights need (Extras.of)."""
         train = split == "train"
         repeats = config.train.num_repeats if train and config.train else 1
         augmentation = config.dataset.get("augmentation_params") if train else None
         weights = config.train.loss_weights if config.train else None
-        return cls(root, split, config.size, augmentation, repeats, seed, mattes=bool(weights and weights.matte),
-                   masks=bool(train and weights and weights.expression))
+        return cls(root, split, config.size, augmentation, repeats, seed, Extras.of(weights, train))
 
     def __len__(self) -> int:
         return len(self.videos) * self.num_repeats
@@ -260,8 +275,11 @@ class VideoDataset(Dataset):
             masks = self._cache.get(video / MASK_FILE, lambda: load_masks(video / MASK_FILE))
             source, driving = (np.concatenate([frame, masks[i][..., None]], -1) for frame, i in
                                ((source, first), (driving, second)))
-        source, driving = self.augment.geometry(source, driving, rng)
+        points = self._anchor_points(video, (first, second)) if self.anchors else None
+        source, driving, points = self.augment.geometry(source, driving, rng, points)
         item = {"name": video.name}
+        if points is not None:
+            item["anchors"] = torch.from_numpy(to_keypoint_space(points, self.size))
         if self.masks:
             item["mask"] = _chw(driving[..., 3:])
             source, driving = source[..., :3], driving[..., :3]
@@ -271,6 +289,12 @@ class VideoDataset(Dataset):
             item["has_matte"] = bool((~person).mean() >= SCREEN_SHARE)
         source, driving = self.augment.colour(source, driving, rng)
         return {"source": _chw(source), "driving": _chw(driving), **item}
+
+
+    def _anchor_points(self, video: Path, indices: tuple[int, int]) -> np.ndarray:
+        """(2, A, 2) anchor pixels of two frames of a clip at the dataset's size (NaN: no face found)."""
+        marks = self._cache.get(video / LANDMARK_FILE, lambda: load_landmarks(video / LANDMARK_FILE))
+        return np.stack([anchor_points(None if np.isnan(marks[i]).any() else marks[i]) for i in indices])
 
 
 def measuring_batch_size(config: Config) -> int:

@@ -28,6 +28,7 @@ from motion.errors import UserError
 from motion.networks import build_networks
 from motion.segmentation import Segments
 from training import distributed
+from training.anchors import ANCHORS, anchor_loss
 from training.losses import RandomTps, ReconstructionLoss, equivariance_losses, masked_l1
 from training.options import TrainOptions
 from training.visualize import sample_sheet
@@ -72,6 +73,7 @@ class Objective(nn.Module):
         self.kind = config.kind
         self.weights = train.loss_weights
         self.transform_params = train.transform_params
+        self.anchor_keypoints = train.anchor_keypoints
         self.reconstruction = ReconstructionLoss(train.scales, train.loss_weights.perceptual, vgg,
                                                  config.model.num_channels)
 
@@ -84,13 +86,18 @@ class Objective(nn.Module):
         return predict(self.kind, self.nets, source, driving)
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor, matte: torch.Tensor | None = None,
-                has_matte: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                has_matte: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The weighted loss terms; `matte`/`has_matte` (from a dataset with mattes) feed the matte term,
-        `mask` (the driving frames' mouth and eye masks, from a dataset with masks) the expression term."""
-        prediction, _, _ = self.predict(source, driving)
+        `mask` (the driving frames' mouth and eye masks, from a dataset with masks) the expression term,
+        `landmarks` ((B, 2, A, 2): both frames' lip and eyelid points, training/anchors.py) the anchor term."""
+        prediction, source_points, driving_points = self.predict(source, driving)
         out = {"perceptual": self.reconstruction(prediction, driving)}
         if self.weights.expression and mask is not None:
             out["expression"] = self.weights.expression * masked_l1(prediction, driving, mask)
+        if self.weights.anchor and landmarks is not None:
+            out["anchor"] = self.weights.anchor / 2 * (anchor_loss(source_points, landmarks[:, 0], self.anchor_keypoints)
+                                                       + anchor_loss(driving_points, landmarks[:, 1], self.anchor_keypoints))
         value_weight, jacobian_weight = self.equivariance_weights()
         if value_weight or jacobian_weight:
             transform = RandomTps.sample(driving.shape[0], self.transform_params, driving.device)
@@ -193,6 +200,11 @@ def _check_train(config: Config) -> TrainParams:
     if config.train.loss_weights.generator_gan:
         raise UserError(f"{config.path}: adversarial training (train_params.loss_weights.generator_gan > 0) is not "
                         "supported; set generator_gan: 0 as the official vox-256.yaml does")
+    chosen = config.train.anchor_keypoints
+    if config.train.loss_weights.anchor and (config.kind != "fomm" or len(chosen) != len(ANCHORS)
+                                             or max(chosen) >= config.model.num_kp):
+        raise UserError(f"{config.path}: loss_weights.anchor needs a FOMM config whose train_params.anchor_keypoints "
+                        f"lists {len(ANCHORS)} keypoints ({', '.join(ANCHORS)}), each below num_kp")
     return config.train
 
 
@@ -271,7 +283,8 @@ class _Run:
         source, driving = batch["source"].to(self.device), batch["driving"].to(self.device)
         matte = batch["matte"].to(self.device) if "matte" in batch else None
         mask = batch["mask"].to(self.device) if "mask" in batch else None
-        losses = self.model(source, driving, matte, batch.get("has_matte"), mask)
+        landmarks = batch["anchors"].to(self.device) if "anchors" in batch else None
+        losses = self.model(source, driving, matte, batch.get("has_matte"), mask, landmarks)
         loss = sum(losses.values())
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
