@@ -13,8 +13,17 @@ from core.options import AnimateOptions, OneLineParser, SwapOptions, add_options
 from export.options import ExportOptions
 from motion.errors import Interrupted, Terminated, UserError
 from realtime.options import BenchOptions, ChainEvalOptions, DoctorOptions, LiveOptions
-from training.options import (AverageOptions, EvalOptions, FetchDataOptions, MakeDataOptions, MakeFaceDataOptions,
-                              PersonalizeOptions, PrepareDataOptions, SplitPartsOptions, TrainOptions)
+from training.options import (
+    AverageOptions,
+    EvalOptions,
+    FetchDataOptions,
+    MakeDataOptions,
+    MakeFaceDataOptions,
+    PersonalizeOptions,
+    PrepareDataOptions,
+    SplitPartsOptions,
+    TrainOptions,
+)
 
 
 def cmd_animate(options: AnimateOptions) -> None:

@@ -11,8 +11,16 @@ from tqdm import tqdm
 
 from app.session import BackendOpener, Model, find_model, open_session
 from core.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING
-from core.media import (FrameWriter, check_not_input, check_output, check_writable_file, contact_sheet, read_frames,
-                        to_uint8, write_image)
+from core.media import (
+    FrameWriter,
+    check_not_input,
+    check_output,
+    check_writable_file,
+    contact_sheet,
+    read_frames,
+    to_uint8,
+    write_image,
+)
 from core.options import AnimateOptions, ClipOptions, SwapOptions
 from core.pipeline import FommPipeline, SwapPipeline, check_swap_index, frame_band
 from core.puppeteer import FommPuppeteer, SwapPuppeteer

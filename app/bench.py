@@ -19,15 +19,15 @@ import cv2
 import numpy as np
 import torch
 
+from app.session import Model, Session, open_session
+from core.config import load_config_for
 from core.defaults import DEFAULT_AVATAR, resolve_model
-from core.media import check_not_input, check_writable_file, moving_clip, read_frames
 from core.faces import DEFAULT_MARGIN, centre_box, crop, face_crop, resize_uint8
+from core.media import check_not_input, check_writable_file, moving_clip, read_frames
 from core.options import flag
 from core.pipeline import FommPipeline, frame_band, pick_device
 from core.puppeteer import Puppeteer
-from core.config import load_config_for
 from core.tracking.haar import HaarFaceDetector
-from app.session import Model, Session, open_session
 from export.bench import run_compare, summary
 from export.cpu import detect
 from motion.errors import UserError
@@ -41,7 +41,8 @@ from realtime.sources import SyntheticSource, open_source, synthetic_size
 from realtime.stats import Stats
 
 WARM_UP = 3
-COMPARE_IGNORES = ("backend", "full_frame", "detail", "stabilize", "size", "tracker", "fps")  # live-loop options --compare has no use for
+# live-loop options --compare has no use for
+COMPARE_IGNORES = ("backend", "full_frame", "detail", "stabilize", "size", "tracker", "fps")
 
 
 class I420Camera:

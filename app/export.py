@@ -6,8 +6,8 @@ from pathlib import Path
 
 from core.media import check_writable_file
 from export.metadata import file_hash
-from export.options import DEFAULT_OPSET, ExportOptions
 from export.onnx_export import export_onnx
+from export.options import DEFAULT_OPSET, ExportOptions
 from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError

@@ -26,9 +26,9 @@ import torch
 from core.media import moving_clip, sample_clip
 from export.cache import ensure_export
 from export.cpu import CpuCapabilities, detect
+from export.errors import BackendUnavailableError
 from export.timing import BackendRun, compare, psnr
 from motion.config import Config
-from export.errors import BackendUnavailableError
 from motion.errors import UserError, first_line
 
 MIN_PSNR = 35.0

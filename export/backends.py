@@ -26,13 +26,13 @@ import torch
 from torch import nn
 
 from core.puppeteer import FommAvatar, FommPuppeteer, to_image
+from export.errors import BackendUnavailableError
 from export.folding import fold_batchnorm
 from export.fused_warp import FusedMotion, fused_warp, motion_affines
 from export.graphs import GraphPuppeteer
 from motion.checkpoint import load_model
 from motion.config import Config
 from motion.dense_motion import DenseMotion
-from export.errors import BackendUnavailableError
 from motion.errors import UserError, first_line
 from motion.generator import warp_features
 from motion.keypoints import Keypoints

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from motion.config import CosegParams, Config, FommParams
+from motion.config import Config, CosegParams, FommParams
 from motion.discriminator import MultiScaleDiscriminator
 from motion.generator import OcclusionAwareGenerator
 from motion.keypoints import KeypointDetector

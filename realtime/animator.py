@@ -14,19 +14,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
+from core.paste import Portrait
 from core.pipeline import ADAPT_SCALE, RELATIVE, FommPipeline, SwapPipeline, frame_band
 from core.puppeteer import Puppeteer
+from core.tracking import Tracker
 from motion.geometry import resize_map, warp
 from realtime.avatars import Avatar, PartSwapper, foreground
 from realtime.controls import Controls
-from realtime.sinks import Rendered
 from realtime.framing import reframe, reframe_of
-from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
-from core.paste import Portrait
-from core.tracking import Tracker
+from realtime.sinks import Rendered
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 from realtime.stats import Stats
-
 
 MAX_WAIT = 60  # frames (2 s at 30 fps): a face that never holds still is calibrated on all the same
 

@@ -13,12 +13,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from core.media import MediaError, frame_files, load_picture, to_model_frame
-from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
-from motion.geometry import resize_map
 from core.faces import DEFAULT_MARGIN, Box, avatar_box, crop
+from core.media import MediaError, frame_files, load_picture, to_model_frame
 from core.paste import Portrait
+from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
 from core.tracking.haar import HaarFaceDetector
+from motion.geometry import resize_map
 
 
 @dataclass(frozen=True)

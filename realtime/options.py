@@ -6,8 +6,20 @@ from dataclasses import dataclass
 
 from core.defaults import DEFAULT_AVATAR, SHIPPED_MODELS
 from core.faces import DEFAULT_MARGIN
-from core.options import (BACKEND_HELP, DEFAULT_BACKEND, DETAIL_HELP, EXPORT_DIR_HELP, FULL_FRAME_HELP, ModelOptions,
-                                at_least, option, output_size, part_list, picture_path, positive)
+from core.options import (
+    BACKEND_HELP,
+    DEFAULT_BACKEND,
+    DETAIL_HELP,
+    EXPORT_DIR_HELP,
+    FULL_FRAME_HELP,
+    ModelOptions,
+    at_least,
+    option,
+    output_size,
+    part_list,
+    picture_path,
+    positive,
+)
 from core.tracking import TRACKERS
 
 LIVE_MODEL = SHIPPED_MODELS["fomm-live"]

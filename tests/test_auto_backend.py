@@ -11,11 +11,11 @@ import pytest
 import torch
 from skimage.transform import resize
 
+import export.auto as auto
 from conftest import ROOT
 from core.media import moving_clip, sample_clip
 from core.pipeline import FommPipeline
 from core.puppeteer import normalize_keypoints
-import export.auto as auto
 from export.auto import MIN_PSNR_ENV, Trial, candidates, choose_backend, pick
 from export.backends import BackendOptions, TorchBackend, open_backend, opener
 from export.cpu import CpuCapabilities, cross_check, parse_cpuinfo

@@ -95,6 +95,7 @@ def test_wrong_model_kind_says_which(tiny_coseg):
 
 def test_config_errors_name_the_key(tmp_path):
     import yaml
+
     from conftest import CONFIGS
     values = yaml.safe_load((CONFIGS / "vox-256.yaml").read_text())
     values["model_params"]["common_params"]["num_kps"] = values["model_params"]["common_params"].pop("num_kp")

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CONFIGS, ROOT, TEST_CONFIGS
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from conftest import CONFIGS, ROOT, TEST_CONFIGS
 from motion.config import ConfigError, load_config
 from motion.errors import UserError
 from motion.networks import build_networks

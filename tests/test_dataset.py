@@ -11,8 +11,16 @@ from skimage import data as skdata
 
 from motion.config import load_config
 from motion.errors import UserError
-from training.dataset import (ColorJitter, DatasetError, Extras, VideoDataset, adjust_contrast, adjust_hue, adjust_saturation,
-                              load_video)
+from training.dataset import (
+    ColorJitter,
+    DatasetError,
+    Extras,
+    VideoDataset,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    load_video,
+)
 from training.face_masks import LANDMARK_FILE, MASK_FILE, save_landmarks, save_masks
 
 SIZE = (32, 32)
@@ -197,8 +205,8 @@ def test_matte_loss_is_the_cross_entropy_of_the_foreground():
 
 def test_dataset_keys_the_loader_does_not_read_are_named():
     """The official vox-256.yaml's root_dir, id_sampling and pairs_list are not used; train says so."""
-    from motion.config import load_config
     from conftest import CONFIGS, TEST_CONFIGS
+    from motion.config import load_config
     assert VideoDataset.unused_keys(load_config(CONFIGS / "vox-256.yaml")) == ["id_sampling", "pairs_list", "root_dir"]
     assert VideoDataset.unused_keys(load_config(TEST_CONFIGS / "tiny-fomm.yaml")) == []
 

@@ -9,10 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
+from app.doctor import (
+    Check,
+    backends_check,
+    camera_check,
+    compiler_check,
+    gpu_check,
+    landmark_check,
+    mediapipe_check,
+    model_check,
+    run_doctor,
+    virtual_camera_check,
+    window_check,
+)
 from export.cpu import CpuCapabilities
 from motion.errors import UserError
-from app.doctor import (Check, backends_check, camera_check, compiler_check, gpu_check, landmark_check,
-                             mediapipe_check, model_check, run_doctor, virtual_camera_check, window_check)
 
 ROOT = Path(__file__).resolve().parents[1]
 EPYC = CpuCapabilities("AMD EPYC", frozenset({"avx2"}), "AVX2")

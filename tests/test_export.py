@@ -15,9 +15,9 @@ import torch
 from skimage import data as skdata
 from skimage.transform import resize
 
+from conftest import make_checkpoint
 from core.pipeline import motion_arrays
 from core.puppeteer import normalize_keypoints
-from conftest import make_checkpoint
 from export.auto import choose_backend
 from export.backends import BackendOptions, open_backend, opener
 from export.bench import compare_backends, format_table

@@ -10,8 +10,19 @@ import numpy as np
 import pytest
 
 from core.faces import Box, inter_ocular, landmark_box
-from training.face_metrics import (EYES, MOUTH, akd, chroma_key, correlation_and_gain, expression_following, iou,
-                                   missing_rate, motion_correlation, normalised_displacements, openings)
+from training.face_metrics import (
+    EYES,
+    MOUTH,
+    akd,
+    chroma_key,
+    correlation_and_gain,
+    expression_following,
+    iou,
+    missing_rate,
+    motion_correlation,
+    normalised_displacements,
+    openings,
+)
 from training.fetch import Source, unpack
 
 
@@ -193,10 +204,10 @@ def test_evaluate_reports_akd_and_mkr_of_its_frames(tmp_path, tiny_fomm):
 def test_evaluate_reports_expression_following_and_its_still_baseline(tmp_path, tiny_fomm):
     import torch
 
+    from app.train import expression_lines
     from motion.checkpoint import load_model
     from motion.config import load_config
     from training.evaluate import evaluate, reconstruct
-    from app.train import expression_lines
 
     frames = grey_clip(tmp_path, [0.5, 0.6, 0.2, 0.8])  # the mouth opens with the brightness; frame 2 has no face
     config = load_config(tiny_fomm[0])

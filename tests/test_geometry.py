@@ -5,10 +5,23 @@ import numpy as np
 import pytest
 import torch
 
-from motion.geometry import (blend_motions, compose_through_reference, coordinate_grid, gaussian_heatmaps,
-                             heatmap_weighted_sum, local_affine_motions, movement_scale, relative_jacobians,
-                             relative_keypoints, resize_flow, soft_argmax, spatial_softmax, tps_jacobian,
-                             tps_warp_points, warp)
+from motion.geometry import (
+    blend_motions,
+    compose_through_reference,
+    coordinate_grid,
+    gaussian_heatmaps,
+    heatmap_weighted_sum,
+    local_affine_motions,
+    movement_scale,
+    relative_jacobians,
+    relative_keypoints,
+    resize_flow,
+    soft_argmax,
+    spatial_softmax,
+    tps_jacobian,
+    tps_warp_points,
+    warp,
+)
 
 
 def test_coordinate_grid_values_and_order():

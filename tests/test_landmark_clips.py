@@ -10,8 +10,18 @@ import numpy as np
 
 import training.landmark_clips as landmark_clips
 from core.media import frame_files, load_picture
-from training.landmark_clips import (border_points, folds, make_face_data, moved_landmarks, parted, smooth, spline_maps,
-                                     tps_apply, tps_fit, warp_along)
+from training.landmark_clips import (
+    border_points,
+    folds,
+    make_face_data,
+    moved_landmarks,
+    parted,
+    smooth,
+    spline_maps,
+    tps_apply,
+    tps_fit,
+    warp_along,
+)
 from training.options import MakeFaceDataOptions
 
 

@@ -23,8 +23,7 @@ from core.faces import DEFAULT_MARGIN, face_crop
 from core.puppeteer import FommPuppeteer
 from core.tracking import landmarks, make_tracker, resolve_tracker
 from core.tracking.haar import HaarFaceDetector, HaarTracker
-from core.tracking.landmarks import (LANDMARK_MODEL, FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks,
-                                     shape_68)
+from core.tracking.landmarks import LANDMARK_MODEL, FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks, shape_68
 from core.tracking.steady import STEADY_FRAMES
 from motion.checkpoint import load_model
 from motion.config import load_config

@@ -4,8 +4,16 @@ import torch
 
 from motion.config import TransformParams
 from motion.errors import UserError
-from training.losses import (VGG19_LAYOUT, ImagePyramid, RandomTps, ReconstructionLoss, Vgg19Features,
-                             equivariance_losses, masked_l1, ssim)
+from training.losses import (
+    VGG19_LAYOUT,
+    ImagePyramid,
+    RandomTps,
+    ReconstructionLoss,
+    Vgg19Features,
+    equivariance_losses,
+    masked_l1,
+    ssim,
+)
 
 
 def test_pyramid_scales():

@@ -9,8 +9,18 @@ import torch
 from torch import nn
 
 from conftest import TEST_CONFIGS
-from motion.checkpoint import (CheckpointError, check_finite, check_state_dict, load_matching, load_model, load_state,
-                               model_from_checkpoint, read_checkpoint, save_checkpoint, start_coseg_from_fomm)
+from motion.checkpoint import (
+    CheckpointError,
+    check_finite,
+    check_state_dict,
+    load_matching,
+    load_model,
+    load_state,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    start_coseg_from_fomm,
+)
 from motion.config import load_config
 
 FIX = "pass the .pth.tar file saved by training"

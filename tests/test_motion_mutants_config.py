@@ -8,8 +8,20 @@ import dataclasses
 
 import pytest
 
-from motion.config import (COUNT, ConfigError, DenseMotionParams, DiscriminatorParams, KeypointDetectorParams,
-                           TransformParams, checked, listing, load_config, number, parse_config, whole)
+from motion.config import (
+    COUNT,
+    ConfigError,
+    DenseMotionParams,
+    DiscriminatorParams,
+    KeypointDetectorParams,
+    TransformParams,
+    checked,
+    listing,
+    load_config,
+    number,
+    parse_config,
+    whole,
+)
 
 P = "cfg.yaml"  # the path parse_config names in its messages
 

@@ -10,9 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from motion.geometry import (blend_motions, coordinate_grid, gaussian_heatmaps, heatmap_weighted_sum,
-                             local_affine_motions, movement_scale, relative_jacobians, relative_keypoints, resize_flow,
-                             resize_map, soft_argmax, spatial_softmax, tps_jacobian, tps_warp_points, warp)
+from motion.geometry import (
+    blend_motions,
+    coordinate_grid,
+    gaussian_heatmaps,
+    heatmap_weighted_sum,
+    local_affine_motions,
+    movement_scale,
+    relative_jacobians,
+    relative_keypoints,
+    resize_flow,
+    resize_map,
+    soft_argmax,
+    spatial_softmax,
+    tps_jacobian,
+    tps_warp_points,
+    warp,
+)
 
 # grid_sample without an explicit align_corners warns (and relies on a default that changed in torch 1.3): an error here
 pytestmark = pytest.mark.filterwarnings("error:Default grid_sample")

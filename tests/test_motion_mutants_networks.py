@@ -12,8 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motion.blocks import (AntiAliasDownsample, ConvNormRelu, DownBlock, Hourglass, ResBlock, UpBlock, gaussian_kernel,
-                           maybe_downsample)
+from motion.blocks import (
+    AntiAliasDownsample,
+    ConvNormRelu,
+    DownBlock,
+    Hourglass,
+    ResBlock,
+    UpBlock,
+    gaussian_kernel,
+    maybe_downsample,
+)
 from motion.config import DiscriminatorParams, parse_config
 from motion.dense_motion import DenseMotionNetwork
 from motion.discriminator import Discriminator, DiscriminatorBlock, MultiScaleDiscriminator
@@ -21,7 +29,7 @@ from motion.generator import EncoderDecoder, OcclusionAwareGenerator, warp_featu
 from motion.keypoints import KeypointDetector, Keypoints, read_anchors
 from motion.networks import build_networks
 from motion.reconstruction import ReconstructionModule, part_flow, parts_mask, visibility_mask
-from motion.segmentation import Segments, SegmentationModule
+from motion.segmentation import SegmentationModule, Segments
 
 # grid_sample without an explicit align_corners (a default that changed in torch 1.3) and softmax without an explicit
 # dim warn: errors here

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from motion.keypoints import Keypoints
 from core.smoothing import OneEuroFilter
+from motion.keypoints import Keypoints
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 
 

@@ -8,11 +8,11 @@ import torch
 from conftest import CONFIGS, TEST_CONFIGS
 from motion.blocks import AntiAliasDownsample, gaussian_kernel
 from motion.config import load_config
+from motion.geometry import coordinate_grid
 from motion.keypoints import Keypoints
 from motion.networks import build_networks
-from motion.reconstruction import parts_mask, part_flow, visibility_mask
+from motion.reconstruction import part_flow, parts_mask, visibility_mask
 from motion.segmentation import Segments
-from motion.geometry import coordinate_grid
 
 # Copies of shared/reference: every official state_dict key with its shape.
 REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -113,7 +113,8 @@ def test_coseg_shapes_flow_visibility_and_swap(vox_coseg):
     assert torch.allclose(seg.segmentation.sum(1), torch.ones(1, 64, 64), atol=1e-5)
     assert torch.allclose(part_flow(seg, seg), coordinate_grid(64, 64).unsqueeze(0), atol=1e-5)
     # visibility = 1 - fg_source * (1 - fg_target), checked on hand-made masks
-    fg = lambda v: torch.cat([torch.full((1, 1, 1, 1), 1 - v), torch.full((1, 1, 1, 1), v)], 1)
+    def fg(v):
+        return torch.cat([torch.full((1, 1, 1, 1), 1 - v), torch.full((1, 1, 1, 1), v)], 1)
     src, tgt = Segments(fg(0.8), None, None), Segments(fg(0.25), None, None)
     assert visibility_mask(tgt, src).item() == pytest.approx(1 - 0.8 * 0.75)
     features = rec.encode(image)

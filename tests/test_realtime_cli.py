@@ -15,10 +15,10 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-import puppet
 import app.bench as bench
-from motion.config import load_config
+import puppet
 from app.bench import run_bench
+from motion.config import load_config
 from realtime.options import BenchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,8 +221,8 @@ def test_a_broken_live_input_ends_with_one_line_and_the_stats_written(tiny_fomm,
                                                                      monkeypatch):
     """A paced folder whose frames stop decoding (on a fake clock, so every frame is read): exit 2 with one
     line, the frames recorded until then kept, and the stats written."""
-    from conftest import FakeClock
     import realtime.sources
+    from conftest import FakeClock
     monkeypatch.setattr(realtime.sources, "Clock", FakeClock)
     driving = tmp_path / "in"
     driving.mkdir()
@@ -245,6 +245,7 @@ def test_a_full_disk_under_one_output_ends_with_one_line_and_keeps_the_rest(tiny
     """The frame folder's disk fills after 3 frames (an injected ENOSPC): exit 2 with one line naming the
     output and the cause; its 3 frames, the other output (a finalised video) and the stats are kept."""
     import errno
+
     from realtime.sinks.files import FrameWriter
     write = FrameWriter.write
 

@@ -19,8 +19,10 @@ from skimage import data as skdata
 
 import puppet
 from conftest import FakeClock, naive_relative_animation
+from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
 from core.media import frame_files, to_uint8
 from core.puppeteer import FommPuppeteer
+from core.tracking.haar import HaarTracker
 from motion.checkpoint import load_model
 from motion.config import load_config
 from motion.errors import UserError
@@ -29,8 +31,6 @@ from realtime.animator import MAX_WAIT, Animator, AnimatorOptions, Rendered
 from realtime.avatars import find_faces, prepare_avatars
 from realtime.controls import Controls
 from realtime.engine import Engine, NewestFrame
-from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
-from core.tracking.haar import HaarTracker
 from realtime.sinks.files import RecordingSink
 from realtime.smoothing import KeypointSmoother
 from realtime.sources import FileSource, Frame, SyntheticSource
@@ -122,7 +122,8 @@ def test_lost_face_black_and_face_less_frames_hold_the_pose(puppeteer, astronaut
     tracking = stats.summary()["tracking"]
     assert tracking["losses"] == 1  # one loss for the whole 9-frame gap
     assert tracking["frames_without_face"] == 9
-    assert tracking["detections"] == 1 + 7 + 1  # whole-frame searches: the first frame, each face-less one (not the black ones), the return
+    # whole-frame searches: the first frame, each face-less one (not the black ones), the return
+    assert tracking["detections"] == 1 + 7 + 1
 
 
 def test_a_slow_sink_does_not_slow_inference(puppeteer, astronaut_png):

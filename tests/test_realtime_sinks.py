@@ -12,10 +12,10 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
+from app.live import default_sink, open_sink
 from core.media import FrameWriter, MediaError
 from motion.errors import UserError
 from realtime.controls import Controls
-from app.live import default_sink, open_sink
 from realtime.sinks import Packet, Rendered
 from realtime.sinks.files import RecordingSink
 from realtime.sinks.http import HttpSink

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from motion.keypoints import Keypoints
 from core.smoothing import OneEuroFilter
+from motion.keypoints import Keypoints
 from realtime.smoothing import JitterMeter, KeypointSmoother, PoseReturn
 
 

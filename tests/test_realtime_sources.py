@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import realtime.sources as sources
-from motion.errors import UserError
-from core.media import picture_to_rgb
 from conftest import FakeClock
+from core.media import picture_to_rgb
+from motion.errors import UserError
 from realtime.sources import CameraError, FileSource, SyntheticSource, WebcamSource, open_source
 
 

@@ -9,8 +9,17 @@ import pytest
 from skimage import data as skdata
 
 from puppet import main
-from training.synthetic import (ClipMotion, Subject, detect_face, face_crop_box, generate_dataset, load_background,
-                                load_subjects, random_motion, render_clip)
+from training.synthetic import (
+    ClipMotion,
+    Subject,
+    detect_face,
+    face_crop_box,
+    generate_dataset,
+    load_background,
+    load_subjects,
+    random_motion,
+    render_clip,
+)
 
 
 def read_clip(folder: Path) -> np.ndarray:

@@ -163,6 +163,7 @@ def test_ctrl_c_saves_a_checkpoint_first(clips, tmp_path):
 
 def test_init_takes_the_tensors_that_fit(tiny_fomm, tmp_path):
     import yaml
+
     from motion.config import parse_config
     from motion.networks import build_networks
     from training.trainer import initialise_from
@@ -180,6 +181,7 @@ def test_init_takes_the_tensors_that_fit(tiny_fomm, tmp_path):
 
 def test_init_grows_a_model_to_more_parts(tiny_coseg):
     import yaml
+
     from motion.config import parse_config
     from motion.networks import build_networks
     from training.trainer import initialise_from
@@ -281,6 +283,7 @@ def test_split_plan_gives_each_empty_part_half_of_the_heaviest():
 @pytest.mark.parametrize("noise", [0.0, 0.05])
 def test_split_parts_keeps_the_prediction(noise):
     import yaml
+
     from motion.config import parse_config
     from motion.networks import build_networks
     from training.part_split import split_parts

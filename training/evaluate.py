@@ -29,8 +29,7 @@ from core.tracking.haar import HaarFaceDetector
 from core.tracking.landmarks import LandmarkDetector
 from motion.config import Config, TransformParams
 from training.dataset import load_video, split_videos
-from training.face_metrics import (SCREEN_SHARE, akd, chroma_key, expression_following, iou, missing_rate,
-                                   motion_correlation)
+from training.face_metrics import SCREEN_SHARE, akd, chroma_key, expression_following, iou, missing_rate, motion_correlation
 from training.losses import RandomTps
 
 CROSS_FRAMES = 128  # at most this many driving frames of a held-out clip in cross-identity animation

@@ -21,9 +21,9 @@ from skimage import data as skdata
 from tqdm import tqdm
 
 from core.media import FrameWriter
+from core.tracking.haar import load_face_cascade
 from motion.errors import UserError
 from motion.geometry import coordinate_grid, tps_warp_points
-from core.tracking.haar import load_face_cascade
 
 Point = tuple[float, float]
 SUBJECT_FILL = 0.9  # half-size of the subject in the frame, in [-1, 1] units: the face fills most of the crop

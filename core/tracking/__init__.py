@@ -24,8 +24,7 @@ import numpy as np
 
 from core.faces import Box
 from core.tracking.haar import HaarTracker
-from core.tracking.landmarks import (LANDMARK_MODEL, DlibLandmarks, FaceAlignmentLandmarks, LandmarkTracker,
-                                     MediaPipeLandmarks)
+from core.tracking.landmarks import LANDMARK_MODEL, DlibLandmarks, FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks
 from motion.errors import UserError
 
 TRACKERS = ("auto", "dlib", "mediapipe", "face-alignment", "haar")
