@@ -1,5 +1,6 @@
 """`live` and `bench` options: defaults and help in one dataclass per command (core/options.py builds
-the command line from them). Kept free of heavy imports so `puppet.py --help` is instant."""
+the command line from them). Kept free of torch, so `puppet.py --help` takes about half a second (what it
+imports is OpenCV and numpy, through the face-crop and tracker constants; tests/test_options.py checks that torch stays out)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

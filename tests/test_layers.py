@@ -8,10 +8,11 @@ from conftest import ROOT
 RANK = {"motion": 0, "core": 1, "export": 2, "realtime": 3, "training": 3, "app": 4}
 
 
-def imported_packages(source: str) -> set[str]:
-    """Top-level names of every import in a module, function-level (lazy) imports included."""
+def imported_packages(source: str, lazy: bool = True) -> set[str]:
+    """Top-level names of every import in a module, function-level (lazy) imports included unless not `lazy`."""
     names = set()
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    for node in ast.walk(tree) if lazy else tree.body:
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -102,3 +102,15 @@ def test_a_bad_option_is_one_error_line_naming_where_the_options_are(capsys):
         puppet.main(["bench", "--frames", "1"])
     assert refused.value.code == 2
     assert capsys.readouterr().err == "error: argument --frames: 1 is too small: use 2 or more; see puppet.py bench --help\n"
+
+
+def test_the_command_line_is_built_without_torch():
+    """`puppet.py --help` and option parsing import no torch (seconds on a small machine): the commands
+    import it when they run."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    code = "import sys, puppet; puppet.build_parser().parse_args(['live', '--fps', '30']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -2,7 +2,6 @@
 `puppet` console script and the shipped models, and lists what our code imports."""
 from __future__ import annotations
 
-import ast
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import zipfile
 import pytest
 
 from conftest import ROOT
+from test_layers import imported_packages
 
 LAYERS = ("motion", "core", "export", "realtime", "training", "app")
 # import name -> distribution, for the third-party modules our code imports at module level
@@ -26,25 +26,14 @@ def package_dirs() -> list[str]:
                   for p in (ROOT / layer).rglob("__init__.py") if "__pycache__" not in p.parts)
 
 
-def top_level_imports(path) -> set[str]:
-    """Modules imported at a file's top level (lazy imports inside functions are optional features)."""
-    names = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
-
-
 def test_every_top_level_third_party_import_is_a_listed_dependency():
     listed = {d.split(";")[0].split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower()
               for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
     files = [ROOT / "puppet.py", *(p for layer in LAYERS for p in (ROOT / layer).rglob("*.py"))]
-    ours = set(LAYERS) | {"puppet"}
+    ignored = set(LAYERS) | {"puppet", "triton", "tensorrt"} | set(sys.stdlib_module_names)  # ours, GPU-only, stdlib
     missing = set()
     for path in files:
-        for name in top_level_imports(path) - ours - set(sys.stdlib_module_names) - {"triton", "tensorrt"}:
+        for name in imported_packages(path.read_text(), lazy=False) - ignored:
             if DISTRIBUTION.get(name, name).lower() not in listed:
                 missing.add(f"{path.relative_to(ROOT)}: {name}")
     assert not missing
