@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.faces import DEFAULT_MARGIN
 from core.options import ModelOptions, at_least, option, positive
 
 OUT = ("--out",)
@@ -42,7 +43,8 @@ class PrepareDataOptions:
     max_frames: int = option(128, "longer chunks are cut", type=at_least(2))
     drift: float = option(0.25, "a chunk is cut when the union of its face boxes grows this much beyond their "
                           "mean size", type=at_least(0.0, float))
-    margin: float = option(0.3, "crop margin around the face box, per side, as in live", type=at_least(0.0, float))
+    margin: float = option(DEFAULT_MARGIN, "crop margin around the face box, per side, as in live",
+                           type=at_least(0.0, float))
     overwrite: bool = option(False, "replace OUTPUT/train and OUTPUT/test if they exist")
 
 

@@ -20,21 +20,22 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from core.faces import DEFAULT_MARGIN, Box, crop, face_crop, union_box
+from core.faces import Box, crop, face_crop, union_box
 from core.media import VIDEO_SUFFIXES, FrameWriter, MediaError, open_frames, picture_to_rgb
 from core.tracking.haar import HaarFaceDetector
 from motion.errors import UserError
+from training.options import PrepareDataOptions
 
 
 @dataclass(frozen=True)
 class ChunkRules:
     """How videos are cut. `drift`: how much larger than the chunk's mean face box the union of its boxes
     may grow before the chunk is cut (a face that moves further needs a new box)."""
-    min_frames: int = 32
-    max_frames: int = 128
-    drift: float = 0.25
-    margin: float = DEFAULT_MARGIN
-    test_fraction: float = 0.15
+    min_frames: int = PrepareDataOptions.min_frames  # the defaults are prepare-data's options'
+    max_frames: int = PrepareDataOptions.max_frames
+    drift: float = PrepareDataOptions.drift
+    margin: float = PrepareDataOptions.margin
+    test_fraction: float = PrepareDataOptions.test_fraction
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_frames <= self.max_frames:
