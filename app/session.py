@@ -74,7 +74,7 @@ class Session:
 
     def tracker(self) -> Tracker | None:
         """A new face tracker (each loop follows the face from scratch), or None."""
-        return None if self.tracker_name is None else make_tracker(self.tracker_name)
+        return None if self.tracker_name is None else make_tracker(self.tracker_name, own_process=True)
 
     def animator(self, controls: Controls, stats: Stats, want_alpha: bool = False) -> Animator:
         """The per-frame work of a real-time command, with a new tracker and keypoint smoother."""

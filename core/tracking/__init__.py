@@ -25,6 +25,7 @@ import numpy as np
 from core.faces import Box
 from core.tracking.haar import HaarTracker
 from core.tracking.landmarks import LANDMARK_MODEL, DlibLandmarks, FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks
+from core.tracking.process import ProcessTracker
 from motion.errors import UserError
 
 TRACKERS = ("auto", "dlib", "mediapipe", "face-alignment", "haar")
@@ -70,13 +71,14 @@ def resolve_tracker(name: str) -> str:
     return "haar"
 
 
-def make_tracker(name: str = "auto") -> Tracker:
-    """A face tracker by name: one of TRACKERS."""
+def make_tracker(name: str = "auto", own_process: bool = False) -> Tracker:
+    """A face tracker by name: one of TRACKERS. own_process (the live loop's threads): dlib, which holds
+    Python's interpreter lock while it fits landmarks, runs in a child process (process.ProcessTracker)."""
     name = resolve_tracker(name)
     if name == "haar":
         return HaarTracker()
     if name == "dlib":
-        return LandmarkTracker(DlibLandmarks(LANDMARK_MODEL))
+        return ProcessTracker(name) if own_process else LandmarkTracker(DlibLandmarks(LANDMARK_MODEL))
     if name == "mediapipe":
         return LandmarkTracker(MediaPipeLandmarks())
     if name == "face-alignment":
