@@ -1,6 +1,7 @@
 """The checkpoints and avatar we ship, used when the user names none."""
 from __future__ import annotations
 
+import site
 import sys
 from pathlib import Path
 
@@ -11,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def shipped_folder(name: str) -> Path:
     """A folder we ship (checkpoints, configs): next to the code in a checkout or an editable install, else
-    where a `pip install .` put it (pyproject.toml's data-files: PREFIX/share/puppet/NAME)."""
-    beside = ROOT / name
-    return beside if beside.is_dir() else Path(sys.prefix) / "share" / "puppet" / name
+    where a `pip install .` put it (pyproject.toml's data-files: DATA/share/puppet/NAME, DATA the install
+    scheme's data folder: the environment's prefix, or ~/.local for --user)."""
+    places = [ROOT, Path(sys.prefix) / "share" / "puppet", Path(site.getuserbase()) / "share" / "puppet"]
+    return next((place / name for place in places if (place / name).is_dir()), ROOT / name)
 
 
 CHECKPOINTS = shipped_folder("checkpoints")

@@ -18,7 +18,7 @@ from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_
 from core.paste import Portrait
 from core.pipeline import ADAPT_SCALE, RELATIVE, FommPipeline, SwapPipeline, frame_band
 from core.puppeteer import Puppeteer
-from core.tracking import Tracker
+from core.tracking import Tracker, tracker_kind
 from motion.geometry import resize_map, warp
 from realtime.avatars import Avatar, PartSwapper, foreground
 from realtime.controls import Controls
@@ -185,11 +185,16 @@ class Animator:
         with self.stats.time("paste_back"):
             return portrait(image, rendered, band), None if alpha is None else portrait.matte(alpha)
 
+    def close(self) -> None:
+        """Free the tracker (its child process, if it has one)."""
+        if self.tracker is not None:
+            self.tracker.close()
+
     def tracking(self) -> dict[str, object]:
         """Face tracking figures for the stats: the tracker, faces lost (the animator's count of followed faces
         lost, the one losses figure), full detections run (None without a tracker)."""
         tracker = self.tracker
-        return {"tracker": type(tracker).__name__ if tracker is not None else "none", "losses": self.losses,
+        return {"tracker": tracker_kind(tracker) if tracker is not None else "none", "losses": self.losses,
                 "detections": tracker.detections if tracker is not None else None}
 
     def jitter(self) -> dict[str, float]:

@@ -352,6 +352,7 @@ class Engine:
             self.stats.extra["sinks"] = {w.sink.name: {"written": w.written, "dropped": w.dropped} for w in workers}
             self.stats.extra["jitter"] = self.animator.jitter()
             self.stats.extra["tracking"] = {**self.animator.tracking(), **self.watch.figures()}
+            self.animator.close()
         for error in (self.capture_error, self.first_half_error, *(w.error for w in workers)):
             if error is not None:
                 raise error

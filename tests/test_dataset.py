@@ -247,7 +247,7 @@ def test_anchors_follow_their_frames_through_the_flips(counting_video):
         marks[i, [37, 38]] = [[3, 1], [3, 1]]
         marks[i, [43, 44]] = [[25, 2], [25, 2]]
     marks[5] = np.nan
-    save_landmarks(folder / LANDMARK_FILE, list(marks))
+    save_landmarks(folder / LANDMARK_FILE, list(marks), SIZE)
     flips = {"flip_param": {"time_flip": True, "horizontal_flip": True}}
     data = VideoDataset(counting_video, "train", SIZE, flips, 1, seed=0, extras=Extras(anchors=True))
     seen = set()
@@ -266,6 +266,13 @@ def test_anchors_follow_their_frames_through_the_flips(counting_video):
             np.testing.assert_allclose(got, expected, atol=1e-5)
             seen.add(mirrored)
     assert seen == {False, True}
+
+
+def test_landmarks_of_another_frame_size_are_refused(counting_video):
+    save_landmarks(counting_video / "train" / "count" / LANDMARK_FILE, [np.zeros((68, 2))] * 6, (64, 64))
+    data = VideoDataset(counting_video, "train", SIZE, None, 1, seed=0, extras=Extras(anchors=True))
+    with pytest.raises(DatasetError, match="64x64 frames, the config's are 32x32"):
+        data[0]
 
 
 def test_expression_weight_needs_masks(counting_video):

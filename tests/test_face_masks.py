@@ -46,7 +46,8 @@ def test_one_detector_pass_writes_landmarks_and_masks_of_each_clip_once(tmp_path
         return None if frame.mean() > 0.3 else square_face()  # the third frame (80/255) has no face
     assert write_clip_masks(tmp_path, (64, 64), detector=detector) == (1, 1)
     assert len(calls) == 3
-    marks = load_landmarks(clip / LANDMARK_FILE)
+    marks, size = load_landmarks(clip / LANDMARK_FILE)
+    assert size == (64, 64)
     np.testing.assert_allclose(marks[:2], [square_face()] * 2)
     assert np.isnan(marks[2]).all()
     np.testing.assert_array_equal(load_masks(clip / MASK_FILE)[0], landmark_mask(square_face(), (64, 64)))

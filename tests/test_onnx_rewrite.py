@@ -38,8 +38,8 @@ def conv_model(convs: list[dict], channels: int = 4, size: int = 9) -> onnx.Mode
         attrs = {"kernel_shape": list(spec["weight"].shape[2:]), "pads": list(spec["pads"])}
         attrs.update({k: spec[k] for k in ("strides", "group") if k in spec})
         nodes.append(helper.make_node("Conv", ["x", f"w{i}", f"b{i}"], [f"y{i}"], name=f"conv{i}", **attrs))
-        (outs, _, k, _), pads, step = spec["weight"].shape, spec["pads"], spec.get("strides", [1])[0]
-        side = [(size + pads[a] + pads[a + 2] - k) // step + 1 for a in (0, 1)]
+        (outs, _, *window), pads, step = spec["weight"].shape, spec["pads"], spec.get("strides", [1])[0]
+        side = [(size + pads[a] + pads[a + 2] - window[a]) // step + 1 for a in (0, 1)]
         outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, outs, *side]))
     graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
                               outputs, inits)
@@ -60,11 +60,13 @@ def ops(model: onnx.ModelProto) -> list[str]:
     return [node.op_type for node in model.graph.node]
 
 
-@pytest.mark.parametrize("pads", [(3, 3, 3, 3), (0, 0, 0, 0), (1, 2, 3, 0)])
-def test_narrow_conv_becomes_transposed_conv_with_same_output(pads):
+@pytest.mark.parametrize("pads, window", [((3, 3, 3, 3), (7, 7)), ((0, 0, 0, 0), (7, 7)), ((1, 2, 3, 0), (7, 7)),
+                                          ((1, 2, 3, 4), (5, 7))])
+def test_narrow_conv_becomes_transposed_conv_with_same_output(pads, window):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, 4, 9, 9)).astype(np.float32)
     conv = spec(rng, 3, 4, 7, pads)
+    conv["weight"] = conv["weight"][:, :, :window[0], :window[1]].copy()
     model = transpose_narrow_convs(conv_model([conv]))
     assert ops(model) == ["ConvTranspose"]
     (out,) = run(model, x)

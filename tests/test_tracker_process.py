@@ -54,3 +54,20 @@ def test_the_child_follows_the_face_as_the_tracker_does_here(frames):
 def test_a_tracker_the_child_cannot_make_is_a_one_line_user_error():
     with pytest.raises(UserError, match="face tracker: unknown face tracker 'nonsense'"):
         ProcessTracker("nonsense")
+
+
+def test_a_child_that_died_is_a_one_line_user_error_and_its_memory_is_freed(frames):
+    """A Haar tracker (no dlib needed) whose child is killed: the next call says so in one line; close()
+    unlinks the shared memory block."""
+    from multiprocessing.shared_memory import SharedMemory
+
+    child = ProcessTracker("haar")
+    child.update(frames[0], 0.0)
+    name = child._memory[-1].name
+    child._process.kill()
+    child._process.join()
+    with pytest.raises(UserError, match="ended unexpectedly"):
+        child.update(frames[1], 0.1)
+    child.close()
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(name)

@@ -69,7 +69,7 @@ def test_anchor_weight_pulls_the_chosen_keypoints_onto_their_landmarks(clips, tm
     marks[[62, 66]] = [[32, 40], [32, 48]]
     marks[[37, 38]], marks[[43, 44]] = [20, 22], [44, 22]
     for video in (clips / "train").iterdir():
-        save_landmarks(video / LANDMARK_FILE, [marks] * len(list(video.glob("*.png"))))
+        save_landmarks(video / LANDMARK_FILE, [marks] * len(list(video.glob("*.png"))), (64, 64))
     target = torch.tensor([[32, 40], [32, 48], [20, 22], [44, 22]]) / 63 * 2 - 1
     config = with_anchors(config, 100.0, (3, 0, 1, 2))
     frames = VideoDataset.from_config(config, clips, seed=0)[0]["source"][None]
@@ -89,7 +89,7 @@ def test_anchor_weight_pulls_the_chosen_keypoints_onto_their_landmarks(clips, tm
 
 def test_anchor_weight_needs_four_keypoints_of_the_model(clips):
     config = load_config(TEST_CONFIGS / "tiny-fomm.yaml")
-    for keypoints in ((0, 1, 2), (0, 1, 2, config.model.num_kp)):
+    for keypoints in ((0, 1, 2), (0, 1, 2, config.model.num_kp), (0, 1, 1, 2)):
         with pytest.raises(UserError, match="anchor_keypoints"):
             train(with_anchors(config, 1.0, keypoints), VideoDataset.from_config(config, clips, seed=0),
                   TrainOptions(output="/nonexistent", epochs=1, sheet_every=0))

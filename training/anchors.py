@@ -58,6 +58,8 @@ def nearest_keypoints(keypoints: np.ndarray, anchors: np.ndarray) -> tuple[int, 
     frames (keypoints (N, K, 2), anchors (N, A, 2), NaN where unknown), so training moves each chosen
     keypoint the least."""
     known = ~np.isnan(anchors).any(-1)  # (N, A)
+    if not known.any(0).all():
+        raise ValueError("an anchor has no landmarks in any frame: no face was found")
     cost = np.zeros((anchors.shape[1], keypoints.shape[1]))
     for a in range(anchors.shape[1]):
         rows = known[:, a]

@@ -291,9 +291,19 @@ class VideoDataset(Dataset):
         return {"source": _chw(source), "driving": _chw(driving), **item}
 
 
+    def _landmarks(self, path: Path) -> np.ndarray:
+        """A clip's cached landmarks, which must be in pixels of the frames this dataset reads."""
+        marks, size = load_landmarks(path)
+        if size != self.size:
+            held = "landmarks of unknown frames" if size is None else f"landmarks of {size[1]}x{size[0]} frames"
+            raise DatasetError(f"{path} holds {held}, the config's are "
+                               f"{self.size[1]}x{self.size[0]}; delete it and run `python scripts/face_masks.py DATA "
+                               f"--size {self.size[0]}`")
+        return marks
+
     def _anchor_points(self, video: Path, indices: tuple[int, int]) -> np.ndarray:
         """(2, A, 2) anchor pixels of two frames of a clip at the dataset's size (NaN: no face found)."""
-        marks = self._cache.get(video / LANDMARK_FILE, lambda: load_landmarks(video / LANDMARK_FILE))
+        marks = self._cache.get(video / LANDMARK_FILE, lambda: self._landmarks(video / LANDMARK_FILE))
         return np.stack([anchor_points(None if np.isnan(marks[i]).any() else marks[i]) for i in indices])
 
 

@@ -49,15 +49,17 @@ def load_masks(path: Path) -> np.ndarray:
         return np.unpackbits(data["bits"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)
 
 
-def save_landmarks(path: Path, marks: list[np.ndarray | None]) -> None:
-    """(T, 68, 2) float32 pixel landmarks of a clip's frames, NaN where no face was found."""
-    np.savez_compressed(path, landmarks=np.stack([np.full((68, 2), np.nan, np.float32) if m is None
-                                                 else m.astype(np.float32) for m in marks]))
+def save_landmarks(path: Path, marks: list[np.ndarray | None], size: tuple[int, int]) -> None:
+    """(T, 68, 2) float32 pixel landmarks of a clip's frames read at `size` (h, w), NaN where no face was found."""
+    np.savez_compressed(path, size=np.array(size), landmarks=np.stack([np.full((68, 2), np.nan, np.float32) if m is None
+                                                                     else m.astype(np.float32) for m in marks]))
 
 
-def load_landmarks(path: Path) -> np.ndarray:
+def load_landmarks(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """(landmarks, the (h, w) frame size they are in pixels of; None in a file that does not say), as
+    save_landmarks wrote them."""
     with np.load(path) as data:
-        return data["landmarks"]
+        return data["landmarks"], tuple(int(n) for n in data["size"]) if "size" in data else None
 
 
 def write_clip_masks(root: str | Path, size: tuple[int, int], split: str = "train",
@@ -74,7 +76,7 @@ def write_clip_masks(root: str | Path, size: tuple[int, int], split: str = "trai
         frames = [read_image(path, size) for path in frame_files(folder)]
         marks = [detector(frame) for frame in frames]
         faceless += sum(m is None for m in marks)
-        save_landmarks(folder / LANDMARK_FILE, marks)
+        save_landmarks(folder / LANDMARK_FILE, marks, size)
         save_masks(folder / MASK_FILE, np.stack([landmark_mask(m, frame.shape[:2]) for m, frame in zip(marks, frames)]))
         written += 1
         print(f"{folder.name}: {len(frames)} frames, {sum(m is None for m in marks)} without a face", file=sys.stderr)

@@ -202,9 +202,9 @@ def _check_train(config: Config) -> TrainParams:
                         "supported; set generator_gan: 0 as the official vox-256.yaml does")
     chosen = config.train.anchor_keypoints
     if config.train.loss_weights.anchor and (config.kind != "fomm" or len(chosen) != len(ANCHORS)
-                                             or max(chosen) >= config.model.num_kp):
+                                             or len(set(chosen)) != len(chosen) or max(chosen) >= config.model.num_kp):
         raise UserError(f"{config.path}: loss_weights.anchor needs a FOMM config whose train_params.anchor_keypoints "
-                        f"lists {len(ANCHORS)} keypoints ({', '.join(ANCHORS)}), each below num_kp")
+                        f"lists {len(ANCHORS)} different keypoints ({', '.join(ANCHORS)}), each below num_kp")
     return config.train
 
 

@@ -40,7 +40,7 @@ class Tracker(Protocol):
     whole frame. `steady`: has the box held still for a few frames (calibration waits for it)? `landmarks`
     and `roll` describe the last frame ((N, 2) frame pixels, degrees), None without a face and for trackers
     without landmarks (Haar). `detections` counts the searches of the whole frame, `losses` the times a
-    followed face was dropped."""
+    followed face was dropped. close() frees what the tracker holds (ProcessTracker: its child process)."""
 
     detections: int
     losses: int
@@ -48,6 +48,8 @@ class Tracker(Protocol):
     def update(self, frame: np.ndarray, t: float) -> Box | None: ...
 
     def reset(self) -> None: ...
+
+    def close(self) -> None: ...
 
     @property
     def steady(self) -> bool: ...
@@ -69,6 +71,11 @@ def resolve_tracker(name: str) -> str:
     if importlib.util.find_spec("dlib") is not None and Path(LANDMARK_MODEL).is_file():
         return "dlib"
     return "haar"
+
+
+def tracker_kind(tracker: Tracker) -> str:
+    """The tracker's class for the stats; for one in a child process, the child's."""
+    return tracker.kind if isinstance(tracker, ProcessTracker) else type(tracker).__name__
 
 
 def make_tracker(name: str = "auto", own_process: bool = False) -> Tracker:

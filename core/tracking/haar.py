@@ -98,6 +98,9 @@ class HaarTracker:
         """Has the box held still for a few frames (see SteadyBox)?"""
         return self.stillness.steady
 
+    def close(self) -> None:
+        """Nothing to free (the Tracker interface)."""
+
     def reset(self) -> None:
         """Forget the face: the next update searches the whole frame."""
         self.box = None

@@ -376,6 +376,9 @@ class LandmarkTracker:
         """Has the box held still for a few frames (see SteadyBox)?"""
         return self.stillness.steady
 
+    def close(self) -> None:
+        """Nothing to free (the Tracker interface)."""
+
     def reset(self) -> None:
         """Forget the face: the next update detects it afresh."""
         self.shape: FaceShape | None = None

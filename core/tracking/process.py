@@ -10,6 +10,7 @@ and the answer, a few numbers, through a pipe.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -20,12 +21,14 @@ import numpy as np
 from core.faces import Box
 from motion.errors import UserError, first_line
 
+ENDED = "the face tracker's process ended unexpectedly; run again, or pass --tracker haar"
 START_S = 60.0  # the child imports numpy, OpenCV and dlib and loads the 100 MB landmark model
 
 
 @dataclass(frozen=True)
 class TrackerState:
     """What the Tracker interface exposes, as the child's tracker had it after its last call."""
+    kind: str  # the child's tracker class, for the stats
     box: Box | None = None
     landmarks: np.ndarray | None = None
     roll: float | None = None
@@ -35,13 +38,16 @@ class TrackerState:
 
 
 def _state(tracker, box: Box | None = None) -> TrackerState:
-    return TrackerState(box, tracker.landmarks, tracker.roll, tracker.steady, tracker.detections, tracker.losses)
+    return TrackerState(type(tracker).__name__, box, tracker.landmarks, tracker.roll, tracker.steady,
+                        tracker.detections, tracker.losses)
 
 
 def _serve(connection: Connection, name: str) -> None:
-    """The child: a tracker made by name, fed frames from shared memory, answering with its state."""
+    """The child: a tracker made by name, fed frames from shared memory, answering with its state. Ctrl-C
+    is the parent's to handle (it ends the child through the pipe)."""
     from core.tracking import make_tracker
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     memory: SharedMemory | None = None
     try:
         tracker = make_tracker(name)
@@ -58,14 +64,13 @@ def _serve(connection: Connection, name: str) -> None:
         if command == "close":
             break
         try:
-            if command == "memory":
-                if memory is not None:
-                    memory.close()
-                memory = SharedMemory(message[1])
-                continue
             box = None
             if command == "update":
-                shape, t = message[1], message[2]
+                name, shape, t = message[1:]
+                if memory is None or memory.name != name:  # the parent made a larger block
+                    if memory is not None:
+                        memory.close()
+                    memory = SharedMemory(name)
                 box = tracker.update(np.ndarray(shape, np.uint8, buffer=memory.buf), t)
             else:
                 tracker.reset()
@@ -85,6 +90,7 @@ def _stop(process: multiprocessing.Process, connection: Connection, memory: list
     process.join(2.0)
     if process.is_alive():
         process.terminate()
+        process.join(2.0)
     for block in memory:
         block.close()
         block.unlink()
@@ -106,11 +112,19 @@ class ProcessTracker:
             raise UserError(f"the {name} face tracker did not start within {START_S:.0f} s")
         self._state = self._answer()
 
+    def _ask(self, *message) -> TrackerState:
+        """Send a message to the child and return its answer."""
+        try:
+            self._connection.send(message)
+        except (OSError, ValueError):
+            raise UserError(ENDED) from None
+        return self._answer()
+
     def _answer(self) -> TrackerState:
         try:
             status, value = self._connection.recv()
         except (EOFError, OSError):
-            raise UserError("the face tracker's process ended unexpectedly; run again, or pass --tracker haar") from None
+            raise UserError(ENDED) from None
         if status == "error":
             raise UserError(f"face tracker: {value}")
         return value
@@ -119,7 +133,6 @@ class ProcessTracker:
         """Copy the frame into shared memory, made (again) when the frame outgrows it."""
         if not self._memory or self._memory[-1].size < frame.nbytes:
             block = SharedMemory(create=True, size=frame.nbytes)
-            self._connection.send(("memory", block.name))
             for old in self._memory:
                 old.close()
                 old.unlink()
@@ -129,16 +142,20 @@ class ProcessTracker:
     def update(self, frame: np.ndarray, t: float) -> Box | None:
         frame = np.asarray(frame, np.uint8)
         self._share(frame)
-        self._connection.send(("update", frame.shape, t))
-        self._state = self._answer()
+        self._state = self._ask("update", self._memory[-1].name, frame.shape, t)
         return self._state.box
 
     def reset(self) -> None:
-        self._connection.send(("reset",))
-        self._state = self._answer()
+        self._state = self._ask("reset")
 
     def close(self) -> None:
+        """End the child and free the shared memory (also at garbage collection and exit)."""
         self._stopper()
+
+    @property
+    def kind(self) -> str:
+        """The child's tracker class, as the stats name trackers."""
+        return self._state.kind
 
     @property
     def steady(self) -> bool:
