@@ -21,7 +21,7 @@ from conftest import ROOT
 from core import tracking
 from core.faces import DEFAULT_MARGIN, face_crop
 from core.puppeteer import FommPuppeteer
-from core.tracking import landmarks, make_tracker, resolve_tracker
+from core.tracking import factory, landmarks, make_tracker, resolve_tracker
 from core.tracking.haar import HaarFaceDetector, HaarTracker
 from core.tracking.landmarks import LANDMARK_MODEL, FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks, shape_68
 from core.tracking.steady import STEADY_FRAMES
@@ -279,10 +279,10 @@ def test_factory_names_and_errors(monkeypatch):
     if importlib.util.find_spec("mediapipe") is None:
         with pytest.raises(UserError, match="pip install mediapipe"):
             make_tracker("mediapipe")
-    monkeypatch.setattr(tracking, "LANDMARK_MODEL", "/nonexistent/shape_predictor.dat")
+    monkeypatch.setattr(factory, "LANDMARK_MODEL", "/nonexistent/shape_predictor.dat")
     with pytest.raises(UserError, match="dlib"):  # pip install dlib-bin, or apt-get install libdlib-data
         make_tracker("dlib")
-    monkeypatch.setattr(tracking, "DlibLandmarks", lambda model: "dlib's landmarks")
+    monkeypatch.setattr(factory, "DlibLandmarks", lambda model: "dlib's landmarks")
     assert make_tracker("dlib").provider == "dlib's landmarks"
 
 

@@ -262,7 +262,7 @@ BAD = [
     (edited(FOMM, train_params=dict(TRAIN, lr_generator=0)),
      f"{P}: train_params.lr_generator is 0; expected a finite number > 0"),
     (edited(FOMM, train_params={**TRAIN, "zz": 1, 7: 1}),  # keys of mixed types sort as text
-     f"{P}: unknown key 'train_params.7' (known: batch_size, checkpoint_freq, epoch_milestones, num_epochs, "
+     f"{P}: unknown key 'train_params.7' (known: anchor_keypoints, batch_size, checkpoint_freq, epoch_milestones, num_epochs, "
      "num_repeats, scales); fix the spelling or use a config written for this model"),
     (edited(FOMM, train_params=dict(TRAIN, transform_params={"sigma_affine": -1})),
      f"{P}: train_params.transform_params.sigma_affine is -1; expected a finite number >= 0"),

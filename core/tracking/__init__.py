@@ -23,12 +23,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from core.faces import Box
-from core.tracking.haar import HaarTracker
-from core.tracking.landmarks import LANDMARK_MODEL, DlibLandmarks, FaceAlignmentLandmarks, LandmarkTracker, MediaPipeLandmarks
+from core.tracking.factory import TRACKERS, local_tracker
+from core.tracking.landmarks import LANDMARK_MODEL
 from core.tracking.process import ProcessTracker
-from motion.errors import UserError
 
-TRACKERS = ("auto", "dlib", "mediapipe", "face-alignment", "haar")
+__all__ = ["TRACKERS", "Tracker", "make_tracker", "resolve_tracker", "tracker_kind"]
 
 
 @runtime_checkable
@@ -82,12 +81,4 @@ def make_tracker(name: str = "auto", own_process: bool = False) -> Tracker:
     """A face tracker by name: one of TRACKERS. own_process (the live loop's threads): dlib, which holds
     Python's interpreter lock while it fits landmarks, runs in a child process (process.ProcessTracker)."""
     name = resolve_tracker(name)
-    if name == "haar":
-        return HaarTracker()
-    if name == "dlib":
-        return ProcessTracker(name) if own_process else LandmarkTracker(DlibLandmarks(LANDMARK_MODEL))
-    if name == "mediapipe":
-        return LandmarkTracker(MediaPipeLandmarks())
-    if name == "face-alignment":
-        return LandmarkTracker(FaceAlignmentLandmarks())
-    raise UserError(f"unknown face tracker {name!r}; choose one of: {', '.join(TRACKERS)}")
+    return ProcessTracker(name) if own_process and name == "dlib" else local_tracker(name)

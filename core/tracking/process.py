@@ -45,12 +45,12 @@ def _state(tracker, box: Box | None = None) -> TrackerState:
 def _serve(connection: Connection, name: str) -> None:
     """The child: a tracker made by name, fed frames from shared memory, answering with its state. Ctrl-C
     is the parent's to handle (it ends the child through the pipe)."""
-    from core.tracking import make_tracker
+    from core.tracking.factory import local_tracker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     memory: SharedMemory | None = None
     try:
-        tracker = make_tracker(name)
+        tracker = local_tracker(name)
         connection.send(("ok", _state(tracker)))
     except Exception as err:  # reported to the parent, which raises it as a user error
         connection.send(("error", first_line(err)))
@@ -97,7 +97,8 @@ def _stop(process: multiprocessing.Process, connection: Connection, memory: list
 
 
 class ProcessTracker:
-    """The tracker `name` (core.tracking.make_tracker) in a child process, behind the same Tracker interface."""
+    """The tracker `name` (core.tracking.factory.local_tracker) in a child process, behind the same Tracker
+    interface."""
 
     def __init__(self, name: str):
         context = multiprocessing.get_context("spawn")  # no fork of a parent running inference threads
