@@ -231,6 +231,9 @@ class SlowAnimator:
     def tracking(self):
         return {}
 
+    def close(self):
+        pass
+
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("periods, outputs", [(2.0, 13), (0.5, 24), (3.5, 8)])
@@ -329,6 +332,9 @@ class OverlapAnimator:
 
     def tracking(self):
         return {}
+
+    def close(self):
+        pass
 
 
 class CountingSource(SyntheticSource):
@@ -461,6 +467,9 @@ class ScriptedFaces:
 
     def tracking(self):
         return {"losses": 0}
+
+    def close(self):
+        pass
 
 
 def test_no_face_for_3_s_of_capture_time_is_said_once_and_so_is_its_return(capsys):
