@@ -74,6 +74,7 @@ def test_anchor_weight_pulls_the_chosen_keypoints_onto_their_landmarks(clips, tm
     config = with_anchors(config, 100.0, (3, 0, 1, 2))
     frames = VideoDataset.from_config(config, clips, seed=0)[0]["source"][None]
 
+    @torch.no_grad()
     def distance(checkpoint) -> float:
         kp = load_model(config, checkpoint)["kp_detector"].eval()(frames).value[0, [3, 0, 1, 2]]
         return float((kp - target).abs().sum(-1).mean())
