@@ -86,17 +86,18 @@ def merge_sibling_convs(model: onnx.ModelProto) -> onnx.ModelProto:
     """Convolutions reading the same tensor with the same window become one convolution followed by a
     Split into the original outputs (in place; returns the model)."""
     graph = _Graph(model)
-    siblings: dict[tuple, list[int]] = defaultdict(list)
+    siblings: dict[tuple, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(list)
     for index, node in enumerate(graph.graph.node):
         parts = graph.conv_parts(node)
         if parts is not None:
-            siblings[(node.input[0], parts[0].shape[1:], parts[2])].append(index)
+            weight, bias, pads = parts
+            siblings[(node.input[0], weight.shape[1:], pads)].append((index, weight, bias))
     replaced: dict[int, list[onnx.NodeProto]] = {}
-    for (source, _, pads), indices in siblings.items():
-        if len(indices) < 2:
+    for (source, _, pads), convs in siblings.items():
+        if len(convs) < 2:
             continue
+        indices, weights, biases = zip(*convs)
         nodes = [graph.graph.node[i] for i in indices]
-        weights, biases = zip(*(graph.conv_parts(node)[:2] for node in nodes))
         name = f"{nodes[0].name or nodes[0].output[0]}_merged"
         weight = graph.add(np.concatenate(weights), f"{name}_weight")
         bias = graph.add(np.concatenate(biases), f"{name}_bias")
