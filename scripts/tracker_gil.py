@@ -36,7 +36,11 @@ def probe(count: int) -> tuple[float, float]:
 
 def beside(work, count: int) -> tuple[float, float]:
     stop = threading.Event()
-    thread = threading.Thread(target=lambda: [work() for _ in iter(stop.is_set, True)], daemon=True)
+
+    def loop() -> None:
+        while not stop.is_set():
+            work()
+    thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
         return probe(count)
