@@ -95,7 +95,7 @@ def cmd_train(o: TrainOptions) -> None:
 
 def cmd_eval(o: EvalOptions) -> None:
     from app.train import run_eval
-    run_eval(o.config, o.checkpoint, o.data, cpu=o.cpu, json_path=o.json, landmarks=o.landmarks, photos=o.photos)
+    run_eval(o)
 
 
 def cmd_eval_live(options: ChainEvalOptions) -> None:

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from app.session import BackendOpener, Model, find_model, open_session
 from core.defaults import DEFAULT_AVATAR, DEFAULT_DRIVING
+from core.expression import expressive
 from core.media import (
     FrameWriter,
     check_not_input,
@@ -39,8 +40,8 @@ def _remember(frames: Iterator[np.ndarray], store: list[np.ndarray]) -> Iterator
 Presenter = Callable[[np.ndarray, Any], np.ndarray]
 # the per-frame step: driving frame -> (model frame, its motion)
 Step = Callable[[np.ndarray], tuple[np.ndarray, Any]]
-# the avatar photo -> (the avatar prepared for the model, the per-frame step)
-PipelineOpener = Callable[[AvatarPhoto], tuple[Avatar, Step]]
+# (the avatar photo, the driving clip's frame rate) -> (the avatar prepared for the model, the per-frame step)
+PipelineOpener = Callable[[AvatarPhoto, float], tuple[Avatar, Step]]
 
 
 def load_avatar(path: str, full_frame: bool) -> AvatarPhoto:
@@ -69,7 +70,7 @@ def _run(options: ClipOptions, model: Model, open_pipeline: PipelineOpener, full
     # the video and the output are checked before the model opens, which can take a while (auto)
     fps, frames = read_frames(options.driving or DEFAULT_DRIVING, model.config.size)
     check_output(options.output)
-    avatar, step = open_pipeline(photo)
+    avatar, step = open_pipeline(photo, fps)
     present = presenter(avatar, official)
     seen: list[np.ndarray] = []
     results: list[np.ndarray] = []
@@ -99,11 +100,14 @@ def run_animate(options: AnimateOptions, backend: BackendOpener = torch_model) -
     export.backends.open_backend, which opens --backend; a test may pass a fake."""
     model = find_model("fomm", options)
 
-    def open_pipeline(photo: AvatarPhoto) -> tuple[Avatar, Step]:
+    def open_pipeline(photo: AvatarPhoto, fps: float) -> tuple[Avatar, Step]:
         session = open_session(options, model, [photo], backend=backend)
         pipeline = FommPipeline(session.puppeteer, None, options.relative, options.adapt_scale)
-        pipeline.avatar = session.avatars[0].fomm  # prepared once, with the session
-        return session.avatars[0], pipeline.step
+        avatar = session.avatars[0]
+        pipeline.avatar = avatar.fomm  # prepared once, with the session
+        if session.landmarks is None or avatar.landmarks is None:
+            return avatar, pipeline.step
+        return avatar, expressive(pipeline.step, session.landmarks, avatar.landmarks, fps)
     return _run(options, model, open_pipeline, options.full_frame, not (options.full_frame or options.size))
 
 
@@ -112,7 +116,7 @@ def run_swap(options: SwapOptions) -> int:
     chosen = model.config.swap_index if options.parts is None else options.parts
     check_swap_index(chosen, model.config.model.num_segments)
 
-    def open_pipeline(photo: AvatarPhoto) -> tuple[Avatar, Step]:
+    def open_pipeline(photo: AvatarPhoto, fps: float) -> tuple[Avatar, Step]:
         avatar = prepare_avatars([photo], None, model.config.size)[0]
         swapper = SwapPuppeteer(load_model(model.config, model.checkpoint, model.device), model.device)
         pipeline = SwapPipeline(swapper, chosen, avatar.image, options.source_segmentation)

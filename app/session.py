@@ -19,6 +19,7 @@ from core.defaults import resolve_model
 from core.pipeline import check_swap_index, pick_device
 from core.puppeteer import SwapPuppeteer
 from core.tracking import Tracker, make_tracker, resolve_tracker
+from core.tracking.landmarks import LandmarkDetector
 from export.backends import open_backend
 from motion.checkpoint import load_model
 from motion.config import Config
@@ -34,6 +35,7 @@ from realtime.stats import Stats
 # (name, config, checkpoint, device, export_dir=None, threads=None, avatar=None) -> a puppeteer with
 # FommPuppeteer's stages: export.backends.open_backend, or a stand-in for it
 BackendOpener = Callable[..., Any]
+LANDMARKS_68 = ("dlib", "face-alignment")  # the trackers whose landmarks follow dlib's 68-point scheme
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Session:
     threads: int | None  # intra-op threads of each real-time inference half; None: left as they were (animate)
     swapper: PartSwapper | None = None  # the co-part model for part swap and the alpha matte (live)
     tracker_name: str | None = None  # the face tracker, resolved; None: no tracking (the centre square)
+    landmarks: LandmarkDetector | None = None  # for expression transfer (animate: on the driving frames); None: off
 
     @property
     def size(self) -> tuple[int, int]:
@@ -88,8 +91,9 @@ def animator_options(options: ShowOptions, size: tuple[int, int], want_alpha: bo
     defaults of those it has no option for."""
     if isinstance(options, LiveOptions):
         return AnimatorOptions(size, options.margin, options.relative, options.adapt_scale, not options.stabilize,
-                               want_alpha, options.parts, options.size)
-    return AnimatorOptions(size, follow_head=not options.stabilize, want_alpha=want_alpha, out_size=options.size)
+                               want_alpha, options.parts, options.size, options.expression)
+    return AnimatorOptions(size, follow_head=not options.stabilize, want_alpha=want_alpha, out_size=options.size,
+                           expression=options.expression)
 
 
 def open_session(options: Any, model: Model, photos: Sequence[AvatarPhoto], swapper: PartSwapper | None = None,
@@ -100,9 +104,27 @@ def open_session(options: Any, model: Model, photos: Sequence[AvatarPhoto], swap
     size = model.config.size
     puppeteer = backend(options.backend, model.config, model.checkpoint, model.device, options.export_dir,
                         threads=threads, avatar=photos[0].face(size))
+    tracker = _tracker_name(options)
+    landmarks = expression_landmarks(options, tracker)
     avatars = prepare_avatars(photos, puppeteer, size, swapper, full_frame=options.full_frame, out_size=options.size,
-                              detail=options.detail)
-    return Session(options, model, puppeteer, avatars, threads, swapper, _tracker_name(options))
+                              detail=options.detail, landmarks=landmarks)
+    return Session(options, model, puppeteer, avatars, threads, swapper, tracker, landmarks)
+
+
+def expression_landmarks(options: Any, tracker: str | None) -> LandmarkDetector | None:
+    """The landmark detector expression transfer needs (--expression, the default), or None with a one-line note
+    when it cannot run: no dlib, or a real-time command whose tracker gives no 68 landmarks."""
+    if not options.expression:
+        return None
+    if isinstance(options, ShowOptions) and tracker not in LANDMARKS_68:
+        print(f"expression transfer off: the {tracker or 'no'} tracker gives no 68 facial landmarks (use --tracker "
+              "dlib)", file=sys.stderr)
+        return None
+    try:
+        return LandmarkDetector()
+    except UserError as error:
+        print(f"expression transfer off: {error}", file=sys.stderr)
+        return None
 
 
 def _tracker_name(options: Any) -> str | None:

@@ -17,8 +17,9 @@ from training import distributed
 from training.averaging import average_checkpoints
 from training.dataset import VideoDataset, measuring_batch_size
 from training.evaluate import evaluate
+from training.face_identity import SAME_PERSON_THRESHOLD
 from training.fetch import photos as fetched_photos
-from training.options import TrainOptions
+from training.options import EvalOptions, TrainOptions
 from training.part_split import part_shares, split_parts, split_plan
 from training.trainer import train
 
@@ -58,17 +59,26 @@ def expression_lines(following: dict, still: dict, indent: str) -> list[str]:
             "without a face skipped)" for name, f in following.items()]
 
 
-def run_eval(config_path: str, checkpoint: str, data: str, *, cpu: bool, json_path: str | None, landmarks: bool,
-             photos: str | None) -> dict:
-    """`puppet.py eval`; the options' defaults are EvalOptions'."""
+def identity_lines(report: dict, indent: str) -> list[str]:
+    """eval's line for the identity measure, when the report has it."""
+    found = report.get("identity")
+    return [] if found is None else [
+        f"{indent + 'identity cos':<25}{found['similarity']:.6f} to the source face (1 - cos {1 - found['similarity']:.1e}); "
+        f"{100 * found['other_person']:.1f} % of {found['frames']} frames below {SAME_PERSON_THRESHOLD:.6f}, "
+        "taken for another person"]
+
+
+def run_eval(options: EvalOptions) -> dict:
+    """`puppet.py eval`."""
+    json_path = options.json
     if json_path:
         check_writable_file(json_path, "--json")
-    config = load_config(config_path)
-    device = pick_device(cpu)
-    detector = LandmarkDetector() if landmarks or photos else None
-    photo_paths = fetched_photos(photos, "test") if photos else []
-    report = evaluate(config, load_model(config, checkpoint, device), data, device, landmarks=detector,
-                      photos=photo_paths)
+    config = load_config(options.config)
+    device = pick_device(options.cpu)
+    detector = LandmarkDetector() if options.landmarks or options.photos else None
+    photo_paths = fetched_photos(options.photos, "test") if options.photos else []
+    report = evaluate(config, load_model(config, options.checkpoint, device), options.data, device, landmarks=detector,
+                      photos=photo_paths, identity_model=options.identity_model, expression=options.expression)
     lines = [f"{report['videos']} test videos, {report['frames']} frames",
              f"  L1 reconstruction      {report['l1']:.4f}",
              f"  L1 identity baseline   {report['identity_l1']:.4f}",
@@ -78,6 +88,7 @@ def run_eval(config_path: str, checkpoint: str, data: str, *, cpu: bool, json_pa
         lines += [f"  AKD (px)               {report['akd']:.2f} (identity baseline {report['identity_akd']:.2f})",
                   f"  MKR                    {100 * report['mkr']:.1f} % (driving frames {100 * report['driving_mkr']:.1f} %)"]
         lines += expression_lines(report["expression"], report["identity_expression"], "  ")
+        lines += identity_lines(report, "  ")
     if "matte_iou" in report:
         lines.append(f"  matte IoU              {report['matte_iou']:.3f} on {report['matte_frames']} blue-screen frames")
     cross = report.get("cross_identity")
@@ -86,6 +97,7 @@ def run_eval(config_path: str, checkpoint: str, data: str, *, cpu: bool, json_pa
                   f"    motion correlation   {cross['motion_correlation']:.3f} (a still photo: 0)",
                   f"    MKR                  {100 * cross['mkr']:.1f} %"]
         lines += expression_lines(cross["expression"], cross["identity_expression"], "    ")
+        lines += identity_lines(cross, "    ")
     print("\n".join(lines))
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))

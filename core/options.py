@@ -161,6 +161,8 @@ FULL_FRAME_HELP = ("paste the animated face back into the whole avatar photo, at
                    "(feathered seam, colours matched to the photo)")
 DETAIL_HELP = ("with --full-frame: the photo's own detail moved by the model's motion at the output's resolution "
                "(--no-detail: the model's frame enlarged)")
+EXPRESSION_HELP = ("move the avatar's mouth, eyelids and brows as the driver's move, by dlib's 68 facial landmarks "
+                   "on both faces (core/expression.py); needs dlib and, live, --tracker dlib or auto")
 EXPORT_DIR_HELP = ("exported graphs for onnxruntime/tensorrt (default: a cache folder keyed by the checkpoint's hash, "
                    "exported on first use)")
 
@@ -194,6 +196,7 @@ class AnimateOptions(ClipOptions):
     export_dir: str | None = option(None, EXPORT_DIR_HELP)
     full_frame: bool = option(False, FULL_FRAME_HELP)
     detail: bool = option(True, DETAIL_HELP)
+    expression: bool = option(True, EXPRESSION_HELP)
     size: tuple[int, int] | None = option(None, "output size WIDTHxHEIGHT, e.g. 1280x720: frames are fitted and "
                                           "padded, not stretched (default: as rendered)", type=output_size)
 

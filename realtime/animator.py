@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from core.expression import ExpressionDriver, ExpressionWarp, express
 from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
 from core.paste import Portrait
 from core.pipeline import ADAPT_SCALE, RELATIVE, FommPipeline, SwapPipeline, frame_band
@@ -41,6 +42,7 @@ class AnimatorOptions:
     want_alpha: bool = False  # a foreground matte for each frame (when a co-part model is loaded)
     swap_parts: Sequence[int] = ()  # the co-part parts a part swap takes from the avatar
     out_size: tuple[int, int] | None = None  # (width, height) every output frame is letterboxed to
+    expression: bool = True  # the driver's mouth and eyes moved onto the avatar (tracker's and avatar's landmarks)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Prepared:
     face_crop: np.ndarray | None = None  # the face cut from the frame; None: no face, hold the pose
     preview: np.ndarray | None = None  # the crop at the model's size
     motion: Any = None  # the FOMM dense motion; None with a face: part swap
+    expression: ExpressionWarp | None = None  # the driver's expression for the rendered frame; None: none
 
 
 def as_float(image: np.ndarray) -> np.ndarray:
@@ -74,6 +77,7 @@ class Animator:
         # a swapped frame is the user's face with the avatar's parts: letterboxed, never pasted into a photo
         self.swap_portrait = Portrait(np.zeros((*size, 3), np.uint8), None, size, False, options.out_size)
         self.returning = PoseReturn()
+        self.expression = ExpressionDriver() if options.expression else None
         self.jitter_raw, self.jitter_smoothed = JitterMeter(), JitterMeter()
         self.last: Rendered | None = None
         self.losses = 0  # times a followed face was lost
@@ -113,6 +117,8 @@ class Animator:
             self.calibrating, self.waited = True, 0
         if self.calibrating:  # the reference pose follows a tracked face until its box holds still (or a while)
             self.pipeline.recalibrate()
+            if self.expression is not None:
+                self.expression.recalibrate()
             self.waited += 1
             self.calibrating = self.tracker is not None and not self.tracker.steady and self.waited < MAX_WAIT
             self.calibration = cut
@@ -120,7 +126,11 @@ class Animator:
             kp = reframe(kp, reframe_of(self.calibration, cut))
         self.pipeline.avatar = avatar.fomm
         motion = self.pipeline.motion(self.returning(self.pipeline.drive(kp)))
-        return Prepared(frame, avatar, cropped, preview, motion)
+        expression = None
+        if self.expression is not None and self.tracker is not None:
+            with self.stats.time("expression"):
+                expression = self.expression.plan(self.tracker.landmarks, t, motion, avatar.landmarks)
+        return Prepared(frame, avatar, cropped, preview, motion, expression)
 
     def finish(self, prepared: Prepared) -> Rendered:
         """The second half: the generator (or the part swap) and the paste-back, for the avatar the first
@@ -157,6 +167,9 @@ class Animator:
     def _animate(self, prepared: Prepared) -> Rendered:
         avatar, motion = prepared.avatar, prepared.motion
         image = self.pipeline.generate(motion, avatar.fomm)
+        if prepared.expression is not None:
+            with self.stats.time("expression_warp"):
+                image, motion = express(image, motion, prepared.expression)
         alpha = None
         if self.want_alpha and avatar.matte is not None:
             with self.stats.time("matte"):

@@ -13,11 +13,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from core.expression import avatar_points
 from core.faces import DEFAULT_MARGIN, Box, avatar_box, crop
 from core.media import MediaError, frame_files, load_picture, to_model_frame
 from core.paste import Portrait
 from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
 from core.tracking.haar import HaarFaceDetector
+from core.tracking.landmarks import LandmarkDetector
 from motion.geometry import resize_map
 
 
@@ -36,6 +38,7 @@ class Avatar:
     swap: SwapAvatar | None  # co-part segments and features, when a co-part model is loaded
     matte: torch.Tensor | None  # (1, 1, h, w) foreground probability at the animation size
     portrait: Portrait  # model-size frame -> what the outputs show (pasted back, letterboxed)
+    landmarks: np.ndarray | None = None  # its 68 facial landmarks on the crop, grid units (core/expression.py)
 
 
 def read_photo(path: str | Path) -> np.ndarray:
@@ -95,12 +98,25 @@ def find_faces(paths: Sequence[str | Path], margin: float = DEFAULT_MARGIN,
     return [find_face(path, margin, detector) for path in avatar_paths(paths)]
 
 
+def face_landmarks(photo: AvatarPhoto, size: tuple[int, int], detector: LandmarkDetector) -> np.ndarray | None:
+    """The avatar's 68 landmarks on its model-size crop (grid units), found at the photo's resolution; None
+    when the detector finds no face."""
+    face = photo.photo if photo.box is None else crop(photo.photo, photo.box)
+    points = detector(face)
+    if points is None:
+        return None
+    scale = np.float64([size[1] / face.shape[1], size[0] / face.shape[0]])
+    return avatar_points((points + 0.5) * scale - 0.5, size)  # pixel centres through the resize
+
+
 def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer | None, size: tuple[int, int],
                     swapper: PartSwapper | None = None, full_frame: bool = False,
-                    out_size: tuple[int, int] | None = None, detail: bool = False) -> list[Avatar]:
+                    out_size: tuple[int, int] | None = None, detail: bool = False,
+                    landmarks: LandmarkDetector | None = None) -> list[Avatar]:
     """Each avatar's face crop, cached stages (the puppeteer's, when one is given; the co-part model's, when
     swapper) and output plan (full_frame: the crop pasted back into the photo, with the photo's detail moved
-    by the motion when detail; out_size: letterboxed to that (width, height))."""
+    by the motion when detail; out_size: letterboxed to that (width, height)); with `landmarks`, its facial
+    landmarks for expression transfer."""
     avatars = []
     for avatar in photos:
         image = avatar.face(size)
@@ -110,5 +126,9 @@ def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer | None, 
             matte = foreground(swap.segments.segmentation, size)
         portrait = Portrait(avatar.photo, avatar.box, size, full_frame, out_size, detail)
         fomm = None if puppeteer is None else puppeteer.prepare(image)
-        avatars.append(Avatar(avatar.path.stem, image, fomm, swap, matte, portrait))
+        points = None if landmarks is None else face_landmarks(avatar, size, landmarks)
+        if landmarks is not None and points is None:
+            print(f"no facial landmarks in avatar {avatar.path}: its mouth and eyes move with the model alone",
+                  file=sys.stderr)
+        avatars.append(Avatar(avatar.path.stem, image, fomm, swap, matte, portrait, points))
     return avatars

