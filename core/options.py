@@ -161,7 +161,7 @@ FULL_FRAME_HELP = ("paste the animated face back into the whole avatar photo, at
                    "(feathered seam, colours matched to the photo)")
 DETAIL_HELP = ("with --full-frame: the photo's own detail moved by the model's motion at the output's resolution "
                "(--no-detail: the model's frame enlarged)")
-EXPRESSION_HELP = ("move the avatar's mouth, eyelids and brows as the driver's move, by dlib's 68 facial landmarks "
+EXPRESSION_HELP = ("move the avatar's mouth, chin and eyelids as the driver's move, by dlib's 68 facial landmarks "
                    "on both faces (core/expression.py); needs dlib and, live, --tracker dlib or auto")
 EXPORT_DIR_HELP = ("exported graphs for onnxruntime/tensorrt (default: a cache folder keyed by the checkpoint's hash, "
                    "exported on first use)")

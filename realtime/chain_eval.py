@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -27,6 +27,7 @@ from core.pipeline import pick_device
 from core.puppeteer import Puppeteer
 from core.tracking import make_tracker
 from core.tracking.haar import HaarFaceDetector
+from core.tracking.landmarks import LandmarkDetector
 from export.backends import open_backend
 from motion.config import load_config
 from motion.errors import UserError
@@ -75,23 +76,31 @@ def face_region(photo: np.ndarray, margin: float = DEFAULT_MARGIN) -> tuple[slic
             slice(max(0, round(box.cx - half)), min(w, round(box.cx + half))))
 
 
-def through_live(frames: Sequence[np.ndarray], puppeteer: Puppeteer, size: tuple[int, int], detail: bool,
-                 follow_head: bool, tracker: str = "auto", fps: float = 25.0) -> list[np.ndarray]:
+def through_live(frames: Sequence[np.ndarray], puppeteer: Puppeteer, size: tuple[int, int], variant: Variant,
+                 tracker: str = "auto", fps: float = 25.0) -> list[np.ndarray]:
     """The clip's frames (RGB uint8, own resolution) as `live` shows them with frames[0] as the avatar,
     at the clip's own size: tracking, crop, smoothing, relative motion (following the head's position or
-    not), paste-back (with detail or not)."""
+    not), expression transfer or not, paste-back (with detail or not)."""
     photo = frames[0]
     photos = [AvatarPhoto(Path("first-frame"), photo, avatar_box(photo, HaarFaceDetector(), DEFAULT_MARGIN))]
     out_size = (photo.shape[1], photo.shape[0])
-    avatars = prepare_avatars(photos, puppeteer, size, full_frame=True, out_size=out_size, detail=detail)
-    options = AnimatorOptions(size, out_size=out_size, follow_head=follow_head)
+    avatars = prepare_avatars(photos, puppeteer, size, full_frame=True, out_size=out_size, detail=variant.detail,
+                              landmarks=LandmarkDetector() if variant.expression else None)
+    options = AnimatorOptions(size, out_size=out_size, follow_head=variant.follow_head, expression=variant.expression)
     animator = Animator(puppeteer, avatars, Controls(["first-frame"]), Stats(), options, make_tracker(tracker),
                         smoother=KeypointSmoother())
     return [animator.finish(animator.start(frame, i / fps)).image for i, frame in enumerate(frames)]
 
 
-# what each variant shows: (detail transfer, head position followed); the identity baseline shows frame 0
-VARIANTS = {"enlarged": (False, False), "detail": (True, False), "detail+head": (True, True)}
+class Variant(NamedTuple):
+    """What a variant of live's chain does; the identity baseline shows frame 0."""
+    detail: bool  # detail transfer
+    follow_head: bool  # the head's position followed
+    expression: bool  # expression transfer
+
+
+VARIANTS = {"enlarged": Variant(False, False, False), "detail": Variant(True, False, False),
+            "detail+head": Variant(True, True, False), "+expression": Variant(True, True, True)}
 
 
 def parse_clip(spec: str) -> tuple[str, int, int | None]:
@@ -124,8 +133,7 @@ def evaluate_clip(frames: Sequence[np.ndarray], fps: float, puppeteer: Puppeteer
     if region is None:
         raise UserError("no face in the clip's first frame (the avatar); pick a clip that starts on a face")
     truths = frames[1:]
-    shown = {name: through_live(frames, puppeteer, size, detail, head, tracker, fps)
-             for name, (detail, head) in VARIANTS.items()}
+    shown = {name: through_live(frames, puppeteer, size, variant, tracker, fps) for name, variant in VARIANTS.items()}
     scores = {"identity": region_scores([frames[0]] * len(truths), truths, region)}
     scores.update({name: region_scores(out[1:], truths, region) for name, out in shown.items()})
     return {name: dataclasses.asdict(score) for name, score in scores.items()}, shown
@@ -142,7 +150,7 @@ def crop_sheet(frames: Sequence[np.ndarray], shown: dict[str, list[np.ndarray]],
 
 def run_chain_eval(options: ChainEvalOptions) -> dict:
     """`eval-live`: every clip through live's chain, a table on stdout, the figures in --json, the first
-    clip's crops in --sheet (truth | enlarged | detail | detail+head)."""
+    clip's crops in --sheet (truth | enlarged | detail | detail+head | +expression)."""
     config, checkpoint = resolve_model("fomm-live", options.config, options.checkpoint)
     loaded = load_config(config)
     for path, flag in ((options.json, "--json"), (options.sheet, "--sheet")):

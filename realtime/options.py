@@ -107,7 +107,7 @@ class ChainEvalOptions(ModelOptions):
     tracker: str = option("auto", "face tracker, as live's --tracker", choices=TRACKERS)
     json: str | None = option(None, "also write the figures to this JSON file")
     sheet: str | None = option(None, "also write a PNG of the first clip's face at 4 frames: truth | enlarged | "
-                               "detail | detail+head", type=picture_path)
+                               "detail | detail+head | +expression", type=picture_path)
 
 
 @dataclass(frozen=True)

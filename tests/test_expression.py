@@ -1,11 +1,18 @@
 """Expression transfer (core/expression.py) against hand-made geometry whose answers are known."""
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import puppet
+from conftest import ROOT
 from core import expression as ex
 from core.detail import corner_grid
 from core.faces import Box
+from core.tracking.landmarks import LANDMARK_MODEL
 from realtime.avatars import AvatarPhoto, face_landmarks
 
 
@@ -49,9 +56,10 @@ def test_similarity_recovers_a_known_turn_scale_and_shift():
 
 def test_head_motion_alone_is_no_expression_and_a_lip_drop_is_found_in_reference_units():
     reference = face()
-    assert np.abs(ex.expression_offsets(turn(reference, -15, 0.8, (10, 3)), reference)).max() < 1e-9
+    still = ex.align_head(turn(reference, -15, 0.8, (10, 3)), reference)
+    assert np.abs(ex.expression_offsets(still, reference)).max() < 1e-9
     moved = turn(open_mouth(reference, 4.0), -15, 0.8, (10, 3))  # the mouth opens while the head turns
-    offsets = ex.expression_offsets(moved, reference)
+    offsets = ex.expression_offsets(ex.align_head(moved, reference), reference)
     unit = np.linalg.norm(reference[36:42].mean(0) - reference[42:48].mean(0))
     assert np.allclose(offsets[[65, 66, 67]], [0, 4.0 / unit], atol=1e-9)
     assert np.abs(np.delete(offsets, [65, 66, 67, 55, 56, 57, 58, 59], axis=0)).max() < 1e-9
@@ -158,3 +166,39 @@ def test_avatar_landmarks_follow_the_crop_and_resize():
     pixels = ex.to_pixels(points, (128, 128))
     assert np.allclose(pixels, (found + 0.5) * 128 / 200 - 0.5)
     assert face_landmarks(AvatarPhoto(None, photo, box), (128, 128), lambda image: None) is None
+
+
+def test_a_driver_calibrated_mouth_open_closes_back_to_a_closed_avatar_and_opens_from_there():
+    open_face, closed = open_mouth(face(), 6.0), face()
+    avatar = ex.to_grid(closed, (128, 128))  # same size and turn as the driver: offsets are the driver's, scaled
+    per_pixel = 2 / 127
+    drive = ex.ExpressionDriver(min_cutoff=1e6)
+    drive.offsets(open_face, 0.0, avatar)  # the reference: mouth open wider than the avatar's
+    assert np.abs(drive.offsets(closed, 0.04, avatar)).max() < 1e-9  # closing returns to the avatar's rest
+    reopened = drive.offsets(open_mouth(closed, 3.0), 0.08, avatar)
+    assert np.allclose(reopened[[65, 66, 67]], [0, 3.0 * per_pixel], atol=1e-9)  # opens from the closed rest
+
+
+def test_a_self_reenactment_keeps_its_reference_as_the_rest_and_closes_below_it():
+    open_face = open_mouth(face(), 6.0)
+    avatar = ex.to_grid(open_face, (128, 128))  # the avatar is the reference frame itself
+    drive = ex.ExpressionDriver(min_cutoff=1e6)
+    drive.offsets(open_face, 0.0, avatar)
+    closing = drive.offsets(face(), 0.04, avatar)
+    assert np.allclose(closing[[65, 66, 67]], [0, -6.0 * 2 / 127], atol=1e-9)
+
+
+@pytest.mark.skipif(not (importlib.util.find_spec("dlib") and Path(LANDMARK_MODEL).is_file()),
+                    reason="dlib or its landmark model is missing (apt-get install libdlib-data)")
+@pytest.mark.parametrize("expression", [True, False])
+def test_live_runs_the_expression_stages_only_when_asked(tiny_fomm, astronaut_png, tmp_path, expression):
+    """The bundled webcam clip (a real face) through live with dlib's tracker: both halves of the expression
+    stage are timed with --expression (the default), neither with --no-expression."""
+    stats = tmp_path / "stats.json"
+    args = ["live", "--avatar", str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint", str(tiny_fomm[1]),
+            "--driving", str(ROOT / "checkpoints" / "webcam.mp4"), "--max-frames", "6", "--tracker", "dlib",
+            "--output", str(tmp_path / "frames"), "--backend", "torch", "--stats", str(stats)]
+    assert puppet.main(args + ([] if expression else ["--no-expression"])) == 0
+    stages = json.loads(stats.read_text())["latency_ms"]
+    assert ("expression" in stages and "expression_warp" in stages) == expression
+    assert ("expression" in stages or "expression_warp" in stages) == expression
