@@ -9,7 +9,7 @@ the command line opens --backend, and a test may inject a fake."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -18,7 +18,7 @@ from core.config import load_config_for
 from core.defaults import resolve_model
 from core.pipeline import check_swap_index, pick_device
 from core.puppeteer import SwapPuppeteer
-from core.tracking import Tracker, make_tracker, resolve_tracker
+from core.tracking import LANDMARKS_68, Tracker, make_tracker, resolve_tracker
 from core.tracking.landmarks import LandmarkDetector
 from export.backends import open_backend
 from motion.checkpoint import load_model
@@ -35,7 +35,6 @@ from realtime.stats import Stats
 # (name, config, checkpoint, device, export_dir=None, threads=None, avatar=None) -> a puppeteer with
 # FommPuppeteer's stages: export.backends.open_backend, or a stand-in for it
 BackendOpener = Callable[..., Any]
-LANDMARKS_68 = ("dlib", "face-alignment")  # the trackers whose landmarks follow dlib's 68-point scheme
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,10 @@ class Session:
     def animator(self, controls: Controls, stats: Stats, want_alpha: bool = False) -> Animator:
         """The per-frame work of a real-time command, with a new tracker and keypoint smoother."""
         smooth = self.options.smooth if isinstance(self.options, LiveOptions) else True
-        return Animator(self.puppeteer, self.avatars, controls, stats, animator_options(self.options, self.size, want_alpha),
-                        self.tracker(), KeypointSmoother() if smooth else None, self.swapper)
+        # expression transfer runs (and is timed) only where it can: avatar landmarks were looked for
+        options = replace(animator_options(self.options, self.size, want_alpha), expression=self.landmarks is not None)
+        return Animator(self.puppeteer, self.avatars, controls, stats, options, self.tracker(),
+                        KeypointSmoother() if smooth else None, self.swapper)
 
 
 def animator_options(options: ShowOptions, size: tuple[int, int], want_alpha: bool = False) -> AnimatorOptions:
@@ -117,8 +118,8 @@ def expression_landmarks(options: Any, tracker: str | None) -> LandmarkDetector 
     if not options.expression:
         return None
     if isinstance(options, ShowOptions) and tracker not in LANDMARKS_68:
-        print(f"expression transfer off: the {tracker or 'no'} tracker gives no 68 facial landmarks (use --tracker "
-              "dlib)", file=sys.stderr)
+        print(f"expression transfer off: {f'the {tracker} tracker gives' if tracker else 'without face tracking there are'} "
+              "no 68 facial landmarks (use --tracker dlib)", file=sys.stderr)
         return None
     try:
         return LandmarkDetector()

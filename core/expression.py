@@ -7,8 +7,9 @@ to Life", 2017): the driver's 68 landmarks give each expressive point's motion w
 out (a similarity fitted on rigid points: nose, eye corners, temples), brought to the avatar's face size and
 roll; the dense motion tells where each of the avatar's landmarks is in the rendered frame (its inverse at
 those points); a thin-plate spline then moves the frame's lips, lids and chin there, leaving the rigid points,
-the brows and the border of the face's window still. The same map is folded into the dense motion, so the photo's detail moves with
-it, and an opened mouth is shaded dark inside the lips (the photo has no mouth interior to show).
+the brows and the border of a window around the face still. The same map is folded into the dense motion, so
+the photo's detail moves with it, and an opened mouth is shaded dark inside the lips (the photo has no mouth
+interior to show).
 
 Coordinates: points are (x, y) in the official corner-to-corner grid, [-1, 1] across the model's frame
 (core/detail.corner_grid); landmarks in pixels convert with `to_grid`.
@@ -31,19 +32,21 @@ from core.smoothing import OneEuroFilter
 
 # 68-point scheme (iBUG): points that move with the skull, not with an expression
 RIGID = (0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45)
-# points an expression moves: chin and jaw below the ears, eyelids, lips (eye corners stay rigid)
-EXPRESSIVE = tuple(range(3, 14)) + (37, 38, 40, 41, 43, 44, 46, 47) + tuple(range(48, 68))
+# points an expression moves: the chin, eyelids, lips (eye corners stay rigid; the jaw's sides, which a head
+# turn slides along the contour, are left to the model)
+EXPRESSIVE = tuple(range(5, 12)) + (37, 38, 40, 41, 43, 44, 46, 47) + tuple(range(48, 68))
 # points the spline keeps where the model put them: the rigid ones and the brows (dlib's brows at 128x128 are
 # too unsteady to move: moving them made the held-out reconstructions worse, L1 ratio 0.634 -> 0.645)
 ANCHORED = RIGID + tuple(range(17, 27))
 INNER_LIPS = tuple(range(60, 68))
-MOUTH_AREA = tuple(range(3, 14)) + tuple(range(48, 68))  # what opening the mouth moves: lips, chin and jaw
+MOUTH_AREA = tuple(range(5, 12)) + tuple(range(48, 68))  # what opening the mouth moves: lips and chin
 AJAR = 0.03  # a rest mouth open wider than the avatar's by more than this (inter-ocular distances) closes to it
 # facing pairs whose gap may not close past zero: inner lips, eyelids
 FACING = ((61, 67), (62, 66), (63, 65), (37, 41), (38, 40), (43, 47), (44, 46))
 BORDER = 5  # still points per side of the window's border
 GRID = 32  # the spline is evaluated on GRID x GRID points over the window and upsampled (it is smooth)
 WINDOW_MARGIN = 0.25  # the window: the landmarks' box grown by this share of its size each side
+EDGE = 0.12  # the outer share of the window over which the map fades to the identity (inside the margin)
 MOUTH_DARK = np.float32([0.16, 0.06, 0.06])  # what shows between opened lips (RGB)
 MOUTH_SHADE = 0.85  # how far an opened mouth's inside goes towards MOUTH_DARK
 SHADE_FROM = 0.02  # extra lip gap (inter-ocular distances) at which the shading starts, and is full at twice
@@ -56,6 +59,7 @@ def to_grid(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def to_pixels(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Grid units -> (n, 2) pixel (x, y) in an (h, w) frame (to_grid's inverse)."""
     h, w = size
     return (np.asarray(points, np.float64) + 1) * np.float64([(w - 1) / 2, (h - 1) / 2])
 
@@ -79,6 +83,7 @@ def affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A (2, 3) affine map applied to (n, 2) points."""
     return points @ transform[:, :2].T + transform[:, 2]
 
 
@@ -143,8 +148,13 @@ def invert(deformation: np.ndarray, targets: np.ndarray, steps: int = 2) -> np.n
 
 @functools.lru_cache(maxsize=4)
 def _nodes(height: int, width: int) -> np.ndarray:
-    """The corner grid's points, (height * width, 2)."""
-    return corner_grid(height, width).reshape(-1, 2)
+    """The corner grid's points, (height * width, 2), read-only (shared by the loop's threads)."""
+    return _frozen(corner_grid(height, width).reshape(-1, 2))
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -184,8 +194,8 @@ def window_of(points: np.ndarray, margin: float = WINDOW_MARGIN) -> np.ndarray:
 def _unit_border(count: int) -> np.ndarray:
     ticks = np.linspace(0, 1, count)
     inner = ticks[1:-1]
-    return np.concatenate([np.stack([ticks, np.zeros(count)], 1), np.stack([ticks, np.ones(count)], 1),
-                           np.stack([np.zeros(count - 2), inner], 1), np.stack([np.ones(count - 2), inner], 1)])
+    return _frozen(np.concatenate([np.stack([ticks, np.zeros(count)], 1), np.stack([ticks, np.ones(count)], 1),
+                                   np.stack([np.zeros(count - 2), inner], 1), np.stack([np.ones(count - 2), inner], 1)]))
 
 
 def border_points(window: np.ndarray, count: int = BORDER) -> np.ndarray:
@@ -196,7 +206,17 @@ def border_points(window: np.ndarray, count: int = BORDER) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def _unit_grid(count: int) -> np.ndarray:
     ticks = np.linspace(0, 1, count)
-    return np.stack(np.meshgrid(ticks, ticks), axis=-1)
+    return _frozen(np.stack(np.meshgrid(ticks, ticks), axis=-1))
+
+
+@functools.lru_cache(maxsize=2)
+def _edge_ramp(count: int) -> np.ndarray:
+    """(count, count, 1): 1 inside the window, falling smoothly to 0 over its outer EDGE band, so the map meets
+    the identity outside the window without a step (the spline is still only at BORDER points a side)."""
+    ticks = np.linspace(0, 1, count)
+    ramp = np.clip(np.minimum(ticks, 1 - ticks) / EDGE, 0, 1)
+    ramp = ramp * ramp * (3 - 2 * ramp)
+    return _frozen(np.outer(ramp, ramp)[..., None])
 
 
 def window_grid(window: np.ndarray, count: int = GRID) -> np.ndarray:
@@ -215,11 +235,12 @@ def keep_open(targets: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ExpressionWarp:
-    """One frame's expression map over a window of the frame (the face; outside it nothing moves): `field`
-    (GRID, GRID, 2) each window grid point -> the rendered frame's point to show there (grid units); `mouth`
-    (8, 2) the moved inner lips and `opened` the lips' extra gap (inter-ocular distances) for the shading."""
+    """One frame's expression map over a window of the frame (the face; outside it nothing moves): `shift`
+    (GRID, GRID, 2) how far from each window grid point (window_grid) the rendered frame's point to show there
+    lies (grid units); `mouth` (8, 2) the moved inner lips and `opened` the lips' extra gap (inter-ocular
+    distances) for the shading."""
     window: np.ndarray
-    field: np.ndarray
+    shift: np.ndarray
     mouth: np.ndarray
     opened: float
 
@@ -236,10 +257,9 @@ def plan_warp(deformation: np.ndarray, avatar: np.ndarray, offsets: np.ndarray) 
     border = border_points(window)
     centres = np.concatenate([target[moving], now[still], border])
     values = np.concatenate([now[moving], now[still], border])
-    grid = window_grid(window)
-    field = spline(centres, values - centres, grid.reshape(-1, 2)).reshape(GRID, GRID, 2) + grid
+    shift = spline(centres, values - centres, window_grid(window).reshape(-1, 2)).reshape(GRID, GRID, 2)
     gap = _lip_gap(target) - _lip_gap(apply(head, avatar))
-    return ExpressionWarp(window, field.astype(np.float32), target[list(INNER_LIPS)],
+    return ExpressionWarp(window, (shift * _edge_ramp(GRID)).astype(np.float32), target[list(INNER_LIPS)],
                           float(gap / max(_eye_span(target), 1e-6)))
 
 
@@ -257,10 +277,11 @@ def pixel_map(warp: ExpressionWarp, size: tuple[int, int]) -> np.ndarray:
     nothing moves, every pixel maps to itself exactly)."""
     h, w = size
     out = pixel_grid(h, w).copy()
-    x0, y0, x1, y1 = np.clip(np.round(to_pixels(warp.window.reshape(2, 2), size)).astype(int).ravel(), 0, [w - 1, h - 1] * 2)
+    corners = np.round(to_pixels(warp.window.reshape(2, 2), size)).astype(int).ravel()
+    x0, y0, x1, y1 = np.clip(corners, 0, [w - 1, h - 1] * 2)
     if x1 <= x0 or y1 <= y0:
         return out
-    shift = ((warp.field - window_grid(warp.window)) * np.float64([(w - 1) / 2, (h - 1) / 2])).astype(np.float32)
+    shift = warp.shift * np.float32([(w - 1) / 2, (h - 1) / 2])
     out[y0:y1 + 1, x0:x1 + 1] += cv2.resize(shift, (x1 - x0 + 1, y1 - y0 + 1), interpolation=cv2.INTER_LINEAR)
     return out
 
@@ -279,7 +300,8 @@ def mouth_shade(warp: ExpressionWarp, size: tuple[int, int]) -> tuple[tuple[slic
         return None
     scale = 4  # sub-pixel polygon edges
     mask = np.zeros(((y1 - y0) * scale, (x1 - x0) * scale), np.uint8)
-    cv2.fillPoly(mask, [np.round((lips - [x0, y0]) * scale).astype(np.int32)], 255, cv2.LINE_AA)
+    corners = np.round(((lips - [x0, y0] + 0.5) * scale - 0.5)).astype(np.int32)  # pixel centres at 4x
+    cv2.fillPoly(mask, [corners], 255, cv2.LINE_AA)
     box = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) * (shade / 255)
     return (slice(y0, y1), slice(x0, x1)), box
 
@@ -317,8 +339,9 @@ def express(image: np.ndarray, motion: Any, warp: ExpressionWarp | None) -> tupl
         out[box] += weight[..., None] * (MOUTH_DARK - out[box])
         if occlusion is not None:
             moved[box][..., 2] *= 1 - weight
-    deformation = torch.from_numpy(np.ascontiguousarray(moved[..., :2]))[None]
-    return out, Moved(deformation, None if occlusion is None else torch.from_numpy(np.ascontiguousarray(moved[..., 2]))[None, None])
+    like = {"device": motion.deformation.device, "dtype": motion.deformation.dtype}  # the model's, for the matte
+    deformation = torch.as_tensor(moved[..., :2], **like)[None]
+    return out, Moved(deformation, None if occlusion is None else torch.as_tensor(moved[..., 2], **like)[None, None])
 
 
 def avatar_points(landmarks: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
@@ -343,6 +366,7 @@ class ExpressionDriver:
         self._to_avatar: tuple[np.ndarray, np.ndarray] | None = None  # (avatar, linear map) for the reference
 
     def recalibrate(self) -> None:
+        """The next landmarks are the new reference (and rest) pose."""
         self.reference = self.rest = self._to_avatar = None
         self.filter.reset()
 
@@ -365,15 +389,19 @@ class ExpressionDriver:
              avatar: np.ndarray | None) -> ExpressionWarp | None:
         """The expression map for a frame's dense motion; None when the driver's frame or the avatar has no
         68 landmarks (the frame shows the model's expression alone)."""
-        if avatar is None or landmarks is None or np.shape(landmarks) != (68, 2):
+        if avatar is None or landmarks is None or np.shape(landmarks) != (68, 2) or not np.isfinite(landmarks).all():
             return None
-        return plan_warp(motion_arrays(motion)[0], avatar, self.offsets(landmarks, t, avatar))
+        offsets = self.offsets(landmarks, t, avatar)
+        if not np.isfinite(offsets).all():  # a degenerate face (no eye distance): start again from the next one
+            self.recalibrate()
+            return None
+        return plan_warp(motion_arrays(motion)[0], avatar, offsets)
 
 
 def expressive(step: Callable[[np.ndarray], tuple[np.ndarray, Any]], landmarks: Callable[[np.ndarray], np.ndarray | None],
                avatar: np.ndarray, fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, Any]]:
     """An offline per-frame step (driving frame -> (rendered frame, its motion)) with the driver's expression,
-    its landmarks found on each driving frame; the first frame is the rest pose."""
+    its landmarks found on each driving frame; the first frame with landmarks is the rest pose."""
     driver, count = ExpressionDriver(), itertools.count()
 
     def run(frame: np.ndarray) -> tuple[np.ndarray, Any]:

@@ -25,7 +25,7 @@ from core.faces import DEFAULT_MARGIN, avatar_box
 from core.media import check_writable_file, open_frames, write_image
 from core.pipeline import pick_device
 from core.puppeteer import Puppeteer
-from core.tracking import make_tracker
+from core.tracking import LANDMARKS_68, make_tracker, resolve_tracker
 from core.tracking.haar import HaarFaceDetector
 from core.tracking.landmarks import LandmarkDetector
 from export.backends import open_backend
@@ -77,16 +77,17 @@ def face_region(photo: np.ndarray, margin: float = DEFAULT_MARGIN) -> tuple[slic
 
 
 def through_live(frames: Sequence[np.ndarray], puppeteer: Puppeteer, size: tuple[int, int], variant: Variant,
-                 tracker: str = "auto", fps: float = 25.0) -> list[np.ndarray]:
+                 tracker: str = "auto", fps: float = 25.0, landmarks: LandmarkDetector | None = None) -> list[np.ndarray]:
     """The clip's frames (RGB uint8, own resolution) as `live` shows them with frames[0] as the avatar,
     at the clip's own size: tracking, crop, smoothing, relative motion (following the head's position or
-    not), expression transfer or not, paste-back (with detail or not)."""
+    not), expression transfer (with `landmarks` for the avatar's) or not, paste-back (with detail or not)."""
     photo = frames[0]
     photos = [AvatarPhoto(Path("first-frame"), photo, avatar_box(photo, HaarFaceDetector(), DEFAULT_MARGIN))]
     out_size = (photo.shape[1], photo.shape[0])
     avatars = prepare_avatars(photos, puppeteer, size, full_frame=True, out_size=out_size, detail=variant.detail,
-                              landmarks=LandmarkDetector() if variant.expression else None)
-    options = AnimatorOptions(size, out_size=out_size, follow_head=variant.follow_head, expression=variant.expression)
+                              landmarks=landmarks if variant.expression else None)
+    options = AnimatorOptions(size, out_size=out_size, follow_head=variant.follow_head,
+                              expression=variant.expression and landmarks is not None)
     animator = Animator(puppeteer, avatars, Controls(["first-frame"]), Stats(), options, make_tracker(tracker),
                         smoother=KeypointSmoother())
     return [animator.finish(animator.start(frame, i / fps)).image for i, frame in enumerate(frames)]
@@ -133,10 +134,25 @@ def evaluate_clip(frames: Sequence[np.ndarray], fps: float, puppeteer: Puppeteer
     if region is None:
         raise UserError("no face in the clip's first frame (the avatar); pick a clip that starts on a face")
     truths = frames[1:]
-    shown = {name: through_live(frames, puppeteer, size, variant, tracker, fps) for name, variant in VARIANTS.items()}
+    landmarks = expression_landmarks(tracker)
+    shown = {name: through_live(frames, puppeteer, size, variant, tracker, fps, landmarks)
+             for name, variant in VARIANTS.items() if landmarks is not None or not variant.expression}
     scores = {"identity": region_scores([frames[0]] * len(truths), truths, region)}
     scores.update({name: region_scores(out[1:], truths, region) for name, out in shown.items()})
     return {name: dataclasses.asdict(score) for name, score in scores.items()}, shown
+
+
+def expression_landmarks(tracker: str) -> LandmarkDetector | None:
+    """dlib's detector for the +expression variant, or None (that variant left out, said on stderr) when the
+    tracker gives no 68 landmarks or dlib is missing."""
+    if resolve_tracker(tracker) not in LANDMARKS_68:
+        print(f"eval-live: no +expression row: the {resolve_tracker(tracker)} tracker gives no 68 landmarks", file=sys.stderr)
+        return None
+    try:
+        return LandmarkDetector()
+    except UserError as error:
+        print(f"eval-live: no +expression row: {error}", file=sys.stderr)
+        return None
 
 
 def crop_sheet(frames: Sequence[np.ndarray], shown: dict[str, list[np.ndarray]], rows: int = 4) -> np.ndarray:
@@ -166,7 +182,7 @@ def run_chain_eval(options: ChainEvalOptions) -> dict:
         results[spec] = {"frames": len(frames), "size": list(frames[0].shape[1::-1]), **scores}
         if options.sheet and number == 0:
             write_image(options.sheet, crop_sheet(frames, shown))
-    names = ["identity", *VARIANTS]
+    names = ["identity", *(name for name in VARIANTS if all(name in r for r in results.values()))]
     mean = {name: {key: float(np.mean([r[name][key] for r in results.values()])) for key in ("l1", "psnr", "detail")}
             for name in names}
     print(f"{config}: face region through live's chain, {len(clips)} clip(s) at their own resolution")

@@ -64,12 +64,11 @@ def main() -> None:
         picks = chosen_frames(marks)
         portrait = next(iter(face_photos([Path(args.photo)], config.size, detector).values()))
         for kind, avatar in (("self", clip[0]), ("cross", portrait)):
-            points = avatar_points(marks[0] if kind == "self" else detector(portrait), config.size)
             if kind == "self":
                 plain, moved = reconstruct(config, nets, clip, "cpu"), reconstruct(config, nets, clip, "cpu", marks)
             else:
                 plain = animate_photo(nets, "cpu", portrait, clip, marks, None)
-                moved = animate_photo(nets, "cpu", portrait, clip, marks, points)
+                moved = animate_photo(nets, "cpu", portrait, clip, marks, avatar_points(detector(portrait), config.size))
             for row, index in enumerate(picks):
                 if number == 0:
                     rows[kind].append([cell(clip[index]), cell(avatar)])

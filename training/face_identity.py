@@ -39,8 +39,9 @@ from torch import nn
 
 from core.faces import LEFT_EYE, RIGHT_EYE
 from motion.errors import UserError
+from training.options import IDENTITY_MODEL
 
-MODEL_DIR = Path("data/sources/human-models")  # where `fetch-data` puts the package (its default --output)
+MODEL_DIR = Path(IDENTITY_MODEL)
 MODEL_FILE = "models/mobilefacenet.json"  # the graph; its weights file sits beside it
 SIZE = 112
 # The ArcFace 112 x 112 alignment template (insightface): image-left eye, image-right eye, and the midpoint of

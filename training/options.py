@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from core.faces import DEFAULT_MARGIN
 from core.options import ModelOptions, at_least, option, positive
 
+IDENTITY_MODEL = "data/sources/human-models"  # where `fetch-data` puts the face identity network (its default)
+
 OUT = ("--out",)
 
 
@@ -139,7 +141,7 @@ class EvalOptions:
                                 "the test clips (cross-identity motion correlation and MKR; implies --landmarks)")
     expression: bool = option(True, "FOMM results with the expression stage (core/expression.py), as animate and live "
                               "show them; --no-expression: the network alone (needs --landmarks or --photos)")
-    identity_model: str = option("data/sources/human-models", "fetch-data's human-models folder: with landmarks also "
+    identity_model: str = option(IDENTITY_MODEL, "fetch-data's human-models folder: with landmarks also "
                                  "how much the results look like their source person (MobileFaceNet; left out when "
                                  "missing)")
     cpu: bool = option(False, "run on the CPU even when a GPU is present")
