@@ -44,7 +44,7 @@ AJAR = 0.03  # a rest mouth open wider than the avatar's by more than this (inte
 # facing pairs whose gap may not close past zero: inner lips, eyelids
 FACING = ((61, 67), (62, 66), (63, 65), (37, 41), (38, 40), (43, 47), (44, 46))
 BORDER = 5  # still points per side of the window's border
-GRID = 24  # the spline is evaluated on GRID x GRID points over the window and upsampled (it is smooth)
+GRID = 32  # the spline is evaluated on GRID x GRID points over the window and upsampled (it is smooth)
 WINDOW_MARGIN = 0.25  # the window: the landmarks' box grown by this share of its size each side
 EDGE = 0.12  # the outer share of the window over which the map fades to the identity (inside the margin)
 MOUTH_DARK = np.float32([0.16, 0.06, 0.06])  # what shows between opened lips (RGB)
