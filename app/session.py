@@ -18,8 +18,8 @@ from core.config import load_config_for
 from core.defaults import resolve_model
 from core.pipeline import check_swap_index, pick_device
 from core.puppeteer import SwapPuppeteer
-from core.tracking import LANDMARKS_68, Tracker, make_tracker, resolve_tracker
-from core.tracking.landmarks import LandmarkDetector
+from core.tracking import Tracker, make_tracker, resolve_tracker
+from core.tracking.landmarks import LandmarkDetector, expression_detector
 from export.backends import open_backend
 from motion.checkpoint import load_model
 from motion.config import Config
@@ -117,15 +117,7 @@ def expression_landmarks(options: Any, tracker: str | None) -> LandmarkDetector 
     when it cannot run: no dlib, or a real-time command whose tracker gives no 68 landmarks."""
     if not options.expression:
         return None
-    if isinstance(options, ShowOptions) and tracker not in LANDMARKS_68:
-        print(f"expression transfer off: {f'the {tracker} tracker gives' if tracker else 'without face tracking there are'} "
-              "no 68 facial landmarks (use --tracker dlib)", file=sys.stderr)
-        return None
-    try:
-        return LandmarkDetector()
-    except UserError as error:
-        print(f"expression transfer off: {error}", file=sys.stderr)
-        return None
+    return expression_detector(tracker, "expression transfer off", tracked=isinstance(options, ShowOptions))
 
 
 def _tracker_name(options: Any) -> str | None:

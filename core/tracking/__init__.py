@@ -24,11 +24,10 @@ import numpy as np
 
 from core.faces import Box
 from core.tracking.factory import TRACKERS, local_tracker
-from core.tracking.landmarks import LANDMARK_MODEL
+from core.tracking.landmarks import LANDMARK_MODEL, LANDMARKS_68
 from core.tracking.process import ProcessTracker
 
 __all__ = ["LANDMARKS_68", "TRACKERS", "Tracker", "make_tracker", "resolve_tracker", "tracker_kind"]
-LANDMARKS_68 = ("dlib", "face-alignment")  # the trackers whose landmarks follow dlib's 68-point scheme
 
 
 @runtime_checkable

@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from core.tracking.steady import BOX_FILTER, SteadyBox, blank
 from motion.errors import UserError
 
 LANDMARK_MODEL = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat"  # Debian's libdlib-data
+LANDMARKS_68 = ("dlib", "face-alignment")  # the trackers whose landmarks follow dlib's 68-point scheme
 # The face box from eyes and mouth, calibrated against the Haar box on the 64 even frames of
 # checkpoints/webcam.mp4 (`python scripts/landmark_tracking.py calibrate` measures these figures and
 # WINDOW_SIDE / WINDOW_DOWN below): Haar side / inter-ocular distance = 2.37,
@@ -106,6 +108,21 @@ class LandmarkDetector:
         if not faces:
             return None
         return dlib_points(self.predictor(big, max(faces, key=lambda r: r.area()))) / scale
+
+
+def expression_detector(tracker: str | None, note: str, tracked: bool = True) -> LandmarkDetector | None:
+    """dlib's detector for expression transfer (the avatar's landmarks; offline also the driver's), or None with
+    a one-line note starting with `note` when it cannot run: a tracker (`tracked`: a real-time command) whose
+    landmarks are not dlib's 68 points, or no dlib."""
+    if tracked and tracker not in LANDMARKS_68:
+        where = f"the {tracker} tracker gives" if tracker else "without face tracking there are"
+        print(f"{note}: {where} no 68 facial landmarks (use --tracker dlib)", file=sys.stderr)
+        return None
+    try:
+        return LandmarkDetector()
+    except UserError as error:
+        print(f"{note}: {error}", file=sys.stderr)
+        return None
 
 
 @dataclass(frozen=True)
