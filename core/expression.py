@@ -50,6 +50,7 @@ EDGE = 0.12  # the outer share of the window over which the map fades to the ide
 MOUTH_DARK = np.float32([0.16, 0.06, 0.06])  # what shows between opened lips (RGB)
 MOUTH_SHADE = 0.85  # how far an opened mouth's inside goes towards MOUTH_DARK
 SHADE_FROM = 0.02  # extra lip gap (inter-ocular distances) at which the shading starts, and is full at twice
+OPEN_AT_REST = 0.05  # an avatar's lip gap (inter-ocular distances) from which its mouth counts as open at rest
 
 
 def to_grid(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -238,7 +239,7 @@ class ExpressionWarp:
     """One frame's expression map over a window of the frame (the face; outside it nothing moves): `shift`
     (GRID, GRID, 2) how far from each window grid point (window_grid) the rendered frame's point to show there
     lies (grid units); `mouth` (8, 2) the moved inner lips and `opened` the lips' extra gap (inter-ocular
-    distances) for the shading."""
+    distances) for the shading, 0 when the avatar's mouth is open at rest."""
     window: np.ndarray
     shift: np.ndarray
     mouth: np.ndarray
@@ -258,9 +259,11 @@ def plan_warp(deformation: np.ndarray, avatar: np.ndarray, offsets: np.ndarray) 
     centres = np.concatenate([target[moving], now[still], border])
     values = np.concatenate([now[moving], now[still], border])
     shift = spline(centres, values - centres, window_grid(window).reshape(-1, 2)).reshape(GRID, GRID, 2)
-    gap = _lip_gap(target) - _lip_gap(apply(head, avatar))
-    return ExpressionWarp(window, (shift * _edge_ramp(GRID)).astype(np.float32), target[list(INNER_LIPS)],
-                          float(gap / max(_eye_span(target), 1e-6)))
+    span = max(_eye_span(target), 1e-6)
+    rest = _lip_gap(apply(head, avatar)) / span
+    # only a mouth closed at rest is shaded: one already open (teeth in a smile) opens by stretching what it shows
+    opened = (_lip_gap(target) / span - rest) if rest < OPEN_AT_REST else 0.0
+    return ExpressionWarp(window, (shift * _edge_ramp(GRID)).astype(np.float32), target[list(INNER_LIPS)], float(opened))
 
 
 def _lip_gap(points: np.ndarray) -> float:

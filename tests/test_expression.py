@@ -29,7 +29,7 @@ def face(scale: float = 1.0) -> np.ndarray:
     outer = np.linspace(0, 2 * np.pi, 12, endpoint=False)
     points[48:60] = np.stack([64 - 14 * np.cos(outer), 88 - 6 * np.sin(outer)], 1)
     inner = np.linspace(0, 2 * np.pi, 8, endpoint=False)
-    points[60:68] = np.stack([64 - 10 * np.cos(inner), 88 - 1 * np.sin(inner)], 1)
+    points[60:68] = np.stack([64 - 10 * np.cos(inner), 88 - 0.4 * np.sin(inner)], 1)  # lips closed
     return (points + rng.normal(0, 0.05, points.shape) - 64) * scale + 64
 
 
@@ -134,10 +134,13 @@ def test_an_opened_mouth_shows_the_lower_lip_where_the_driver_put_it_and_darkens
     assert warp.opened > 2 * ex.SHADE_FROM
 
 
-def test_a_closed_mouth_is_not_shaded():
+def test_a_closed_mouth_is_not_shaded_nor_one_open_at_rest():
     avatar = ex.to_grid(face(), (128, 128))
     warp = ex.plan_warp(Still.deformation[0].numpy(), avatar, np.zeros((68, 2)))
     assert ex.mouth_shade(warp, (128, 128)) is None
+    smiling = ex.to_grid(open_mouth(face(), 6.0), (128, 128))  # teeth showing at rest: opening wider stretches them
+    offsets = ex.to_grid(open_mouth(open_mouth(face(), 6.0), 6.0), (128, 128)) - smiling
+    assert ex.mouth_shade(ex.plan_warp(Still.deformation[0].numpy(), smiling, offsets), (128, 128)) is None
 
 
 def test_driver_offsets_are_turned_and_scaled_into_the_avatar_face():
