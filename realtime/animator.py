@@ -4,22 +4,25 @@ avatar relative to the calibration pose (or swap the chosen parts), each stage t
 The avatar's own keypoints, encoder features and segments were prepared once (realtime/avatars.py), so a
 frame pays only for the driving keypoints, the dense motion and the decoder. The work is cut in two halves,
 start() (tracking, keypoints, motion) and finish() (generator, paste-back), which the engine runs on two
-threads so that two frames are in flight.
+threads so that two frames are in flight. The expression map is planned on a third thread while the generator
+runs (both need only the dense motion; the generator's runtime leaves Python's lock free), so it adds little to
+a frame's latency.
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from core.expression import ExpressionDriver, ExpressionWarp, express
+from core.expression import ExpressionDriver, ExpressionWarp, express, plan_warp
 from core.faces import DEFAULT_MARGIN, Box, centre_box, crop, face_crop, resize_uint8
 from core.paste import Portrait
-from core.pipeline import ADAPT_SCALE, RELATIVE, FommPipeline, SwapPipeline, frame_band
+from core.pipeline import ADAPT_SCALE, RELATIVE, FommPipeline, SwapPipeline, frame_band, motion_arrays
 from core.puppeteer import Puppeteer
-from core.tracking import Tracker, tracker_kind
+from core.tracking import Tracker, concurrent, tracker_kind
 from motion.geometry import resize_map, warp
 from realtime.avatars import Avatar, PartSwapper, foreground
 from realtime.controls import Controls
@@ -53,7 +56,7 @@ class Prepared:
     face_crop: np.ndarray | None = None  # the face cut from the frame; None: no face, hold the pose
     preview: np.ndarray | None = None  # the crop at the model's size
     motion: Any = None  # the FOMM dense motion; None with a face: part swap
-    expression: ExpressionWarp | None = None  # the driver's expression for the rendered frame; None: none
+    expression: np.ndarray | None = None  # the driver's expression (ExpressionDriver.expression); None: none
 
 
 def as_float(image: np.ndarray) -> np.ndarray:
@@ -78,8 +81,10 @@ class Animator:
         self.swap_portrait = Portrait(np.zeros((*size, 3), np.uint8), None, size, False, options.out_size)
         self.returning = PoseReturn()
         self.expression = ExpressionDriver() if options.expression else None
+        self.planner = ThreadPoolExecutor(1, "expression") if options.expression else None
         self.jitter_raw, self.jitter_smoothed = JitterMeter(), JitterMeter()
         self.last: Rendered | None = None
+        self.box: Box | None = None  # the tracker's last face box
         self.losses = 0  # times a followed face was lost
         self.following = False
         self.follow_head = options.follow_head  # the crop's motion since calibration moves the avatar
@@ -95,20 +100,34 @@ class Animator:
     def start(self, frame: np.ndarray, t: float) -> Prepared:
         """The first half of one RGB uint8 driving frame captured at time t (seconds): track and crop the
         face, keypoints, smoothing, relative motion and the dense motion. It owns the driver's state
-        (reference pose, filters), so frames enter in order."""
+        (reference pose, filters), so frames enter in order.
+
+        A tracker that works beside its caller (core.tracking.concurrent: dlib in its own process) reads the
+        frame while its keypoints are found in the crop of the last frame's box (the box moves a pixel or two
+        a frame, and the keypoints are moved from the crop they were found in, so the head's place stays
+        right); this frame's box then says whether there is a face, and whether it holds still, before the
+        motion is made."""
+        ahead = concurrent(self.tracker) and self.following and self.box is not None
         with self.stats.time("face_crop"):
-            box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
-            cut = None if box is None else face_crop(box, self.margin, frame.shape) if self.tracker else box
+            if ahead:
+                self.tracker.submit(frame, t)
+            else:
+                self.box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
+            cut = None if self.box is None else face_crop(self.box, self.margin, frame.shape) if self.tracker else self.box
             cropped = None if cut is None else crop(frame, cut)
+        swap = self.controls.swap and self.swapping is not None
+        preview = None if cropped is None else resize_uint8(cropped, self.size)
+        kp = None if preview is None or swap else self.pipeline.keypoints(as_float(preview))
+        if ahead:
+            with self.stats.time("tracker_wait"):
+                self.box = self.tracker.collect()
         avatar = self.avatar
-        if cropped is None:
+        if cropped is None or self.box is None:
             self._lose()
             return Prepared(frame, avatar)
         self.following = True
-        preview = resize_uint8(cropped, self.size)
-        if self.controls.swap and self.swapping is not None:
+        if swap:
             return Prepared(frame, avatar, cropped, preview)
-        kp = self.pipeline.keypoints(as_float(preview))
         self.jitter_raw.add(kp.value)
         if self.smoother is not None:
             kp = self.smoother(kp, t)
@@ -128,8 +147,7 @@ class Animator:
         motion = self.pipeline.motion(self.returning(self.pipeline.drive(kp)))
         expression = None
         if self.expression is not None and self.tracker is not None:
-            with self.stats.time("expression"):
-                expression = self.expression.plan(self.tracker.landmarks, t, motion, avatar.landmarks)
+            expression = self.expression.expression(self.tracker.landmarks, t, avatar.landmarks)
         return Prepared(frame, avatar, cropped, preview, motion, expression)
 
     def finish(self, prepared: Prepared) -> Rendered:
@@ -166,16 +184,29 @@ class Animator:
 
     def _animate(self, prepared: Prepared) -> Rendered:
         avatar, motion = prepared.avatar, prepared.motion
+        planned = self._plan(motion, avatar, prepared.expression)
         image = self.pipeline.generate(motion, avatar.fomm)
-        if prepared.expression is not None:
+        if planned is not None:
+            warp_map = planned.result()
             with self.stats.time("expression_warp"):
-                image, motion = express(image, motion, prepared.expression)
+                image, motion = express(image, motion, warp_map)
         alpha = None
         if self.want_alpha and avatar.matte is not None:
             with self.stats.time("matte"):
                 alpha = warp(avatar.matte, torch.as_tensor(motion.deformation))[0, 0].cpu().numpy()
         shown, matte = self._show(image, alpha, avatar.portrait, motion)
         return Rendered(shown, prepared.preview, matte, True, avatar.name, False)
+
+    def _plan(self, motion: Any, avatar: Avatar, offsets: np.ndarray | None) -> Future[ExpressionWarp] | None:
+        """The expression map, planned on the planner's thread (None: no expression for this frame)."""
+        if offsets is None or self.planner is None:
+            return None
+        deformation = motion_arrays(motion)[0]
+
+        def plan() -> ExpressionWarp:
+            with self.stats.time("expression"):
+                return plan_warp(deformation, avatar.landmarks, offsets)
+        return self.planner.submit(plan)
 
     def _swap(self, prepared: Prepared) -> Rendered:
         """Co-part swap: the user's frame with the chosen parts of the avatar moved into its pose."""
@@ -199,9 +230,11 @@ class Animator:
             return portrait(image, rendered, band), None if alpha is None else portrait.matte(alpha)
 
     def close(self) -> None:
-        """Free the tracker (its child process, if it has one)."""
+        """Free the tracker (its child process, if it has one) and the planner's thread."""
         if self.tracker is not None:
             self.tracker.close()
+        if self.planner is not None:
+            self.planner.shutdown()
 
     def tracking(self) -> dict[str, object]:
         """Face tracking figures for the stats: the tracker, faces lost (the animator's count of followed faces

@@ -16,8 +16,8 @@ from typing import Iterator
 import numpy as np
 
 STAGES = ("capture", "face_crop", "keypoints", "dense_motion", "generator", "detail", "paste_back", "output")
-# the order of the table: every frame's stages, and those of a frame with a driver's expression where they run
-ORDER = (*STAGES[:4], "expression", STAGES[4], "expression_warp", *STAGES[5:])
+# the order of the table: every frame's stages, and those that run only with some trackers or expression
+ORDER = (*STAGES[:3], "tracker_wait", STAGES[3], "expression", STAGES[4], "expression_warp", *STAGES[5:])
 WINDOW = 10_000
 
 

@@ -433,6 +433,52 @@ def test_a_box_held_through_misses_is_not_steady():
     assert not any(steady[:9]) and steady[-1]  # 5 fresh detections at least, and then it holds
 
 
+class Beside:
+    """A tracker that works beside the animator (submit a frame, collect its box later), giving scripted boxes
+    one per frame and recording the calls."""
+    detections = losses = 0
+    steady, landmarks, roll = True, None, None
+
+    def __init__(self, boxes):
+        self.boxes, self.calls, self.pending = iter(boxes), [], None
+
+    def update(self, frame, t):
+        self.calls.append("update")
+        return next(self.boxes)
+
+    def submit(self, frame, t):
+        self.calls.append("submit")
+        self.pending = next(self.boxes)
+
+    def collect(self):
+        self.calls.append("collect")
+        return self.pending
+
+    def reset(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_a_tracker_working_beside_the_keypoints_cuts_each_frame_by_the_last_box(puppeteer, astronaut_png):
+    """With a tracker that works beside it, a followed face is cut by the last frame's box while this frame's
+    is found; this frame's box still decides that the face is gone (no motion made). A first face, and one
+    found again, is waited for."""
+    pup, config = puppeteer
+    a, b, c = Box(224, 114, 111), Box(230, 120, 120), Box(215, 110, 100)
+    tracker = Beside([a, b, None, c, a])
+    avatars = prepare_avatars(find_faces([astronaut_png]), pup, config.size)
+    animator = Animator(pup, avatars, Controls([x.name for x in avatars]), Stats(), AnimatorOptions(config.size), tracker)
+    photo = skdata.astronaut()
+    prepared = [animator.start(photo, i / 30) for i in range(5)]
+    assert tracker.calls == ["update", "submit", "collect", "submit", "collect", "update", "submit", "collect"]
+    for i, box in [(0, a), (1, a), (3, c), (4, c)]:  # the box each frame was cut by
+        np.testing.assert_array_equal(prepared[i].face_crop, crop(photo, face_crop(box, DEFAULT_MARGIN, photo.shape)))
+        assert prepared[i].motion is not None
+    assert prepared[2].face_crop is None and prepared[2].motion is None and animator.losses == 1
+
+
 def test_a_face_that_never_holds_still_is_calibrated_after_max_wait(puppeteer, astronaut_png):
     """A box that keeps swaying (40 px either way, a user who never sits still) is never steady: the
     reference pose follows it for MAX_WAIT frames, then stays where it was taken."""

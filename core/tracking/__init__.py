@@ -27,7 +27,7 @@ from core.tracking.factory import TRACKERS, local_tracker
 from core.tracking.landmarks import LANDMARK_MODEL, LANDMARKS_68
 from core.tracking.process import ProcessTracker
 
-__all__ = ["LANDMARKS_68", "TRACKERS", "Tracker", "make_tracker", "resolve_tracker", "tracker_kind"]
+__all__ = ["LANDMARKS_68", "TRACKERS", "Tracker", "concurrent", "make_tracker", "resolve_tracker", "tracker_kind"]
 
 
 @runtime_checkable
@@ -70,6 +70,11 @@ def resolve_tracker(name: str) -> str:
     if importlib.util.find_spec("dlib") is not None and Path(LANDMARK_MODEL).is_file():
         return "dlib"
     return "haar"
+
+
+def concurrent(tracker: Tracker | None) -> bool:
+    """Does the tracker work beside its caller (submit() a frame, collect() its box later; ProcessTracker)?"""
+    return callable(getattr(tracker, "submit", None)) and callable(getattr(tracker, "collect", None))
 
 
 def tracker_kind(tracker: Tracker) -> str:

@@ -115,11 +115,14 @@ class ProcessTracker:
 
     def _ask(self, *message) -> TrackerState:
         """Send a message to the child and return its answer."""
+        self._send(*message)
+        return self._answer()
+
+    def _send(self, *message) -> None:
         try:
             self._connection.send(message)
         except (OSError, ValueError):
             raise UserError(ENDED) from None
-        return self._answer()
 
     def _answer(self) -> TrackerState:
         try:
@@ -141,9 +144,19 @@ class ProcessTracker:
         np.ndarray(frame.shape, np.uint8, buffer=self._memory[-1].buf)[...] = frame
 
     def update(self, frame: np.ndarray, t: float) -> Box | None:
+        self.submit(frame, t)
+        return self.collect()
+
+    def submit(self, frame: np.ndarray, t: float) -> None:
+        """Start tracking a frame and return at once: the caller works beside the child until collect(), which
+        must come before the next submit() (the frame's memory is the child's until then)."""
         frame = np.asarray(frame, np.uint8)
         self._share(frame)
-        self._state = self._ask("update", self._memory[-1].name, frame.shape, t)
+        self._send("update", self._memory[-1].name, frame.shape, t)
+
+    def collect(self) -> Box | None:
+        """The box of the frame submit() gave (waiting for the child), as update() would have returned it."""
+        self._state = self._answer()
         return self._state.box
 
     def reset(self) -> None:
