@@ -40,8 +40,10 @@ EXPRESSIVE = tuple(range(5, 12)) + (37, 38, 40, 41, 43, 44, 46, 47) + tuple(rang
 # too unsteady to move: moving them made the held-out reconstructions worse, L1 ratio 0.634 -> 0.645)
 ANCHORED = RIGID + tuple(range(17, 27))
 INNER_LIPS = tuple(range(60, 68))
-MOUTH_AREA = tuple(range(5, 12)) + tuple(range(48, 68))  # what opening the mouth moves: lips and chin
-AJAR = 0.03  # a rest mouth open wider than the avatar's by more than this (inter-ocular distances) closes to it
+AJAR = 0.03  # a reference mouth open wider than the avatar's by more than this (inter-ocular distances) rests
+# closed to the avatar's gap (ExpressionDriver)
+LOWER_JAW = tuple(range(5, 12)) + tuple(range(55, 60)) + (65, 66, 67)  # what closing a mouth raises
+MOUTH_CORNERS = (48, 54, 60, 64)  # raised half as far
 # facing pairs whose gap may not close past zero: inner lips, eyelids
 FACING = ((61, 67), (62, 66), (63, 65), (37, 41), (38, 40), (43, 47), (44, 46))
 BORDER = 5  # still points per side of the window's border
@@ -110,6 +112,21 @@ def mouth_opening(points: np.ndarray) -> float:
     """The mean inner-lip gap in inter-ocular distances (the metric's mouth opening, training/face_metrics.py)."""
     upper, lower = (list(side) for side in zip(*FACING[:3]))
     return float(np.linalg.norm(points[upper] - points[lower], axis=-1).mean() / inter_ocular(points))
+
+
+def close_mouth(points: np.ndarray, gap: float) -> np.ndarray:
+    """The 68 points with the mouth closed to an inner-lip gap of `gap` (inter-ocular distances): the lower lip
+    and the chin raised along the face's vertical (the eye line turned a right angle) by what the gap exceeds
+    it, the mouth's corners half as far."""
+    out = np.array(points, np.float64)
+    excess = mouth_opening(out) - gap
+    if excess <= 0:
+        return out
+    across = out[42:48].mean(0) - out[36:42].mean(0)
+    lift = np.array([across[1], -across[0]]) / np.linalg.norm(across) * excess * inter_ocular(out)
+    out[list(LOWER_JAW)] += lift
+    out[list(MOUTH_CORNERS)] += lift / 2
+    return out
 
 
 def bilinear(field: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -359,15 +376,15 @@ class ExpressionDriver:
     like the reference pose of relative motion), its mouth's rest and the smoothing of its expression over time.
 
     The mouth rests as it was at the reference, unless the driver's mouth was open wider there than the avatar's
-    is: then, as the driver closes it, the closing is the way back to the avatar's rest (the rest follows the
-    driver's most closed mouth so far), not a closing beyond it, which would purse a closed mouth (a driver
-    calibrated mid-smile, an avatar with closed lips). A self-reenactment (the avatar is the reference frame)
-    keeps the reference as the rest."""
+    is: a mouth's inner lips meet when it is closed, whoever's it is, so the rest is then the reference with its
+    mouth closed to the avatar's gap, and the avatar's mouth opens as wide as the driver's from the first frame
+    and closes when the driver's closes (a driver calibrated mid-sentence or mid-smile, an avatar with closed
+    lips). A self-reenactment (the avatar is the reference frame) keeps the reference as the rest."""
 
     def __init__(self, min_cutoff: float = 2.0, beta: float = 8.0):
         self.filter = OneEuroFilter(min_cutoff, beta)
         self.reference: np.ndarray | None = None
-        self.rest: np.ndarray | None = None  # the reference with the mouth's rest (MOUTH_AREA) as it is now
+        self.rest: np.ndarray | None = None  # the reference with the mouth at rest, for the current avatar
         self._to_avatar: tuple[np.ndarray, np.ndarray] | None = None  # (avatar, linear map) for the reference
 
     def recalibrate(self) -> None:
@@ -380,13 +397,13 @@ class ExpressionDriver:
         grid units and orientation of the avatar's landmarks (grid units)."""
         landmarks = np.asarray(landmarks, np.float64)
         if self.reference is None:
-            self.reference, self.rest = landmarks, landmarks.copy()
+            self.reference = landmarks
         if self._to_avatar is None or self._to_avatar[0] is not avatar:  # turns and scales each offset
             self._to_avatar = avatar, similarity(self.reference[list(RIGID)], avatar[list(RIGID)])[:, :2]
+            closed = mouth_opening(avatar)
+            self.rest = close_mouth(self.reference, closed) if mouth_opening(self.reference) > closed + AJAR \
+                else self.reference
         aligned = align_head(landmarks, self.reference)
-        resting = mouth_opening(self.rest)
-        if mouth_opening(aligned) < resting and resting > mouth_opening(avatar) + AJAR:
-            self.rest[list(MOUTH_AREA)] = aligned[list(MOUTH_AREA)]
         moved = expression_offsets(aligned, self.reference, self.rest) * inter_ocular(self.reference)
         return self.filter(moved @ self._to_avatar[1].T, t)
 
