@@ -59,6 +59,15 @@ class Prepared:
     expression: np.ndarray | None = None  # the driver's expression (ExpressionDriver.expression); None: none
 
 
+JUMP = 0.1  # a face box whose centre or side moved by more than this share of its side since the last frame
+
+
+def jumped(before: Box, after: Box, share: float = JUMP) -> bool:
+    """Did the face box move further than a followed face moves in a frame (a detection found it afresh)?"""
+    return (max(abs(after.cx - before.cx), abs(after.cy - before.cy), abs(after.side - before.side))
+            > share * before.side)
+
+
 def as_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) / 255.0
 
@@ -84,7 +93,7 @@ class Animator:
         self.planner = ThreadPoolExecutor(1, "expression") if options.expression else None
         self.jitter_raw, self.jitter_smoothed = JitterMeter(), JitterMeter()
         self.last: Rendered | None = None
-        self.box: Box | None = None  # the tracker's last face box
+        self.box: Box | None = None  # the last frame's face box (the centre box without a tracker)
         self.losses = 0  # times a followed face was lost
         self.following = False
         self.follow_head = options.follow_head  # the crop's motion since calibration moves the avatar
@@ -102,25 +111,29 @@ class Animator:
         face, keypoints, smoothing, relative motion and the dense motion. It owns the driver's state
         (reference pose, filters), so frames enter in order.
 
-        A tracker that works beside its caller (core.tracking.concurrent: dlib in its own process) reads the
-        frame while its keypoints are found in the crop of the last frame's box (the box moves a pixel or two
-        a frame, and the keypoints are moved from the crop they were found in, so the head's place stays
-        right); this frame's box then says whether there is a face, and whether it holds still, before the
-        motion is made."""
-        ahead = concurrent(self.tracker) and self.following and self.box is not None
+        A tracker that works beside its caller (core.tracking.concurrent: dlib in its own process) reads a
+        followed face's frame while its keypoints are found in the crop of the last frame's box, when the head's
+        place comes from the crop (follow_head: the keypoints are moved from the crop they were found in, so a
+        box a pixel or two behind changes nothing); this frame's box then says whether there is a face, and
+        whether it holds still, before the motion is made, and a box that jumped (found afresh) is cut again."""
+        ahead = concurrent(self.tracker) and self.follow_head and self.following and self.box is not None
         with self.stats.time("face_crop"):
             if ahead:
                 self.tracker.submit(frame, t)
             else:
                 self.box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
-            cut = None if self.box is None else face_crop(self.box, self.margin, frame.shape) if self.tracker else self.box
-            cropped = None if cut is None else crop(frame, cut)
+            cut, cropped = self._cut(frame)
         swap = self.controls.swap and self.swapping is not None
         preview = None if cropped is None else resize_uint8(cropped, self.size)
         kp = None if preview is None or swap else self.pipeline.keypoints(as_float(preview))
         if ahead:
+            used = self.box
             with self.stats.time("tracker_wait"):
                 self.box = self.tracker.collect()
+            if self.box is not None and jumped(used, self.box):  # found afresh elsewhere: cut this frame's face
+                cut, cropped = self._cut(frame)
+                preview = resize_uint8(cropped, self.size)
+                kp = None if swap else self.pipeline.keypoints(as_float(preview))
         avatar = self.avatar
         if cropped is None or self.box is None:
             self._lose()
@@ -149,6 +162,13 @@ class Animator:
         if self.expression is not None and self.tracker is not None:
             expression = self.expression.expression(self.tracker.landmarks, t, avatar.landmarks)
         return Prepared(frame, avatar, cropped, preview, motion, expression)
+
+    def _cut(self, frame: np.ndarray) -> tuple[Box | None, np.ndarray | None]:
+        """The crop box around the current face box and the face cut from the frame (None, None: no face)."""
+        if self.box is None:
+            return None, None
+        cut = face_crop(self.box, self.margin, frame.shape) if self.tracker else self.box
+        return cut, crop(frame, cut)
 
     def finish(self, prepared: Prepared) -> Rendered:
         """The second half: the generator (or the part swap) and the paste-back, for the avatar the first
@@ -231,10 +251,12 @@ class Animator:
 
     def close(self) -> None:
         """Free the tracker (its child process, if it has one) and the planner's thread."""
-        if self.tracker is not None:
-            self.tracker.close()
-        if self.planner is not None:
-            self.planner.shutdown()
+        try:
+            if self.tracker is not None:
+                self.tracker.close()
+        finally:
+            if self.planner is not None:
+                self.planner.shutdown()
 
     def tracking(self) -> dict[str, object]:
         """Face tracking figures for the stats: the tracker, faces lost (the animator's count of followed faces

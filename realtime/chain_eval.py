@@ -90,7 +90,10 @@ def through_live(frames: Sequence[np.ndarray], puppeteer: Puppeteer, size: tuple
                               expression=variant.expression and landmarks is not None)
     animator = Animator(puppeteer, avatars, Controls(["first-frame"]), Stats(), options, make_tracker(tracker),
                         smoother=KeypointSmoother())
-    return [animator.finish(animator.start(frame, i / fps)).image for i, frame in enumerate(frames)]
+    try:
+        return [animator.finish(animator.start(frame, i / fps)).image for i, frame in enumerate(frames)]
+    finally:
+        animator.close()
 
 
 class Variant(NamedTuple):

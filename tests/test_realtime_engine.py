@@ -435,23 +435,26 @@ def test_a_box_held_through_misses_is_not_steady():
 
 class Beside:
     """A tracker that works beside the animator (submit a frame, collect its box later), giving scripted boxes
-    one per frame and recording the calls."""
+    one per frame and recording the calls; its landmarks are the number of the frame it read last."""
     detections = losses = 0
-    steady, landmarks, roll = True, None, None
+    steady, roll = True, None
 
     def __init__(self, boxes):
-        self.boxes, self.calls, self.pending = iter(boxes), [], None
+        self.boxes, self.calls, self.pending, self.read, self.landmarks = iter(boxes), [], None, -1, None
 
     def update(self, frame, t):
-        self.calls.append("update")
-        return next(self.boxes)
+        self.submit(frame, t)
+        self.calls[-1] = "update"
+        return self.collect(record=False)
 
     def submit(self, frame, t):
         self.calls.append("submit")
-        self.pending = next(self.boxes)
+        self.pending, self.read = next(self.boxes), self.read + 1
 
-    def collect(self):
-        self.calls.append("collect")
+    def collect(self, record=True):
+        if record:
+            self.calls.append("collect")
+        self.landmarks = np.full((68, 2), float(self.read))
         return self.pending
 
     def reset(self):
@@ -461,22 +464,45 @@ class Beside:
         pass
 
 
+class ExpressionSpy:
+    """The animator's expression driver, recording the landmarks each frame's expression was taken from."""
+
+    def __init__(self):
+        self.seen = []
+
+    def expression(self, landmarks, t, avatar):
+        self.seen.append(float(landmarks[0, 0]))
+
+    def recalibrate(self):
+        pass
+
+
 def test_a_tracker_working_beside_the_keypoints_cuts_each_frame_by_the_last_box(puppeteer, astronaut_png):
     """With a tracker that works beside it, a followed face is cut by the last frame's box while this frame's
-    is found; this frame's box still decides that the face is gone (no motion made). A first face, and one
-    found again, is waited for."""
+    is found; this frame's box still decides that the face is gone (no motion made), its landmarks drive the
+    expression, and a box that jumped (found afresh) is cut again. A first face, and one found again, is
+    waited for; so is every face when the head's position is not followed (--stabilize)."""
     pup, config = puppeteer
-    a, b, c = Box(224, 114, 111), Box(230, 120, 120), Box(215, 110, 100)
-    tracker = Beside([a, b, None, c, a])
+    a, b, c, d, far = Box(224, 114, 111), Box(230, 120, 120), Box(215, 110, 100), Box(218, 112, 104), Box(300, 200, 100)
+    tracker = Beside([a, b, None, c, d, far])
     avatars = prepare_avatars(find_faces([astronaut_png]), pup, config.size)
     animator = Animator(pup, avatars, Controls([x.name for x in avatars]), Stats(), AnimatorOptions(config.size), tracker)
+    animator.expression = spy = ExpressionSpy()
     photo = skdata.astronaut()
-    prepared = [animator.start(photo, i / 30) for i in range(5)]
-    assert tracker.calls == ["update", "submit", "collect", "submit", "collect", "update", "submit", "collect"]
-    for i, box in [(0, a), (1, a), (3, c), (4, c)]:  # the box each frame was cut by
+    prepared = [animator.start(photo, i / 30) for i in range(6)]
+    assert tracker.calls == ["update", "submit", "collect", "submit", "collect", "update", "submit", "collect",
+                             "submit", "collect"]
+    for i, box in [(0, a), (1, a), (3, c), (4, c), (5, far)]:  # the box each frame was cut by
         np.testing.assert_array_equal(prepared[i].face_crop, crop(photo, face_crop(box, DEFAULT_MARGIN, photo.shape)))
         assert prepared[i].motion is not None
     assert prepared[2].face_crop is None and prepared[2].motion is None and animator.losses == 1
+    assert spy.seen == [0, 1, 3, 4, 5]  # each frame's own landmarks, never the last frame's
+    still = Beside([a, b, c])
+    options = AnimatorOptions(config.size, follow_head=False)
+    animator = Animator(pup, avatars, Controls([x.name for x in avatars]), Stats(), options, still)
+    for i in range(3):
+        animator.start(photo, i / 30)
+    assert still.calls == ["update"] * 3
 
 
 def test_a_face_that_never_holds_still_is_calibrated_after_max_wait(puppeteer, astronaut_png):

@@ -51,6 +51,9 @@ def test_the_child_follows_the_face_as_the_tracker_does_here(frames):
         assert child.update(big, 2.0) is not None
         child.reset()
         assert child.landmarks is None and child.update(frames[1], 2.1) is not None and child.detections == 3
+        child.submit(frames[2], 2.2)  # never collected (the caller failed): reset must not take its answer
+        child.reset()
+        assert child.landmarks is None and child.update(frames[3], 2.3) is not None and child.detections == 4
     finally:
         child.close()
     assert not child._process.is_alive()

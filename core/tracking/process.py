@@ -108,6 +108,7 @@ class ProcessTracker:
         child.close()
         self._memory: list[SharedMemory] = []  # the current block last; a list so the finalizer sees changes
         self._stopper = weakref.finalize(self, _stop, self._process, self._connection, self._memory)
+        self._pending = False  # a frame submitted whose answer is not collected yet
         if not self._connection.poll(START_S):
             self.close()
             raise UserError(f"the {name} face tracker did not start within {START_S:.0f} s")
@@ -117,6 +118,12 @@ class ProcessTracker:
         """Send a message to the child and return its answer."""
         self._send(*message)
         return self._answer()
+
+    def _settle(self) -> None:
+        """Take the answer to a submit() nobody collected (the caller failed in between), so the next message's
+        answer is its own and the child no longer reads the frame's memory."""
+        if self._pending:
+            self.collect()
 
     def _send(self, *message) -> None:
         try:
@@ -148,18 +155,22 @@ class ProcessTracker:
         return self.collect()
 
     def submit(self, frame: np.ndarray, t: float) -> None:
-        """Start tracking a frame and return at once: the caller works beside the child until collect(), which
-        must come before the next submit() (the frame's memory is the child's until then)."""
+        """Start tracking a frame and return at once: the caller works beside the child until collect() (a
+        frame not collected is, before the next message)."""
+        self._settle()
         frame = np.asarray(frame, np.uint8)
         self._share(frame)
         self._send("update", self._memory[-1].name, frame.shape, t)
+        self._pending = True
 
     def collect(self) -> Box | None:
         """The box of the frame submit() gave (waiting for the child), as update() would have returned it."""
+        self._pending = False
         self._state = self._answer()
         return self._state.box
 
     def reset(self) -> None:
+        self._settle()
         self._state = self._ask("reset")
 
     def close(self) -> None:
