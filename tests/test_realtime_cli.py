@@ -19,6 +19,7 @@ import app.bench as bench
 import puppet
 from app.bench import run_bench
 from motion.config import load_config
+from realtime.engine import CLOSE_S, JOIN_S
 from realtime.options import BenchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,7 +203,9 @@ def test_ctrl_c_or_sigterm_releases_everything_and_finalises_files(tiny_fomm, as
         else:
             pytest.fail("the live loop did not start")
         process.send_signal(stop)
-        _, err = process.communicate(timeout=30)
+        # a hang guard, not a speed bar: the engine's cleanup may take its threads' JOIN_S and each output's
+        # CLOSE_S twice (queue, then finalise) before it gives up (once seen past 30 s in a full suite run)
+        _, err = process.communicate(timeout=2 * JOIN_S + 4 * CLOSE_S)
     finally:
         process.kill()
     assert process.returncode == 130, err
