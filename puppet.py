@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     _, options, func = COMMANDS[args.command]
     for note in renamed(options, argv):
         print(note, file=sys.stderr)
-    previous = signal.signal(signal.SIGTERM, terminate)
+    # SIGTERM ends a command as Ctrl-C does; and Ctrl-C ends it even when the parent process left SIGINT ignored
+    # (Python then keeps it ignored: a script's background job, or a test runner in some states)
+    previous = signal.signal(signal.SIGTERM, terminate), signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = func(from_args(options, args))
     except UserError as err:
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted; files written so far were closed", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
     return code or 0  # a command returns an exit code when it has one of its own (doctor)
 
 

@@ -180,16 +180,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("stop, said", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_releases_everything_and_finalises_files(tiny_fomm, astronaut_png, tmp_path, stop, said):
-    """SIGTERM (a service manager, kill) ends the loop as Ctrl-C does: files finalised, stats written, one line."""
+def ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop, said, before", [(signal.SIGINT, "Ctrl-C", None), (signal.SIGTERM, "SIGTERM", None),
+                                                (signal.SIGINT, "Ctrl-C", ignore_ctrl_c)],
+                         ids=["ctrl-c", "sigterm", "ctrl-c-ignored-by-the-parent"])
+def test_ctrl_c_or_sigterm_releases_everything_and_finalises_files(tiny_fomm, astronaut_png, tmp_path, stop, said,
+                                                                   before):
+    """SIGTERM (a service manager, kill) ends the loop as Ctrl-C does: files finalised, stats written, one line;
+    Ctrl-C does so also when the process was started with SIGINT ignored (which Python would otherwise keep)."""
     port = free_port()
     video, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
     process = subprocess.Popen([sys.executable, str(ROOT / "puppet.py"), *live(
         # unpaced: the source waits for the loop, so frame index 10 means 10 frames went through it
         tiny_fomm, astronaut_png, "--driving", "synthetic:128x128", "--crop", "full", "--size", "320x180",
         "--output", str(video),
-        "--output", f"http:{port}", "--stats", str(stats_path))], stderr=subprocess.PIPE, text=True)
+        "--output", f"http:{port}", "--stats", str(stats_path))], stderr=subprocess.PIPE, text=True, preexec_fn=before)
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
