@@ -124,16 +124,14 @@ class Animator:
                 self.box = self.tracker.update(frame, t) if self.tracker is not None else centre_box(frame.shape)
             cut, cropped = self._cut(frame)
         swap = self.controls.swap and self.swapping is not None
-        preview = None if cropped is None else resize_uint8(cropped, self.size)
-        kp = None if preview is None or swap else self.pipeline.keypoints(as_float(preview))
+        preview, kp = self._keypoints(cropped, swap)
         if ahead:
             used = self.box
             with self.stats.time("tracker_wait"):
                 self.box = self.tracker.collect()
             if self.box is not None and jumped(used, self.box):  # found afresh elsewhere: cut this frame's face
                 cut, cropped = self._cut(frame)
-                preview = resize_uint8(cropped, self.size)
-                kp = None if swap else self.pipeline.keypoints(as_float(preview))
+                preview, kp = self._keypoints(cropped, swap)
         avatar = self.avatar
         if cropped is None or self.box is None:
             self._lose()
@@ -169,6 +167,13 @@ class Animator:
             return None, None
         cut = face_crop(self.box, self.margin, frame.shape) if self.tracker else self.box
         return cut, crop(frame, cut)
+
+    def _keypoints(self, cropped: np.ndarray | None, swap: bool) -> tuple[np.ndarray | None, Any]:
+        """The face crop at the model's size and its keypoints (none in part-swap mode); (None, None): no face."""
+        if cropped is None:
+            return None, None
+        preview = resize_uint8(cropped, self.size)
+        return preview, None if swap else self.pipeline.keypoints(as_float(preview))
 
     def finish(self, prepared: Prepared) -> Rendered:
         """The second half: the generator (or the part swap) and the paste-back, for the avatar the first
