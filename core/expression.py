@@ -47,6 +47,8 @@ LOWER_JAW = tuple(range(5, 12)) + tuple(range(55, 60)) + (65, 66, 67)  # what cl
 MOUTH_CORNERS = (48, 54, 60, 64)  # raised half as far
 # facing pairs whose gap may not close past zero: inner lips, eyelids
 FACING = ((61, 67), (62, 66), (63, 65), (37, 41), (38, 40), (43, 47), (44, 46))
+EYES = (((37, 41), (38, 40)), ((43, 47), (44, 46)))  # each eye's facing lid points (image left, right)
+LID_SCALE = (0.25, 2.0)  # bounds of an eye's lid motion scale (avatar's opening / driver's, ExpressionDriver)
 BORDER = 5  # still points per side of the window's border
 GRID = 32  # the spline is evaluated on GRID x GRID points over the window and upsampled (it is smooth)
 WINDOW_MARGIN = 0.25  # the window: the landmarks' box grown by this share of its size each side
@@ -109,10 +111,29 @@ def expression_offsets(aligned: np.ndarray, reference: np.ndarray, rest: np.ndar
     return offsets
 
 
-def mouth_opening(points: np.ndarray) -> float:
-    """The mean inner-lip gap in inter-ocular distances (the metric's mouth opening, training/face_metrics.py)."""
-    upper, lower = (list(side) for side in zip(*FACING[:3]))
+def opening(points: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> float:
+    """The mean gap between facing points in inter-ocular distances (the metric's openings,
+    training/face_metrics.py)."""
+    upper, lower = (list(side) for side in zip(*pairs))
     return float(np.linalg.norm(points[upper] - points[lower], axis=-1).mean() / inter_ocular(points))
+
+
+def mouth_opening(points: np.ndarray) -> float:
+    """The mean inner-lip gap in inter-ocular distances."""
+    return opening(points, FACING[:3])
+
+
+def lid_scales(avatar: np.ndarray, driver: np.ndarray) -> np.ndarray:
+    """(68,) how far each point moves for the driver's motion of it: 1, but each eye's lids by the avatar's
+    eye opening over the driver's (bounded by LID_SCALE). A blink closes any eye and a squint narrows it by
+    the same share, whoever's it is: added as is, a wide-eyed driver's squint shuts narrow eyes (a mask's
+    slits) and a narrow-eyed driver's blink half-closes wide ones. 1 for the driver's own face."""
+    scales = np.ones(len(avatar))
+    for pairs in EYES:
+        driver_open = opening(driver, pairs)
+        ratio = opening(avatar, pairs) / driver_open if driver_open > 0 else LID_SCALE[1]
+        scales[[i for pair in pairs for i in pair]] = np.clip(ratio, *LID_SCALE)
+    return scales
 
 
 def close_mouth(points: np.ndarray, gap: float) -> np.ndarray:
@@ -387,6 +408,7 @@ class ExpressionDriver:
         self.reference: np.ndarray | None = None
         self.rest: np.ndarray | None = None  # the reference with the mouth at rest, for the current avatar
         self._to_avatar: tuple[np.ndarray, np.ndarray] | None = None  # (avatar, linear map) for the reference
+        self._scales: np.ndarray | None = None  # lid_scales of the current avatar and rest
 
     def recalibrate(self) -> None:
         """The next landmarks are the new reference (and rest) pose."""
@@ -404,8 +426,9 @@ class ExpressionDriver:
             closed = mouth_opening(avatar)
             self.rest = close_mouth(self.reference, closed) if mouth_opening(self.reference) > closed + AJAR \
                 else self.reference
+            self._scales = lid_scales(avatar, self.rest)[:, None]
         aligned = align_head(landmarks, self.reference)
-        moved = expression_offsets(aligned, self.reference, self.rest) * inter_ocular(self.reference)
+        moved = expression_offsets(aligned, self.reference, self.rest) * inter_ocular(self.reference) * self._scales
         return self.filter(moved @ self._to_avatar[1].T, t)
 
     def expression(self, landmarks: np.ndarray | None, t: float, avatar: np.ndarray | None) -> np.ndarray | None:

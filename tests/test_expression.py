@@ -217,3 +217,28 @@ def test_live_runs_the_expression_stages_only_when_asked(tiny_fomm, astronaut_pn
     stages = json.loads(stats.read_text())["latency_ms"]
     assert ("expression" in stages and "expression_warp" in stages) == expression
     assert ("expression" in stages or "expression_warp" in stages) == expression
+
+
+def squint(points: np.ndarray, pixels: float) -> np.ndarray:
+    """Both eyes narrowed by `pixels`: upper lids down and lower lids up by half of it each."""
+    out = points.copy()
+    out[[37, 38, 43, 44], 1] += pixels / 2
+    out[[40, 41, 46, 47], 1] -= pixels / 2
+    return out
+
+
+@pytest.mark.parametrize("avatar_gap, scale", [(3.0, 0.5), (6.0, 1.0), (18.0, 2.0)])  # 18 px: 3x, bounded at 2x
+def test_lids_move_by_the_share_of_the_avatars_eye_opening(avatar_gap, scale):
+    """The driver's lids (6 px apart) narrow by 2 px, then blink shut: an avatar's lids 3 px apart narrow by
+    1 px and close; as wide apart, as the driver's; 18 px apart, twice the driver's (the bound)."""
+    driver = face()
+    avatar = ex.to_grid(squint(face(), 6.0 - avatar_gap), (128, 128))
+    drive = ex.ExpressionDriver(min_cutoff=1e6)
+    drive.offsets(driver, 0.0, avatar)
+    per_pixel = 2 / 127
+    for t, narrowed in ((0.04, 2.0), (0.08, 6.0)):
+        offsets = drive.offsets(squint(driver, narrowed), t, avatar)
+        moved = scale * narrowed / 2 * per_pixel
+        assert np.allclose(offsets[[37, 38, 43, 44]], [0, moved], rtol=0.03, atol=1e-6)
+        assert np.allclose(offsets[[40, 41, 46, 47]], [0, -moved], rtol=0.03, atol=1e-6)
+        assert np.abs(offsets[list(range(48, 68))]).max() < 1e-3 * per_pixel  # the mouth is not scaled
