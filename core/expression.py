@@ -401,7 +401,8 @@ class ExpressionDriver:
     is: a mouth's inner lips meet when it is closed, whoever's it is, so the rest is then the reference with its
     mouth closed to the avatar's gap, and the avatar's mouth opens as wide as the driver's from the first frame
     and closes when the driver's closes (a driver calibrated mid-sentence or mid-smile, an avatar with closed
-    lips). A self-reenactment (the avatar is the reference frame) keeps the reference as the rest."""
+    lips). A self-reenactment (the avatar is the reference frame) keeps the reference as the rest. Each eye's lids
+    move by the driver's motion times the share of the avatar's eye opening (lid_scales)."""
 
     def __init__(self, min_cutoff: float = 2.0, beta: float = 8.0):
         self.filter = OneEuroFilter(min_cutoff, beta)

@@ -5,6 +5,7 @@ import io
 import math
 import tarfile
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -223,6 +224,29 @@ def test_evaluate_reports_expression_following_and_its_still_baseline(tmp_path, 
     mouth, eyes = expression_lines(report["expression"], report["identity_expression"], "  ")
     assert mouth.startswith("  mouth corr / gain      ") and eyes.startswith("  eyes corr / gain       ")
     assert "(identity baseline 0.000 / 0.000; 2 frames, 1 without a face skipped)" in mouth
+
+
+def test_cross_identity_reports_each_portraits_pair_and_counts_an_unmeasurable_one_as_zero(monkeypatch):
+    """Two portraits driven by a face moving right: one result follows it (correlation 1, nothing missed), the
+    other has no face in its first frame (no reference to measure from: None, 0 in the mean, 1 missing)."""
+    from training import evaluate as ev
+
+    moving = [face(shift=(k, 0.5 * k * k)) for k in range(4)]
+    results = {0.25: moving, 0.75: [None, *moving[1:]]}  # a portrait's grey level -> its results' landmarks
+    photos = {"followed": np.full((8, 8, 3), 0.25, np.float32), "lost": np.full((8, 8, 3), 0.75, np.float32)}
+    monkeypatch.setattr(ev, "face_photos", lambda paths, size, landmarks: photos)
+    monkeypatch.setattr(ev, "load_video", lambda video, size: [np.zeros((8, 8, 3), np.float32)] * 4)
+    monkeypatch.setattr(ev, "animate_photo", lambda nets, device, image, clip, marks, avatar:
+                        [np.full((8, 8, 3), float(image[0, 0, 0]) + k, np.float32) for k in range(len(clip))])
+
+    def landmarks(image):
+        level, frame = math.modf(float(image[0, 0, 0]))
+        return results[round(level, 2)][int(frame)]
+    report = ev.cross_identity(SimpleNamespace(size=(8, 8)), {}, ["clip"], [], None, [moving],
+                               ev.Scoring(landmarks))
+    assert report["per_photo"] == {"followed": {"motion_correlation": pytest.approx(1.0), "missing": 0},
+                                   "lost": {"motion_correlation": None, "missing": 1}}
+    assert report["motion_correlation"] == pytest.approx(0.5) and report["mkr"] == pytest.approx(1 / 8)
 
 
 def test_dlib_landmarks_find_the_astronaut_eyes():

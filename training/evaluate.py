@@ -216,6 +216,11 @@ def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path
     return {"photos": len(faces), "photos_given": len(photos), "pairs": len(correlations),
             # a pair whose motion cannot be measured (no landmarks, no motion) counts as not following: 0
             "motion_correlation": float(np.mean(np.nan_to_num(correlations))) if correlations else float("nan"),
+            # each pair's figures: a few hard portraits (a mask, sunglasses) can decide the means
+            # (motion correlation None: not measurable, counted 0 above)
+            "per_photo": {name: {"motion_correlation": None if np.isnan(correlation) else correlation,
+                                 "missing": sum(x is None for x in out)}
+                          for name, correlation, out in zip(faces, correlations, results)},
             "mkr": missing_rate([x for out in results for x in out]), "photo_names": sorted(faces),
             "expression": expression_following(drivers, results),
             "identity_expression": expression_following(drivers, still), **_identity_report(face_id, similarities)}
