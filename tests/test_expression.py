@@ -241,4 +241,4 @@ def test_lids_move_by_the_share_of_the_avatars_eye_opening(avatar_gap, scale):
         moved = scale * narrowed / 2 * per_pixel
         assert np.allclose(offsets[[37, 38, 43, 44]], [0, moved], rtol=0.03, atol=1e-6)
         assert np.allclose(offsets[[40, 41, 46, 47]], [0, -moved], rtol=0.03, atol=1e-6)
-        assert np.abs(offsets[list(range(48, 68))]).max() < 1e-3 * per_pixel  # the mouth is not scaled
+        assert np.abs(offsets[list(range(48, 68))]).max() < 1e-3 * per_pixel  # nothing but the lids moved

@@ -227,7 +227,7 @@ def test_evaluate_reports_expression_following_and_its_still_baseline(tmp_path, 
 
 
 def test_cross_identity_reports_each_portraits_pair_and_counts_an_unmeasurable_one_as_zero(monkeypatch):
-    """Two portraits driven by a face moving right: one result follows it (correlation 1, nothing missed), the
+    """Two portraits driven by a moving face: one result follows it (correlation 1, nothing missed), the
     other has no face in its first frame (no reference to measure from: None, 0 in the mean, 1 missing)."""
     from training import evaluate as ev
 
