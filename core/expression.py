@@ -27,7 +27,7 @@ import torch
 from scipy.spatial.distance import cdist
 
 from core.detail import corner_grid, pixel_grid
-from core.faces import inter_ocular
+from core.faces import inter_ocular, opening
 from core.pipeline import motion_arrays
 from core.smoothing import OneEuroFilter
 
@@ -47,7 +47,7 @@ LOWER_JAW = tuple(range(5, 12)) + tuple(range(55, 60)) + (65, 66, 67)  # what cl
 MOUTH_CORNERS = (48, 54, 60, 64)  # raised half as far
 # facing pairs whose gap may not close past zero: inner lips, eyelids
 FACING = ((61, 67), (62, 66), (63, 65), (37, 41), (38, 40), (43, 47), (44, 46))
-EYES = (((37, 41), (38, 40)), ((43, 47), (44, 46)))  # each eye's facing lid points (image left, right)
+EYES = (FACING[3:5], FACING[5:7])  # each eye's facing lid points (image left, right)
 LID_SCALE = (0.25, 2.0)  # bounds of an eye's lid motion scale (avatar's opening / driver's, ExpressionDriver)
 BORDER = 5  # still points per side of the window's border
 GRID = 32  # the spline is evaluated on GRID x GRID points over the window and upsampled (it is smooth)
@@ -109,13 +109,6 @@ def expression_offsets(aligned: np.ndarray, reference: np.ndarray, rest: np.ndar
     expressive = list(EXPRESSIVE)
     offsets[expressive] = (aligned[expressive] - rest[expressive]) / inter_ocular(reference)
     return offsets
-
-
-def opening(points: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> float:
-    """The mean gap between facing points in inter-ocular distances (the metric's openings,
-    training/face_metrics.py)."""
-    upper, lower = (list(side) for side in zip(*pairs))
-    return float(np.linalg.norm(points[upper] - points[lower], axis=-1).mean() / inter_ocular(points))
 
 
 def mouth_opening(points: np.ndarray) -> float:

@@ -4,7 +4,7 @@ the square face box, the crop with a margin around it (clamped into the frame), 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -95,3 +95,10 @@ def landmark_box(landmarks: np.ndarray) -> Box:
 def inter_ocular(landmarks: np.ndarray) -> float:
     """Distance between the eye centres of 68-point landmarks: the face-size unit of landmark metrics."""
     return float(np.linalg.norm(landmarks[LEFT_EYE].mean(0) - landmarks[RIGHT_EYE].mean(0)))
+
+
+def opening(landmarks: np.ndarray, pairs: Sequence[tuple[int, int]]) -> float:
+    """The mean gap between facing 68-point landmarks (inner lips, eyelids) in inter-ocular distances: how open
+    a mouth or eye is, for the expression stage and its metric alike."""
+    upper, lower = (list(side) for side in zip(*pairs))
+    return float(np.linalg.norm(landmarks[upper] - landmarks[lower], axis=-1).mean() / inter_ocular(landmarks))

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.faces import inter_ocular
+from core.faces import inter_ocular, opening
 
 Landmarks = np.ndarray | None  # (68, 2) pixels, or None where no face was found
 
@@ -64,9 +64,7 @@ EXPRESSIONS = {"mouth": MOUTH, "eyes": EYES}
 def openings(sequence: Sequence[Landmarks], gaps: Sequence[tuple[int, int]]) -> list[float | None]:
     """Each frame's mean gap between the paired landmarks, in its inter-ocular distances, minus the first
     frame's (a face may rest with its mouth ajar); None without landmarks, all None when the first has none."""
-    upper, lower = (list(points) for points in zip(*gaps))
-    values = [None if s is None else float(np.linalg.norm(s[upper] - s[lower], axis=-1).mean() / inter_ocular(s))
-              for s in sequence]
+    values = [None if s is None else opening(s, gaps) for s in sequence]
     if not values or values[0] is None:
         return [None] * len(values)
     return [None if v is None else v - values[0] for v in values]
