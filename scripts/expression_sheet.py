@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.defaults import resolve_model  # noqa: E402
 from core.expression import avatar_points  # noqa: E402
-from core.media import write_image  # noqa: E402
+from core.media import to_uint8, write_image  # noqa: E402
 from core.tracking.landmarks import LandmarkDetector  # noqa: E402
 from motion.checkpoint import load_model  # noqa: E402
 from motion.config import load_config  # noqa: E402
@@ -43,7 +43,9 @@ def chosen_frames(marks: list[np.ndarray | None]) -> list[int]:
 
 
 def cell(image: np.ndarray) -> np.ndarray:
-    return cv2.resize(np.clip(image, 0, 1), (CELL, CELL), interpolation=cv2.INTER_CUBIC)
+    """A frame enlarged to the sheet's cell, clipped after the cubic's overshoot (which wrapped round in uint8:
+    bright and green specks at dark edges)."""
+    return np.clip(cv2.resize(image, (CELL, CELL), interpolation=cv2.INTER_CUBIC), 0, 1)
 
 
 def main() -> None:
@@ -75,7 +77,7 @@ def main() -> None:
                 rows[kind][row] += [cell(plain[index]), cell(moved[index])]
         print(f"{name}: frames {picks}", file=sys.stderr)
     sheet = np.vstack([np.hstack(row) for kind in ("self", "cross") for row in rows[kind]])
-    write_image(args.output, (sheet * 255 + 0.5).astype(np.uint8))
+    write_image(args.output, to_uint8(sheet))
     print(f"wrote {args.output}", file=sys.stderr)
 
 
