@@ -86,7 +86,9 @@ def run_eval(options: EvalOptions) -> dict:
              f"  ratio                  {report['ratio_to_identity']:.3f} (lower is better)",
              f"  keypoint shift (px)    {report['keypoint_shift_px']:.2f} under random TPS warps"]
     if "akd" in report:
-        lines += [f"  AKD (px)               {report['akd']:.2f} (identity baseline {report['identity_akd']:.2f})",
+        regions = ", ".join(f"{name} {share:.4f}" for name, share in report["ratio_by_region"].items())
+        lines += [f"  ratio by region        {regions}",
+                  f"  AKD (px)               {report['akd']:.2f} (identity baseline {report['identity_akd']:.2f})",
                   f"  MKR                    {100 * report['mkr']:.1f} % (driving frames {100 * report['driving_mkr']:.1f} %)"]
         lines += expression_lines(report["expression"], report["identity_expression"], "  ")
         lines += identity_lines(report, "  ")

@@ -17,6 +17,7 @@ from training.face_metrics import (
     akd,
     chroma_key,
     correlation_and_gain,
+    error_by_region,
     expression_following,
     iou,
     missing_rate,
@@ -113,6 +114,31 @@ def test_expression_following_pools_clips_and_skips_frames_without_a_face():
     assert still["mouth"]["gain"] == 0 and still["eyes"]["gain"] == 0
 
 
+def test_error_by_region_splits_the_mean_error_into_landmark_boxes_by_hand():
+    points = np.zeros((68, 2))
+    points[48:68] = [[10, 20], [14, 22]] * 10  # mouth box: x 7..17, y 17..25 (3 px each side)
+    points[36:48] = [[10, 5], [11, 6]] * 6  # eyes box: x 7..14, y 2..9
+    points[5:12] = [[12, 24], [16, 28]] * 3 + [[12, 24]]  # chin box x 9..19, y 21..31, minus the mouth's
+    points[[i for i in range(68) if not (5 <= i < 12 or 36 <= i < 68)]] = [2, 2]  # no box of their own
+    truth = np.zeros((40, 30, 3))
+    prediction = truth.copy()
+    prediction[20, 10] = [0.3, 0.3, 0.3]  # in the mouth's box (also the chin's: taken by the mouth first)
+    prediction[5, 8, 0] = 0.9  # in the eyes' box: 0.3 over the channels
+    prediction[30, 18] = 0.6  # in the chin's box, below the mouth's
+    prediction[26, 9] = 0.6  # in the chin's box, just below the mouth's
+    prediction[0, 29] = 1.5  # outside every box
+    shares = error_by_region(prediction, truth, points)
+    pixels = 40 * 30
+    assert shares == pytest.approx({"mouth": 0.3 / pixels, "eyes": 0.3 / pixels, "chin": 1.2 / pixels,
+                                    "rest": 1.5 / pixels})
+    assert sum(shares.values()) == pytest.approx(np.abs(prediction - truth).mean())
+    edge = points.copy()
+    edge[48:68] -= 12  # a mouth box past the frame's left edge (x -5..5, y 5..13) is cut there, not lost
+    corner = truth.copy()
+    corner[6, 1] = 0.9
+    assert error_by_region(corner, truth, edge)["mouth"] == pytest.approx(0.9 / pixels)
+
+
 def test_chroma_key_and_iou_by_hand():
     frame = np.zeros((2, 3, 3), np.float32)
     frame[0, 0] = [0.1, 0.3, 0.9]  # blue screen
@@ -194,9 +220,12 @@ def test_evaluate_reports_akd_and_mkr_of_its_frames(tmp_path, tiny_fomm):
     # the reconstructions are scored by the same stand-in: recompute AKD and MKR from them by hand
     from training.evaluate import reconstruct
     frames = [np.full((64, 64, 3), v, np.float32) for v in seen]
-    marks = [BrightnessLandmarks()(p) for p in reconstruct(config, load_model(config, tiny_fomm[1]), frames,
-                                                           torch.device("cpu"))]
+    predictions = reconstruct(config, load_model(config, tiny_fomm[1]), frames, torch.device("cpu"))
+    marks = [BrightnessLandmarks()(p) for p in predictions]
     assert report["mkr"] == pytest.approx(sum(m is None for m in marks) / 4)
+    # the L1 by region, over the frames whose truth has a face, adds up to their L1 over the identity baseline's
+    faced = [np.abs(p - f).mean() for p, f, v in zip(predictions, frames, seen) if v >= 0.3]
+    assert sum(report["ratio_by_region"].values()) == pytest.approx(np.mean(faced) / report["identity_l1"], rel=1e-4)
     pairs = [(100 * v, m[0, 0]) for v, m in zip(seen, marks) if v >= 0.3 and m is not None]
     if pairs:
         assert report["akd"] == pytest.approx(np.mean([abs(a - b) for a, b in pairs]), rel=1e-4)

@@ -32,7 +32,17 @@ from core.tracking.landmarks import LandmarkDetector
 from motion.config import Config, TransformParams
 from training.dataset import load_video, split_videos
 from training.face_identity import MODEL_DIR, FaceIdentity, identity_summary, optional_identity
-from training.face_metrics import SCREEN_SHARE, akd, chroma_key, expression_following, iou, missing_rate, motion_correlation
+from training.face_metrics import (
+    REGIONS,
+    SCREEN_SHARE,
+    akd,
+    chroma_key,
+    error_by_region,
+    expression_following,
+    iou,
+    missing_rate,
+    motion_correlation,
+)
 from training.losses import RandomTps
 
 CROSS_FRAMES = 128  # at most this many driving frames of a held-out clip in cross-identity animation
@@ -113,7 +123,7 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
     blue-screen clips. `expression` (with `landmarks`): FOMM results with the expression stage, as the commands
     show them by default. With `landmarks` and the face identity network in `identity_model` (fetch-data's; left
     out with a note when missing) also how much the results still look like their source person ("identity")."""
-    errors, identity, shifts, count = [], [], [], 0
+    errors, identity, shifts, count, regions = [], [], [], 0, []
     drivers, generated, still, ious = [], [], [], []
     face_id, similarities = _identity_network(landmarks, identity_model), []
     params = config.train.transform_params if config.train else TransformParams()
@@ -128,6 +138,7 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
         shifts.append(keypoint_shift(config, nets, picks, device, params, seed=index))
         count += len(frames)
         if landmarks is not None:
+            regions += [error_by_region(p, f, m) for p, f, m in zip(predictions, frames, marks) if m is not None]
             drivers.append(marks)
             generated.append([landmarks(p) for p in predictions])
             still.append([drivers[-1][0]] * len(frames))
@@ -147,6 +158,10 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
                       identity_akd=akd(flat, [x for video in still for x in video]),
                       mkr=missing_rate([x for video in generated for x in video]), driving_mkr=missing_rate(flat),
                       expression=expression_following(drivers, generated),
+                      # each region's share of the L1 in units of the identity baseline (frames where the truth
+                      # has a face: with a face in every frame, they add up to the ratio)
+                      ratio_by_region={name: float(np.mean([r[name] for r in regions])) / base if regions and base
+                                       else float("nan") for name in (*REGIONS, "rest")},
                       identity_expression=expression_following(drivers, still))
     report.update(_identity_report(face_id, similarities))
     if ious:
