@@ -265,7 +265,7 @@ def test_cross_identity_reports_each_portraits_pair_and_counts_an_unmeasurable_o
     photos = {"followed": np.full((8, 8, 3), 0.25, np.float32), "lost": np.full((8, 8, 3), 0.75, np.float32)}
     monkeypatch.setattr(ev, "face_photos", lambda paths, size, landmarks: photos)
     monkeypatch.setattr(ev, "load_video", lambda video, size: [np.zeros((8, 8, 3), np.float32)] * 4)
-    monkeypatch.setattr(ev, "animate_photo", lambda nets, device, image, clip, marks, avatar:
+    monkeypatch.setattr(ev, "animate_photo", lambda nets, device, image, clip, marks, avatar, detail:
                         [np.full((8, 8, 3), float(image[0, 0, 0]) + k, np.float32) for k in range(len(clip))])
 
     def landmarks(image):
