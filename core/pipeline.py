@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from core.detail import ZERO, detail_band, fit_blur, plan_detail, with_blur
+from core.detail import ZERO
 from core.media import to_uint8
 from core.paste import Portrait
 from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer, normalize_keypoints
@@ -63,18 +63,14 @@ def with_detail(step: FrameStep, photo: np.ndarray) -> FrameStep:
     """The step's frames with the photo's (float (h, w, 3) at the model's size) own detail moved by each frame's
     motion, at the model's size: the part of what live's full-frame paste-back adds (core.detail) that the
     generator's blur took away, for frames that are not pasted back (eval). The blur is measured on the first
-    frame with a motion."""
-    plan = plan_detail(to_uint8(photo), photo.shape[:2])
+    frame with a motion, by the paste-back's own Portrait (the whole photo as its crop), as live measures it."""
+    portrait = Portrait(to_uint8(photo), None, photo.shape[:2], full_frame=True, size=None, detail=True)
 
     def run(frame: np.ndarray) -> tuple[np.ndarray, Any]:
-        nonlocal plan
         image, motion = step(frame)
-        deformation, occlusion = motion_arrays(motion)
-        if deformation is None:
+        if motion is None:
             return image, motion
-        if plan.sigma is None:
-            plan = with_blur(plan, fit_blur(plan, image, deformation))
-        levels = detail_band(plan, deformation, occlusion).astype(np.float32) - ZERO
+        levels = frame_band(portrait, image, motion).astype(np.float32) - ZERO
         return np.clip(image + levels / 255, 0, 1).astype(np.float32), motion
     return run
 
