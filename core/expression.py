@@ -40,6 +40,15 @@ EXPRESSIVE = (7, 8, 9) + (37, 38, 40, 41, 43, 44, 46, 47) + tuple(range(48, 68))
 # points the spline keeps where the model put them: the rigid ones and the brows (dlib's brows at 128x128 are
 # too unsteady to move: moving them made the held-out reconstructions worse, L1 ratio 0.634 -> 0.645)
 ANCHORED = RIGID + tuple(range(17, 27))
+LIPS = tuple(range(48, 68))
+MIN_DETERMINANT = -0.2  # the map's local area ratio around the lips must stay above this: lips that would fold the
+# frame (a broad smile at rest closed by the driver: they cross into a swirl, ratios of -0.5 to -1.8 on a held-out
+# clip) move only as far as they do not. Not 0: the spline overshoots a little between lip points two pixels apart,
+# ratios down to -0.08 on the spline's grid where the picture shows no fold (another person's wide-open mouth:
+# shortened, it opened visibly less than the driver's)
+LIPS_MARGIN = 0.5  # where folds are looked for: the lips' box (where they are and where they go) grown by this
+# share of its size each side. Not the whole window: on a tight crop the chin's tip meets the frame's still border,
+# where a fold is off the picture (a portrait whose chin touches the frame: 78 of 128 frames shortened)
 INNER_LIPS = tuple(range(60, 68))
 AJAR = 0.03  # a reference mouth open wider than the avatar's by more than this (inter-ocular distances) rests
 # closed to the avatar's gap (ExpressionDriver)
@@ -287,17 +296,55 @@ def plan_warp(deformation: np.ndarray, avatar: np.ndarray, offsets: np.ndarray) 
     now = invert(deformation, avatar)  # where the frame shows each of the avatar's landmarks
     head = affine(avatar[list(RIGID)], now[list(RIGID)])
     target = keep_open(apply(head, avatar + offsets))
-    moving, still = list(EXPRESSIVE), list(ANCHORED)
+    moving, still, lips = list(EXPRESSIVE), list(ANCHORED), list(LIPS)
     window = window_of(np.concatenate([now, target]))
-    border = border_points(window)
-    centres = np.concatenate([target[moving], now[still], border])
-    values = np.concatenate([now[moving], now[still], border])
-    shift = spline(centres, values - centres, window_grid(window).reshape(-1, 2)).reshape(GRID, GRID, 2)
+    queries = window_grid(window).reshape(-1, 2)
+    fixed = np.concatenate([now[still], border_points(window)])
+    box = window_of(np.concatenate([now[lips], target[lips]]), LIPS_MARGIN)
+    near = np.all((queries >= box[:2]) & (queries <= box[2:]), axis=1).reshape(GRID, GRID)
+
+    def placed(reach: float) -> np.ndarray:  # the targets with the lips `reach` of the way to theirs
+        out = target.copy()
+        out[lips] = now[lips] + reach * (target[lips] - now[lips])
+        return out
+
+    def field(reach: float) -> np.ndarray:
+        centres = np.concatenate([placed(reach)[moving], fixed])
+        return spline(centres, np.concatenate([now[moving], fixed]) - centres, queries).reshape(GRID, GRID, 2)
+    shift, reach = unfolded(field, lambda trial: bool(determinants(trial, window)[near].min(initial=np.inf) > MIN_DETERMINANT))
+    target = placed(reach)
     span = max(_eye_span(target), 1e-6)
     rest = _lip_gap(apply(head, avatar)) / span
     # only a mouth closed at rest is shaded: one already open (teeth in a smile) opens by stretching what it shows
     opened = (_lip_gap(target) / span - rest) if rest < OPEN_AT_REST else 0.0
     return ExpressionWarp(window, (shift * _edge_ramp(GRID)).astype(np.float32), target[list(INNER_LIPS)], float(opened))
+
+
+def determinants(shift: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """(n, n) the Jacobian determinant of the map q -> q + shift(q) at each node of a window's (n, n, 2) grid
+    (finite differences): 1 for a shift, below 1 where it shrinks an area, 0 or less where it folds."""
+    step = (window[2:] - window[:2]) / (shift.shape[0] - 1)
+    field = np.asarray(shift, np.float64)
+    (dx_dy, dx_dx), (dy_dy, dy_dx) = (np.gradient(field[..., k], step[1], step[0]) for k in (0, 1))
+    return (1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx
+
+
+def unfolded(field: Callable[[float], np.ndarray], sound: Callable[[np.ndarray], bool],
+             steps: int = 5) -> tuple[np.ndarray, float]:
+    """(field(1), 1) when it is `sound`; else the longest reach in [0, 1) whose field is, found by bisection in
+    `steps` halvings, and its field (reach 0 and its field if none is)."""
+    shift = field(1.0)
+    if sound(shift):
+        return shift, 1.0
+    low, high, best = 0.0, 1.0, None
+    for _ in range(steps):
+        middle = (low + high) / 2
+        trial = field(middle)
+        if sound(trial):
+            low, best = middle, trial
+        else:
+            high = middle
+    return (field(0.0) if best is None else best), low
 
 
 def _lip_gap(points: np.ndarray) -> float:

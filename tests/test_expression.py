@@ -143,6 +143,58 @@ def test_a_closed_mouth_is_not_shaded_nor_one_open_at_rest():
     assert ex.mouth_shade(ex.plan_warp(Still.deformation[0].numpy(), smiling, offsets), (128, 128)) is None
 
 
+def test_determinants_of_a_linear_map_are_its_own():
+    window = np.array([-0.5, -0.25, 0.5, 0.75])
+    grid = ex.window_grid(window, 16)
+    assert np.allclose(ex.determinants(np.zeros((16, 16, 2)), window), 1.0)
+    matrix = np.array([[0.2, -0.3], [0.1, -0.4]])  # q + M q: determinant (1.2)(0.6) - (-0.3)(0.1) = 0.75
+    assert np.allclose(ex.determinants(grid @ matrix.T + 0.3, window), 0.75)
+    assert np.allclose(ex.determinants(grid @ np.diag([-2.0, 0.0]).T, window), -1.0)  # x mirrored: folded
+
+
+def test_a_folding_map_is_shortened_to_the_longest_reach_that_does_not_fold():
+    window = np.array([-1.0, -1.0, 1.0, 1.0])
+    grid = ex.window_grid(window, 8)
+
+    def squeeze(reach: float) -> np.ndarray:  # determinant 1 - 2 reach: folds from reach 1/2 on
+        return reach * grid @ np.diag([-2.0, 0.0]).T
+
+    def sound(shift: np.ndarray) -> bool:
+        return bool(ex.determinants(shift, window).min() > 0)
+    shift, reach = ex.unfolded(squeeze, sound)
+    assert reach == 15 / 32  # bisection in five halvings: 1/2 folds, 1/4, 3/8, 7/16, 15/32 do not
+    assert np.allclose(shift, squeeze(15 / 32))
+    shift, reach = ex.unfolded(lambda reach: 0.1 * reach * grid, sound)
+    assert reach == 1.0 and np.allclose(shift, 0.1 * grid)
+    shift, reach = ex.unfolded(lambda reach: (reach + 1) * grid @ np.diag([-2.0, 0.0]).T, sound)
+    assert reach == 0.0 and np.allclose(shift, grid @ np.diag([-2.0, 0.0]).T)  # none sound: reach 0's field
+
+
+def test_closing_a_smile_past_itself_does_not_fold_the_frame_and_leaves_the_lids_be(monkeypatch):
+    """A driver pulling the avatar's lower lip 14 px up through an open smile while narrowing the eyes: the lips
+    cross, which unguarded folds the frame over itself (a swirl: determinants down to -5). Guarded, the lips stop
+    short (the map is checked on the spline's grid, so between its nodes a pixel's may dip just below 0, no
+    further) and the lids still move all the way."""
+    points = open_mouth(face(), 4.0)
+    avatar = ex.to_grid(points, (128, 128))
+    driven = squint(points, 2.0)  # lids 6 px apart -> 4 px
+    driven[list(range(55, 60))] += [0, -14.0]  # the outer lower lip above the upper one
+    offsets = ex.to_grid(driven, (128, 128)) - avatar
+
+    def least(warp: ex.ExpressionWarp) -> float:  # the frame's remap map, its determinant by finite differences
+        pixels = ex.pixel_map(warp, (128, 128)).astype(np.float64)
+        (dx_dy, dx_dx), (dy_dy, dy_dx) = (np.gradient(pixels[..., k]) for k in (0, 1))
+        return float((dx_dx * dy_dy - dx_dy * dy_dx).min())
+    warp = ex.plan_warp(Still.deformation[0].numpy(), avatar, offsets)
+    assert least(warp) > -0.1
+    out, _ = ex.express(coordinates_image(), Still, warp)
+    for index in (37, 38, 43, 44):  # the upper lids, 1 px down: each reads where the lid was
+        x, y = np.round(driven[index]).astype(int)
+        assert out[y, x, 1] * 100 == pytest.approx(points[index, 1] + (y - driven[index, 1]), abs=0.6)
+    monkeypatch.setattr(ex, "MIN_DETERMINANT", -np.inf)
+    assert least(ex.plan_warp(Still.deformation[0].numpy(), avatar, offsets)) < -1
+
+
 def test_driver_offsets_are_turned_and_scaled_into_the_avatar_face():
     driver, avatar_pixels = face(), turn(face(), 90, 0.5, (128, 0))  # the avatar lies on its side, half as big
     avatar = ex.to_grid(avatar_pixels, (128, 128))
