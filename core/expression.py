@@ -311,7 +311,10 @@ def plan_warp(deformation: np.ndarray, avatar: np.ndarray, offsets: np.ndarray) 
     def field(reach: float) -> np.ndarray:
         centres = np.concatenate([placed(reach)[moving], fixed])
         return spline(centres, np.concatenate([now[moving], fixed]) - centres, queries).reshape(GRID, GRID, 2)
-    shift, reach = unfolded(field, lambda trial: bool(determinants(trial, window)[near].min(initial=np.inf) > MIN_DETERMINANT))
+
+    def sound(shift: np.ndarray) -> bool:  # no fold around the lips
+        return bool(determinants(shift, window)[near].min(initial=np.inf) > MIN_DETERMINANT)
+    shift, reach = unfolded(field, sound)
     target = placed(reach)
     span = max(_eye_span(target), 1e-6)
     rest = _lip_gap(apply(head, avatar)) / span
@@ -332,7 +335,7 @@ def determinants(shift: np.ndarray, window: np.ndarray) -> np.ndarray:
 def unfolded(field: Callable[[float], np.ndarray], sound: Callable[[np.ndarray], bool],
              steps: int = 5) -> tuple[np.ndarray, float]:
     """(field(1), 1) when it is `sound`; else the longest reach in [0, 1) whose field is, found by bisection in
-    `steps` halvings, and its field (reach 0 and its field if none is)."""
+    `steps` halvings (a fold deepens with the reach), and its field; reach 0 and its field if none is."""
     shift = field(1.0)
     if sound(shift):
         return shift, 1.0
