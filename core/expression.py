@@ -301,6 +301,7 @@ def plan_warp(deformation: np.ndarray, avatar: np.ndarray, offsets: np.ndarray) 
     window = window_of(np.concatenate([now, target]))
     queries = window_grid(window).reshape(-1, 2)
     fixed = np.concatenate([now[still], border_points(window)])
+    values = np.concatenate([now[moving], fixed])  # where each centre reads from, whatever the reach
     box = window_of(np.concatenate([now[lips], target[lips]]), LIPS_MARGIN)
     near = np.all((queries >= box[:2]) & (queries <= box[2:]), axis=1).reshape(GRID, GRID)
 
@@ -311,7 +312,7 @@ def plan_warp(deformation: np.ndarray, avatar: np.ndarray, offsets: np.ndarray) 
 
     def field(reach: float) -> np.ndarray:
         centres = np.concatenate([placed(reach)[moving], fixed])
-        return spline(centres, np.concatenate([now[moving], fixed]) - centres, queries).reshape(GRID, GRID, 2)
+        return spline(centres, values - centres, queries).reshape(GRID, GRID, 2)
 
     def sound(shift: np.ndarray) -> bool:  # no fold around the lips
         return bool(determinants(shift, window)[near].min(initial=np.inf) > MIN_DETERMINANT)
