@@ -6,8 +6,14 @@ The generator sees and draws the face at the model's size (128 or 256 px), so a 
 high-frequency band (the crop minus what the generator can draw of it) moved by the model's dense motion
 (its displacement from rest, upsampled: it is smooth) is what the enlarged generator frame lacks. The
 generator keeps the low frequencies (shading, colour) and what the photo cannot show (the inside of an
-opening mouth, revealed background), which the occlusion map marks and where the band fades out. Pure
-numpy/OpenCV, planned once per avatar.
+opening mouth, revealed background), which the occlusion map marks and where the band fades out.
+
+Once the avatar has been rendered at rest, the band also carries the generator's own error there (the rest
+error: the photo as the generator would draw it, minus what it drew), moved with the face: colour, shading
+and shapes the generator gets wrong in every pose (a warmer skin, a softened jaw line, the background's
+texture). Where the expression stage (core/expression.py) moves lips, chin or lids that error stays behind,
+since there the stage's 2-D warp would show the photo's own mouth and lids where dlib's landmarks misplace
+them (a bearded mouth: a second mouth below the shaded one). Pure numpy/OpenCV, planned once per avatar.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ VISIBLE, HIDDEN = 0.6, 0.2
 # The band travels as bytes around ZERO (clipped to -128..127 levels: a byte remap is the fastest OpenCV has,
 # about a third of a float one) and is added with cv2.addWeighted(frame, 1, band, 1, -ZERO), saturated.
 ZERO = 128
+REST_TOLERANCE = 0.5  # model pixels: a frame whose motion is nowhere further from rest shows the avatar at rest
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class DetailPlan:
     band: np.ndarray  # (h, w, 3) uint8, ZERO + the photo minus the generator's version of it (blur sigma)
     model_size: tuple[int, int]  # (height, width) of the generator's frames and of the band's low-pass
     sigma: float | None  # the generator's own blur in model pixels; None: not measured yet (fit_blur)
+    rest: np.ndarray | None = None  # (h, w, 3) uint8, ZERO + the rest error (with_rest); None: not measured yet
+    whole: np.ndarray | None = None  # (h, w, 3) uint8, ZERO + band + rest: what a frame moves, once rest is known
 
 
 def shrink(image: np.ndarray, model_size: tuple[int, int]) -> np.ndarray:
@@ -68,6 +77,24 @@ def plan_detail(crop: np.ndarray, model_size: tuple[int, int]) -> DetailPlan:
 def with_blur(plan: DetailPlan, sigma: float) -> DetailPlan:
     """The plan with the band of rendered frames taken against a generator that blurs by sigma."""
     return replace(plan, band=as_band(plan.photo - low_pass(plan.photo, plan.model_size, sigma)), sigma=sigma)
+
+
+def with_rest(plan: DetailPlan, drawn: np.ndarray) -> DetailPlan:
+    """The plan with the generator's error at rest: `drawn` the avatar rendered at rest, (model h, w, 3) uint8 as
+    the paste-back shows it (colour-corrected, before enlarging), against the photo as this generator would draw
+    it (low_pass at the plan's sigma, which must be measured). At rest, frame + band + rest is then the photo."""
+    h, w = plan.photo.shape[:2]
+    enlarged = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    error = low_pass(plan.photo, plan.model_size, plan.sigma) - enlarged
+    return replace(plan, rest=as_band(error), whole=as_band(plan.photo - enlarged))
+
+
+def at_rest(deformation: np.ndarray, model_size: tuple[int, int], tolerance: float = REST_TOLERANCE) -> bool:
+    """Whether an (hd, wd, 2) deformation moves no place of a model-size frame by more than `tolerance` pixels
+    (relative motion at the reference pose gives the rest exactly)."""
+    hd, wd = deformation.shape[:2]
+    shift = (np.asarray(deformation, np.float32) - corner_grid(hd, wd)) * np.float32([model_size[1] / 2, model_size[0] / 2])
+    return float(np.abs(shift).max()) <= tolerance
 
 
 def corner_grid(height: int, width: int) -> np.ndarray:
@@ -122,27 +149,43 @@ def visibility(occlusion: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(weight, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def hidden_rows_cols(occlusion: np.ndarray, size: tuple[int, int]) -> tuple[slice, slice]:
-    """The (h, w) pixels whose weight can be below 1: the box of the model cells under VISIBLE, one cell
-    wider each side (bilinear upsampling spreads a cell's value that far)."""
-    rows, cols = np.nonzero(np.asarray(occlusion) < VISIBLE)
-    (hd, wd), (h, w) = occlusion.shape[:2], size
+def below_rows_cols(values: np.ndarray, level: float, size: tuple[int, int]) -> tuple[slice, slice]:
+    """The (h, w) pixels an upsampled model-resolution map can have below `level` at: the box of the cells under
+    it, one cell wider each side (bilinear upsampling spreads a cell's value that far)."""
+    rows, cols = np.nonzero(np.asarray(values) < level)
+    (hd, wd), (h, w) = values.shape[:2], size
     return (slice(max(0, (rows.min() - 1) * h // hd), min(h, (rows.max() + 2) * h // hd + 1)),
             slice(max(0, (cols.min() - 1) * w // wd), min(w, (cols.max() + 2) * w // wd + 1)))
 
 
-def detail_band(plan: DetailPlan, deformation: np.ndarray | None, occlusion: np.ndarray | None) -> np.ndarray:
-    """The (h, w, 3) uint8 detail (ZERO + levels) to add to the enlarged generator frame: the band moved as
-    the generator moves the avatar (one byte remap; no detail where the motion reads outside the crop),
-    faded where the occlusion map says the photo cannot show the place (worked out only over the box of
-    such places, usually a small part). deformation None: the avatar's own still crop (still_band)."""
+def _moved(band: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    return cv2.remap(band, pixels, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=(ZERO, ZERO, ZERO))
+
+
+def detail_band(plan: DetailPlan, deformation: np.ndarray | None, occlusion: np.ndarray | None,
+                kept: np.ndarray | None = None) -> np.ndarray:
+    """The (h, w, 3) uint8 detail (ZERO + levels) to add to the enlarged generator frame: the band (and, once
+    measured, the rest error) moved as the generator moves the avatar (one byte remap; nothing where the motion
+    reads outside the crop), faded where the occlusion map says the photo cannot show the place, and the rest
+    error faded where `kept` (a model-size map, 1: the expression stage moved nothing there) is below 1 (each
+    worked out only over the box of such places, usually a small part). deformation None: the avatar's own
+    still crop (still_band)."""
     if deformation is None:
         return plan.still_band
-    band = cv2.remap(plan.band, sample_map(deformation, plan.band.shape[:2]), None, cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=(ZERO, ZERO, ZERO))
+    size = plan.band.shape[:2]
+    pixels = sample_map(deformation, size)
+    band = _moved(plan.band if plan.whole is None else plan.whole, pixels)
     if occlusion is not None and float(np.min(occlusion)) < VISIBLE:
-        rows, cols = hidden_rows_cols(occlusion, band.shape[:2])
-        weight = visibility(occlusion, band.shape[:2])[rows, cols, None]
+        rows, cols = below_rows_cols(occlusion, VISIBLE, size)
+        weight = visibility(occlusion, size)[rows, cols, None]
         faded = (band[rows, cols].astype(np.float32) - ZERO) * weight + (ZERO + 0.5)
         band[rows, cols] = faded.astype(np.uint8)
+    if plan.rest is not None and kept is not None and float(np.min(kept)) < 1:
+        rows, cols = below_rows_cols(kept, 1.0, size)
+        left = 1 - cv2.resize(np.asarray(kept, np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)[rows, cols]
+        if occlusion is not None:
+            left *= visibility(occlusion, size)[rows, cols]
+        rest = _moved(plan.rest, np.ascontiguousarray(pixels[rows, cols])).astype(np.float32) - ZERO
+        band[rows, cols] = np.clip(band[rows, cols] - rest * left[..., None] + 0.5, 0, 255).astype(np.uint8)
     return band

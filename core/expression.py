@@ -67,6 +67,8 @@ MOUTH_DARK = np.float32([0.16, 0.06, 0.06])  # what shows between opened lips (R
 MOUTH_SHADE = 0.85  # how far an opened mouth's inside goes towards MOUTH_DARK
 SHADE_FROM = 0.02  # extra lip gap (inter-ocular distances) at which the shading starts, and is full at twice
 OPEN_AT_REST = 0.05  # an avatar's lip gap (inter-ocular distances) from which its mouth counts as open at rest
+REST_FADE = 1.0  # pixels the map moves a place by at which the generator's rest error is no longer added there
+# (core.detail; fading from none moved): the photo's own mouth and lids moved by the map show where dlib put them
 
 
 def to_grid(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -406,13 +408,15 @@ class Moved(NamedTuple):
     """A dense motion with the expression folded in, shaped like the backends' (what the paste-back reads)."""
     deformation: torch.Tensor  # (1, h, w, 2)
     occlusion: torch.Tensor | None  # (1, 1, h, w)
+    kept: np.ndarray | None = None  # (h, w) at the frame's size: 1 where the map moves nothing, 0 from REST_FADE
 
 
 def express(image: np.ndarray, motion: Any, warp: ExpressionWarp | None) -> tuple[np.ndarray, Any]:
     """A rendered (h, w, 3) frame and the dense motion that made it, with the expression map applied: the
     frame moved and its opened mouth shaded; the motion read through the same map at the frame's size (so the
     photo's detail moves with the lips), its occlusion lowered where the mouth is shaded (the photo has no
-    detail for an inside it never showed). As they were when there is no map."""
+    detail for an inside it never showed), and where the map moves nothing (`kept`: the photo's rest error is
+    kept there, core.detail). As they were when there is no map."""
     if warp is None:
         return image, motion
     size = image.shape[:2]
@@ -430,7 +434,8 @@ def express(image: np.ndarray, motion: Any, warp: ExpressionWarp | None) -> tupl
             moved[box][..., 2] *= 1 - weight
     like = {"device": motion.deformation.device, "dtype": motion.deformation.dtype}  # the model's, for the matte
     deformation = torch.as_tensor(moved[..., :2], **like)[None]
-    return out, Moved(deformation, None if occlusion is None else torch.as_tensor(moved[..., 2], **like)[None, None])
+    kept = np.clip(1 - np.linalg.norm(pixels - pixel_grid(*size), axis=2) / REST_FADE, 0, 1)
+    return out, Moved(deformation, None if occlusion is None else torch.as_tensor(moved[..., 2], **like)[None, None], kept)
 
 
 def avatar_points(landmarks: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from core.detail import ZERO, DetailPlan, detail_band, fit_blur, plan_detail, with_blur
+from core.detail import ZERO, DetailPlan, at_rest, detail_band, fit_blur, plan_detail, with_blur, with_rest
 from core.faces import Box
 from motion.errors import UserError
 
@@ -130,18 +130,21 @@ def as_bytes(image: np.ndarray) -> np.ndarray:
     return image if image.dtype == np.uint8 else np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def corrected(crop: np.ndarray, colour: ColourMatch | None) -> np.ndarray:
+    """A model-size crop (float in [0, 1] or uint8) as the paste-back enlarges it: uint8, colour-corrected."""
+    if colour is None:
+        return as_bytes(crop)
+    scale = 255.0 if crop.dtype != np.uint8 else 1.0
+    return np.clip(crop * (scale * colour.gain) + (colour.bias + 0.5), 0, 255).astype(np.uint8)
+
+
 def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = None,
               band: np.ndarray | None = None) -> np.ndarray:
     """The photo with the animated (h, w, 3) crop (float in [0, 1] or uint8, at plan.model_size) blended
     in through the feathered mask: a new (H, W, 3) uint8 frame, the photo's own pixels outside the crop.
     The colour correction runs at the model's size (cheaper, and it commutes with linear resizing); band:
     (rect height, rect width, 3) uint8 detail around core.detail.ZERO added to the enlarged crop."""
-    crop = _check_crop(plan, crop)
-    scale = 255.0 if crop.dtype != np.uint8 else 1.0
-    if colour is not None:
-        crop = np.clip(crop * (scale * colour.gain) + (colour.bias + 0.5), 0, 255).astype(np.uint8)
-    else:
-        crop = as_bytes(crop)
+    crop = corrected(_check_crop(plan, crop), colour)
     _, _, w, h = plan.rect
     resized = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
     if band is not None:
@@ -227,8 +230,9 @@ def shrink_to_fit(photo: np.ndarray, box: Box | None, size: tuple[int, int]) -> 
 class Portrait:
     """What the outputs show of one avatar: the animated crop, or (full_frame) the crop pasted back into
     the whole photo, then letterboxed to `size` (width, height) when one is given. The colour correction
-    is measured once, on the first crop shown: the avatar at rest (the reference pose of relative motion).
-    detail (full_frame only): the photo's own detail moved by each frame's motion (core.detail)."""
+    is measured once, on the first rendered crop (settle: live renders each avatar at rest for it when it is
+    prepared; offline the first frame of relative motion is at rest). detail (full_frame only): the photo's own
+    detail and the generator's rest error moved by each frame's motion (core.detail)."""
 
     def __init__(self, photo: np.ndarray, box: Box | None, model_size: tuple[int, int], full_frame: bool,
                  size: tuple[int, int] | None, detail: bool = False):
@@ -245,21 +249,32 @@ class Portrait:
         return self.plan is not None and self.plan.detail is not None
 
     def band(self, crop: np.ndarray, rendered: bool = True, deformation: np.ndarray | None = None,
-             occlusion: np.ndarray | None = None) -> np.ndarray | None:
+             occlusion: np.ndarray | None = None, kept: np.ndarray | None = None) -> np.ndarray | None:
         """The photo's detail for a model-size crop (float [0, 1]) made by this motion (deformation
-        (hd, wd, 2), occlusion (hd, wd)), or None without detail transfer; a step of its own to be timed
-        apart. Not `rendered` (the avatar's own still crop): the still band. The generator's blur is
-        measured on the first rendered crop, against the photo moved by that crop's own motion, so the
-        pose it shows does not matter."""
+        (hd, wd, 2), occlusion (hd, wd), kept: where the expression stage moved nothing, core.detail), or None
+        without detail transfer; a step of its own to be timed apart. Not `rendered` (the avatar's own still
+        crop): the still band. A rendered crop first settles the portrait (settle)."""
         if not self.detailed:
             return None
-        detail = self.plan.detail
         if not rendered or deformation is None:
-            return detail.still_band
+            return self.plan.detail.still_band
+        self.settle(crop, deformation)
+        return detail_band(self.plan.detail, deformation, occlusion, kept)
+
+    def settle(self, crop: np.ndarray, deformation: np.ndarray, resting: bool = False) -> None:
+        """What a rendered model-size crop (float [0, 1]) and its deformation tell about the generator, each
+        measured once: the colour correction and the blur (against the photo moved by the crop's own motion, so
+        any pose will do) on the first crop, and the rest error on the first crop at rest (core.detail.at_rest;
+        `resting`: known to be the avatar rendered at rest, whatever a quantised motion's noise says)."""
+        if self.colour is None:
+            self.colour = match_colour(self.plan, crop)
+        detail = self.plan.detail
         if detail.sigma is None:
             detail = with_blur(detail, fit_blur(detail, crop, deformation))
+        if detail.rest is None and (resting or at_rest(deformation, detail.model_size)):
+            detail = with_rest(detail, corrected(crop, self.colour))
+        if detail is not self.plan.detail:
             self.plan = replace(self.plan, detail=detail)
-        return detail_band(detail, deformation, occlusion)
 
     def __call__(self, crop: np.ndarray, rendered: bool = True, band: np.ndarray | None = None) -> np.ndarray:
         """A model-size crop (float [0, 1]) and its band() -> the output frame (uint8). The colour is

@@ -52,7 +52,9 @@ def motion_arrays(motion: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
 def frame_band(portrait: Portrait, frame: np.ndarray, motion: Any, rendered: bool = True) -> np.ndarray | None:
     """The portrait's detail band for a model-size frame and the dense motion that made it (None: at rest),
     or None when the portrait transfers no detail; the motion leaves the device only when it is needed."""
-    return portrait.band(frame, rendered, *motion_arrays(motion)) if portrait.detailed else None
+    if not portrait.detailed:
+        return None
+    return portrait.band(frame, rendered, *motion_arrays(motion), getattr(motion, "kept", None))  # kept: Moved's
 
 
 # an offline per-frame step: driving frame -> (rendered frame, the dense motion that made it)

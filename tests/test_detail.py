@@ -2,16 +2,18 @@
 against expectations built independently: the photo itself, np.roll shifts and the enlarged generator frame."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import torch
 
-from core.detail import HIDDEN, VISIBLE, ZERO, detail_band, fit_blur, low_pass, plan_detail
+from core.detail import HIDDEN, REST_TOLERANCE, VISIBLE, ZERO, at_rest, detail_band, fit_blur, low_pass, plan_detail
 from core.faces import Box
 from core.paste import Portrait, composite, plan_paste, shrink_to_fit
 from core.pipeline import with_detail
+from realtime.avatars import AvatarPhoto, prepare_avatars
 
 MODEL = (32, 32)
 
@@ -151,3 +153,90 @@ def test_at_the_models_size_a_blurring_generator_gets_the_photos_detail_back_whe
     np.testing.assert_array_equal(unseen(None)[0], drawn)
     still = with_detail(lambda frame: (drawn, None), photo)
     assert still(None)[0] is drawn
+
+
+def error_field(height: int, width: int) -> np.ndarray:
+    """A generator's smooth error, model pixels, 0..255 levels: a warm cast growing to the right and a
+    darker blob (the shading and colour a generator gets wrong in every pose)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    blob = -25 * np.exp(-((xs - 12) ** 2 + (ys - 16) ** 2) / 40)
+    return np.dstack([10 + 0.5 * xs + blob, 4 + blob, -6 + blob])
+
+
+def drawn_by_an_erring_generator(photo: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """The photo as a generator with blur sigma 1 and that error draws it, float [0, 1] at the model's size."""
+    return np.clip((cv2.GaussianBlur(model_size_photo(photo) * 255, (0, 0), 1.0) + error) / 255, 0, 1)
+
+
+def test_the_generators_error_at_rest_is_measured_there_and_moved_with_the_face():
+    """A generator that blurs (sigma 1) and adds a smooth colour error that moves with the face: once the
+    portrait has seen the avatar at rest, frames come out as the photo itself at rest and as the moved photo
+    when the face moves 1 model pixel; a first frame away from rest measures no error (it would not line up)
+    and leaves the error in; where the expression stage moved the frame (kept 0) the error stays in too."""
+    wide = textured((160, 170, 3), 9)
+    photo, moved = wide[:, :160], wide[:, 5:165]  # 1 model pixel is 5 photo pixels
+    error = error_field(32, 34)
+    at_rest_frame, moved_frame = drawn_by_an_erring_generator(photo, error[:, :32]), drawn_by_an_erring_generator(moved, error[:, 1:33])
+    rest, shifted = no_motion(*MODEL), no_motion(*MODEL)
+    shifted[..., 0] += 2 / MODEL[1]  # every place read 1 model pixel to the right
+    enlarged_error = cv2.resize(error[:, 1:33], (160, 160), interpolation=cv2.INTER_LINEAR)
+    inner = slice(12, 148)  # away from the borders, where the blur reaches past the photo
+
+    def shown(portrait: Portrait, frame: np.ndarray, deformation: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
+        return portrait(frame, True, portrait.band(frame, True, deformation, None, kept)).astype(np.float32)
+
+    portrait = Portrait(photo, None, MODEL, True, None, detail=True)
+    assert np.abs(shown(portrait, at_rest_frame, rest) - photo).max() <= 2  # rounding only
+    assert np.abs(shown(portrait, moved_frame, shifted) - moved)[inner, inner].mean() < 1
+    kept = np.ones(MODEL, np.float32)
+    kept[:, :12] = 0  # the stage moved the left of the frame
+    out = shown(portrait, moved_frame, shifted, kept)
+    left, right = (slice(12, 148), slice(12, 50)), (slice(12, 148), slice(80, 148))
+    assert np.abs(out - moved)[right].mean() < 1
+    assert np.abs(out - (moved + enlarged_error))[left].mean() < 1.5  # the error as the generator drew it
+    assert np.abs(out - moved)[left].mean() > 8
+
+    late = Portrait(photo, None, MODEL, True, None, detail=True)  # a first frame away from rest
+    assert np.abs(shown(late, moved_frame, shifted) - (moved + enlarged_error))[inner, inner].mean() < 1.5
+    assert late.plan.detail.rest is None and late.plan.detail.sigma == 1.0
+    shown(late, at_rest_frame, rest)  # then the avatar at rest
+    assert np.abs(shown(late, moved_frame, shifted) - moved)[inner, inner].mean() < 1
+
+
+def test_at_rest_allows_the_tolerance_in_model_pixels():
+    deformation = no_motion(8, 8)
+    for shift, expected in ((0.9 * REST_TOLERANCE, True), (1.1 * REST_TOLERANCE, False)):
+        nudged = deformation.copy()
+        nudged[2, 3, 1] += 2 * shift / MODEL[0]  # one place, `shift` model pixels down
+        assert at_rest(nudged, MODEL) is expected
+
+
+def test_live_avatars_are_settled_on_their_own_rendering_at_rest():
+    """prepare_avatars renders each detailed avatar once, with its own keypoints as the driver's (the rest, even
+    for an avatar switched to mid-session), and the portrait measures the generator's error on that frame."""
+    photo = textured((160, 160, 3), 10)
+    error = error_field(32, 32)
+    calls = []
+
+    class Erring:  # a puppeteer whose generator blurs and errs as above
+        def prepare(self, image: np.ndarray) -> SimpleNamespace:
+            return SimpleNamespace(kp="its own keypoints")
+
+        def motion(self, avatar: SimpleNamespace, kp: str) -> SimpleNamespace:
+            calls.append(kp)
+            noise = no_motion(*MODEL)
+            noise[5, 5] += 0.1  # far past the tolerance: a quantised backend's rest is not exact, and it is the rest
+            return motion(noise)
+
+        def render(self, avatar: SimpleNamespace, dense: SimpleNamespace) -> np.ndarray:
+            return drawn_by_an_erring_generator(photo, error)
+
+    avatar = prepare_avatars([AvatarPhoto(Path("me.png"), photo, None)], Erring(), MODEL, full_frame=True, detail=True)[0]
+    assert calls == ["its own keypoints"]
+    detail = avatar.portrait.plan.detail
+    assert detail.sigma == 1.0 and detail.rest is not None
+    levels = detail.rest.astype(np.float32) - ZERO  # the error, enlarged, with the opposite sign
+    expected = -cv2.resize(error, (160, 160), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(levels - expected)[16:144, 16:144].mean() < 1
+    plain = prepare_avatars([AvatarPhoto(Path("me.png"), photo, None)], Erring(), MODEL, full_frame=True)[0]
+    assert not plain.portrait.detailed and calls == ["its own keypoints"]  # no detail: nothing to settle

@@ -132,6 +132,14 @@ def test_an_opened_mouth_shows_the_lower_lip_where_the_driver_put_it_and_darkens
     assert np.allclose(grey[forehead[1], forehead[0]], 0.8)
     assert moved.occlusion[0, 0, inside[1], inside[0]] < 0.3  # the photo's detail fades there
     assert warp.opened > 2 * ex.SHADE_FROM
+    # kept (where the photo's rest error stays, core.detail): 1 less how far the frame moved, measured on the
+    # coordinates image (what each pixel now reads), outside the shaded inside
+    read = out[..., :2] * 100
+    moved_by = np.linalg.norm(read - np.dstack(np.meshgrid(np.arange(128), np.arange(128))), axis=2)
+    unshaded = np.abs(out[..., 2] - coordinates_image()[..., 2]) < 1e-6
+    expected = np.clip(1 - moved_by / ex.REST_FADE, 0, 1)
+    assert np.abs(moved.kept - expected)[unshaded].max() < 0.05
+    assert moved.kept[forehead[1], forehead[0]] == 1 and moved.kept[int(target[57, 1]), int(target[57, 0])] == 0
 
 
 def test_a_closed_mouth_is_not_shaded_nor_one_open_at_rest():
