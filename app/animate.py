@@ -23,7 +23,7 @@ from core.media import (
     write_image,
 )
 from core.options import AnimateOptions, ClipOptions, SwapOptions
-from core.pipeline import FommPipeline, SwapPipeline, check_swap_index, frame_band
+from core.pipeline import FommPipeline, SwapPipeline, check_swap_index, frame_band, with_detail
 from core.puppeteer import FommPuppeteer, SwapPuppeteer
 from motion.checkpoint import load_model
 from motion.config import Config
@@ -105,9 +105,11 @@ def run_animate(options: AnimateOptions, backend: BackendOpener = torch_model) -
         pipeline = FommPipeline(session.puppeteer, None, options.relative, options.adapt_scale)
         avatar = session.avatars[0]
         pipeline.avatar = avatar.fomm  # prepared once, with the session
-        if session.landmarks is None or avatar.landmarks is None:
-            return avatar, pipeline.step
-        return avatar, expressive(pipeline.step, session.landmarks, avatar.landmarks, fps)
+        step = pipeline.step
+        if session.landmarks is not None and avatar.landmarks is not None:
+            step = expressive(step, session.landmarks, avatar.landmarks, fps)
+        # at the model's size (no portrait to paste into), the detail goes onto the frames themselves
+        return avatar, with_detail(step, avatar.image) if options.detail and not options.full_frame else step
     return _run(options, model, open_pipeline, options.full_frame, not (options.full_frame or options.size))
 
 

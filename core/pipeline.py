@@ -63,9 +63,10 @@ FrameStep = Callable[[np.ndarray], tuple[np.ndarray, Any]]
 
 def with_detail(step: FrameStep, photo: np.ndarray) -> FrameStep:
     """The step's frames with the photo's (float (h, w, 3) at the model's size) own detail moved by each frame's
-    motion, at the model's size: the part of what live's full-frame paste-back adds (core.detail) that the
-    generator's blur took away, for frames that are not pasted back (eval). The blur is measured on the first
-    frame with a motion, by the paste-back's own Portrait (the whole photo as its crop), as live measures it."""
+    motion, at the model's size: what live's full-frame paste-back adds (core.detail: the detail the generator's
+    blur took away and, from the first frame at rest on, its error at rest), for frames that are not pasted back
+    (animate at the model's size, eval). Measured by the paste-back's own Portrait (the whole photo as its crop):
+    the blur on the first frame with a motion, the error on the first at rest (relative motion's first frame)."""
     portrait = Portrait(to_uint8(photo), None, photo.shape[:2], full_frame=True, size=None, detail=True)
 
     def run(frame: np.ndarray) -> tuple[np.ndarray, Any]:

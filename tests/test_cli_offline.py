@@ -23,7 +23,8 @@ def test_animate_to_frame_folder_matches_uncached_forward(tiny_fomm, astronaut_p
     config_path, ckpt = tiny_fomm
     out = tmp_path / "frames"
     code, err = run_cli(capsys, "animate", "--config", config_path, "--checkpoint", ckpt, "--avatar", astronaut_png,
-                        "--driving", driving_mp4, "--output", out, "--relative", "--cpu", "--backend", "torch")
+                        "--driving", driving_mp4, "--output", out, "--relative", "--cpu", "--backend", "torch",
+                        "--no-detail")
     assert code == 0, err
     files = sorted(out.glob("frame_*.png"))
     assert [f.name for f in files] == [f"frame_{i:05d}.png" for i in range(6)]
@@ -35,6 +36,24 @@ def test_animate_to_frame_folder_matches_uncached_forward(tiny_fomm, astronaut_p
                                         list(read_frames(driving_mp4, config.size)[1]))
     for i, frame in enumerate(expected):
         assert np.abs(to_uint8(frame).astype(int) - written[i]).max() <= 1
+
+
+def test_animate_by_default_shows_the_avatar_itself_at_rest(tiny_fomm, astronaut_png, driving_mp4, tmp_path, capsys):
+    """The default adds the photo's detail and the model's error at rest (core/detail.py): the first frame of
+    relative motion is the avatar at rest, so it comes out as the photo itself, not as the model draws it (a model
+    without an occlusion map, which would fade the correction where it marks the photo unseen)."""
+    config = tmp_path / "no-occlusion.yaml"
+    config.write_text(tiny_fomm[0].read_text().replace("estimate_occlusion_map: True", "estimate_occlusion_map: False"))
+    checkpoint = make_checkpoint(config, tmp_path / "no-occlusion.pth.tar")
+    photo = to_uint8(read_image(astronaut_png, load_config(config).size)).astype(int)
+    first = {}
+    for name, extra in (("default", []), ("plain", ["--no-detail"])):
+        code, err = run_cli(capsys, "animate", "--config", config, "--checkpoint", checkpoint, "--avatar",
+                            astronaut_png, "--driving", driving_mp4, "--output", tmp_path / name, "--cpu", *extra)
+        assert code == 0, err
+        first[name] = imageio.imread(tmp_path / name / "frame_00000.png").astype(int)
+    assert np.abs(first["default"] - photo).max() <= 2  # rounding only
+    assert np.abs(first["plain"] - photo).mean() > 10  # what the untrained model draws
 
 
 def test_animate_video_outputs_and_moving_driver(tiny_fomm, astronaut_png, driving_mp4, tmp_path, capsys):

@@ -141,8 +141,9 @@ class EvalOptions:
                                 "the test clips (cross-identity motion correlation and MKR; implies --landmarks)")
     expression: bool = option(True, "FOMM results with the expression stage (core/expression.py), as animate and live "
                               "show them; --no-expression: the network alone (needs --landmarks or --photos)")
-    detail: bool = option(False, "FOMM results with the source photo's own detail at the model's size, as live's "
-                          "full-frame default shows them (core/detail.py)")
+    detail: bool = option(True, "FOMM results with the source photo's own detail and the model's error at rest at "
+                          "the model's size, as animate and live show them (core/detail.py); --no-detail: the "
+                          "model's frames as drawn")
     identity_model: str = option(IDENTITY_MODEL, "fetch-data's human-models folder: with landmarks also "
                                  "how much the results look like their source person (MobileFaceNet; left out when "
                                  "missing)")
