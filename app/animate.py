@@ -23,7 +23,7 @@ from core.media import (
     write_image,
 )
 from core.options import AnimateOptions, ClipOptions, SwapOptions
-from core.pipeline import FommPipeline, SwapPipeline, check_swap_index, frame_band, with_detail
+from core.pipeline import FommPipeline, SwapPipeline, check_swap_index, frame_band, rest_frame, with_detail
 from core.puppeteer import FommPuppeteer, SwapPuppeteer
 from motion.checkpoint import load_model
 from motion.config import Config
@@ -109,7 +109,9 @@ def run_animate(options: AnimateOptions, backend: BackendOpener = torch_model) -
         if session.landmarks is not None and avatar.landmarks is not None:
             step = expressive(step, session.landmarks, avatar.landmarks, fps)
         # at the model's size (no portrait to paste into), the detail goes onto the frames themselves
-        return avatar, with_detail(step, avatar.image) if options.detail and not options.full_frame else step
+        if not options.detail or options.full_frame:
+            return avatar, step
+        return avatar, with_detail(step, avatar.image, rest_frame(session.puppeteer, avatar.fomm))
     return _run(options, model, open_pipeline, options.full_frame, not (options.full_frame or options.size))
 
 

@@ -30,7 +30,6 @@ VISIBLE, HIDDEN = 0.6, 0.2
 # The band travels as bytes around ZERO (clipped to -128..127 levels: a byte remap is the fastest OpenCV has,
 # about a third of a float one) and is added with cv2.addWeighted(frame, 1, band, 1, -ZERO), saturated.
 ZERO = 128
-REST_TOLERANCE = 0.5  # model pixels: a frame whose motion is nowhere further from rest shows the avatar at rest
 
 
 @dataclass(frozen=True)
@@ -87,14 +86,6 @@ def with_rest(plan: DetailPlan, drawn: np.ndarray) -> DetailPlan:
     enlarged = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     error = low_pass(plan.photo, plan.model_size, plan.sigma) - enlarged
     return replace(plan, rest=as_band(error), whole=as_band(plan.photo - enlarged))
-
-
-def at_rest(deformation: np.ndarray, model_size: tuple[int, int], tolerance: float = REST_TOLERANCE) -> bool:
-    """Whether an (hd, wd, 2) deformation moves no place of a model-size frame by more than `tolerance` pixels
-    (relative motion at the reference pose gives the rest exactly)."""
-    hd, wd = deformation.shape[:2]
-    shift = (np.asarray(deformation, np.float32) - corner_grid(hd, wd)) * np.float32([model_size[1] / 2, model_size[0] / 2])
-    return float(np.abs(shift).max()) <= tolerance
 
 
 def corner_grid(height: int, width: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from core.detail import ZERO, DetailPlan, at_rest, detail_band, fit_blur, plan_detail, with_blur, with_rest
+from core.detail import ZERO, DetailPlan, detail_band, fit_blur, plan_detail, with_blur, with_rest
 from core.faces import Box
 from motion.errors import UserError
 
@@ -230,8 +230,8 @@ def shrink_to_fit(photo: np.ndarray, box: Box | None, size: tuple[int, int]) -> 
 class Portrait:
     """What the outputs show of one avatar: the animated crop, or (full_frame) the crop pasted back into
     the whole photo, then letterboxed to `size` (width, height) when one is given. The colour correction
-    is measured once, on the first rendered crop (settle: live renders each avatar at rest for it when it is
-    prepared; offline the first frame of relative motion is at rest). detail (full_frame only): the photo's own
+    is measured once, on the first rendered crop or the avatar rendered at rest (settle: each avatar is, when it
+    is prepared with a puppeteer, and by with_detail). detail (full_frame only): the photo's own
     detail and the generator's rest error moved by each frame's motion (core.detail)."""
 
     def __init__(self, photo: np.ndarray, box: Box | None, model_size: tuple[int, int], full_frame: bool,
@@ -264,14 +264,14 @@ class Portrait:
     def settle(self, crop: np.ndarray, deformation: np.ndarray, resting: bool = False) -> None:
         """What a rendered model-size crop (float [0, 1]) and its deformation tell about the generator, each
         measured once: the colour correction and the blur (against the photo moved by the crop's own motion, so
-        any pose will do) on the first crop, and the rest error on the first crop at rest (core.detail.at_rest;
-        `resting`: known to be the avatar rendered at rest, whatever a quantised motion's noise says)."""
+        any pose will do) on the first crop, and, when `resting` (the avatar rendered at rest by the network alone:
+        core.pipeline.rest_frame), its error at rest."""
         if self.colour is None:
             self.colour = match_colour(self.plan, crop)
         detail = self.plan.detail
         if detail.sigma is None:
             detail = with_blur(detail, fit_blur(detail, crop, deformation))
-        if detail.rest is None and (resting or at_rest(deformation, detail.model_size)):
+        if detail.rest is None and resting:
             detail = with_rest(detail, corrected(crop, self.colour))
         if detail is not self.plan.detail:
             self.plan = replace(self.plan, detail=detail)

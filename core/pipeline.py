@@ -61,13 +61,23 @@ def frame_band(portrait: Portrait, frame: np.ndarray, motion: Any, rendered: boo
 FrameStep = Callable[[np.ndarray], tuple[np.ndarray, Any]]
 
 
-def with_detail(step: FrameStep, photo: np.ndarray) -> FrameStep:
+def rest_frame(puppeteer: Puppeteer, avatar: Any) -> tuple[np.ndarray, Any]:
+    """The avatar rendered at rest by the network alone (its own keypoints as the driver's) and that motion: where
+    detail transfer measures the generator's error at rest (core.paste.Portrait.settle)."""
+    motion = puppeteer.motion(avatar, avatar.kp)
+    return puppeteer.render(avatar, motion), motion
+
+
+def with_detail(step: FrameStep, photo: np.ndarray, rest: tuple[np.ndarray, Any] | None = None) -> FrameStep:
     """The step's frames with the photo's (float (h, w, 3) at the model's size) own detail moved by each frame's
     motion, at the model's size: what live's full-frame paste-back adds (core.detail: the detail the generator's
-    blur took away and, from the first frame at rest on, its error at rest), for frames that are not pasted back
-    (animate at the model's size, eval). Measured by the paste-back's own Portrait (the whole photo as its crop):
-    the blur on the first frame with a motion, the error on the first at rest (relative motion's first frame)."""
+    blur took away and its error at rest), for frames that are not pasted back
+    (animate at the model's size, eval). Measured by the paste-back's own Portrait (the whole photo as its crop) on
+    `rest`, the avatar rendered at rest and its motion (rest_frame), or, without it, only the blur, on the first
+    frame with a motion."""
     portrait = Portrait(to_uint8(photo), None, photo.shape[:2], full_frame=True, size=None, detail=True)
+    if rest is not None:
+        portrait.settle(rest[0], motion_arrays(rest[1])[0], resting=True)
 
     def run(frame: np.ndarray) -> tuple[np.ndarray, Any]:
         image, motion = step(frame)

@@ -17,7 +17,7 @@ from core.expression import avatar_points
 from core.faces import DEFAULT_MARGIN, Box, avatar_box, crop
 from core.media import MediaError, frame_files, load_picture, to_model_frame
 from core.paste import Portrait
-from core.pipeline import motion_arrays
+from core.pipeline import motion_arrays, rest_frame
 from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer
 from core.tracking.haar import HaarFaceDetector
 from core.tracking.landmarks import LandmarkDetector
@@ -110,14 +110,6 @@ def face_landmarks(photo: AvatarPhoto, size: tuple[int, int], detector: Landmark
     return avatar_points((points + 0.5) * scale - 0.5, size)  # pixel centres through the resize
 
 
-def settle_at_rest(portrait: Portrait, puppeteer: Puppeteer, avatar: Any) -> None:
-    """The portrait's colour, blur and rest error measured on the avatar rendered at rest (its own keypoints
-    as the driver's), one frame per avatar, so an avatar switched to mid-session, with the driver away from the
-    reference pose, gets them too."""
-    motion = puppeteer.motion(avatar, avatar.kp)
-    portrait.settle(puppeteer.render(avatar, motion), motion_arrays(motion)[0], resting=True)
-
-
 def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer | None, size: tuple[int, int],
                     swapper: PartSwapper | None = None, full_frame: bool = False,
                     out_size: tuple[int, int] | None = None, detail: bool = False,
@@ -135,8 +127,9 @@ def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer | None, 
             matte = foreground(swap.segments.segmentation, size)
         portrait = Portrait(avatar.photo, avatar.box, size, full_frame, out_size, detail)
         fomm = None if puppeteer is None else puppeteer.prepare(image)
-        if fomm is not None and portrait.detailed:
-            settle_at_rest(portrait, puppeteer, fomm)
+        if fomm is not None and portrait.detailed:  # also for an avatar switched to away from the reference pose
+            frame, motion = rest_frame(puppeteer, fomm)
+            portrait.settle(frame, motion_arrays(motion)[0], resting=True)
         points = None if landmarks is None else face_landmarks(avatar, size, landmarks)
         if landmarks is not None and points is None:
             print(f"no facial landmarks in avatar {avatar.path}: its mouth and eyes move with the model alone",

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from core.expression import avatar_points, expressive
 from core.faces import DEFAULT_MARGIN, crop, face_crop, landmark_box
 from core.media import load_picture, to_model_frame
-from core.pipeline import FommPipeline, with_detail
+from core.pipeline import FommPipeline, rest_frame, with_detail
 from core.puppeteer import FommPuppeteer, to_tensor
 from core.tracking.haar import HaarFaceDetector
 from core.tracking.landmarks import LandmarkDetector
@@ -76,7 +76,8 @@ def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndar
         avatar = None if marks is None else avatar_points(marks[0], config.size)
         step = expressive(lambda frame: _rebuilt(generator, features, small, detector(to_tensor(frame, device)),
                                                  found_source), lambda frame: next(found), avatar, CLIP_FPS)
-        step = with_detail(step, frames[0]) if detail else step
+        rest = _rebuilt(generator, features, small, found_source, found_source)  # the network alone, at rest
+        step = with_detail(step, frames[0], rest) if detail else step
         out = [step(frame)[0] for frame in frames]
     else:
         reconstruction = nets["reconstruction_module"]
@@ -200,8 +201,9 @@ def animate_photo(nets: dict[str, nn.Module], device: torch.device, image: np.nd
     """A model-size photo driven by a clip in relative motion; with the photo's landmarks `avatar` (grid units)
     and the clip's `marks`, its expression moved too; with `detail`, the photo's own detail moved onto it."""
     found = iter(marks)
-    step = expressive(FommPipeline(FommPuppeteer(nets, device), image).step, lambda frame: next(found), avatar, CLIP_FPS)
-    step = with_detail(step, image) if detail else step
+    pipeline = FommPipeline(FommPuppeteer(nets, device), image)
+    step = expressive(pipeline.step, lambda frame: next(found), avatar, CLIP_FPS)
+    step = with_detail(step, image, rest_frame(pipeline.puppeteer, pipeline.avatar)) if detail else step
     return [step(frame)[0] for frame in clip]
 
 
