@@ -8,17 +8,18 @@ high-frequency band (the crop minus what the generator can draw of it) moved by 
 generator keeps the low frequencies (shading, colour) and what the photo cannot show (the inside of an
 opening mouth, revealed background), which the occlusion map marks and where the band fades out.
 
-Once the avatar has been rendered at rest, the band also carries the generator's own error there (the rest
-error: the photo as the generator would draw it, minus what it drew), moved with the face: colour, shading
-and shapes the generator gets wrong in every pose (a warmer skin, a softened jaw line, the background's
-texture). Where the expression stage (core/expression.py) moves lips, chin or lids that error stays behind,
-since there the stage's 2-D warp would show the photo's own mouth and lids where dlib's landmarks misplace
+The generator also errs at its own size, in every pose: a warmer skin, a softened jaw line, the background's
+texture. Measured once on the avatar rendered at rest (the photo as this generator would draw it, minus what
+it drew) and moved with the face, that error at rest is taken off each model-size frame before it is enlarged
+(a few thousand pixels, not the output's). Not where the expression stage (core/expression.py) moves lips, chin
+or lids: there a 2-D warp of the photo's own mouth and lids would show them where dlib's landmarks misplace
 them (a bearded mouth: a second mouth below the shaded one). Pure numpy/OpenCV, planned once per avatar.
 """
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -41,8 +42,8 @@ class DetailPlan:
     band: np.ndarray  # (h, w, 3) uint8, ZERO + the photo minus the generator's version of it (blur sigma)
     model_size: tuple[int, int]  # (height, width) of the generator's frames and of the band's low-pass
     sigma: float | None  # the generator's own blur in model pixels; None: not measured yet (fit_blur)
-    rest: np.ndarray | None = None  # (h, w, 3) uint8, ZERO + the rest error (with_rest); None: not measured yet
-    whole: np.ndarray | None = None  # (h, w, 3) uint8, ZERO + band + rest: what a frame moves, once rest is known
+    rest: np.ndarray | None = None  # (model h, w, 3) float32 levels: the generator's error at rest, to add to its
+    # frames (with_rest); None: not measured
 
 
 def shrink(image: np.ndarray, model_size: tuple[int, int]) -> np.ndarray:
@@ -81,11 +82,18 @@ def with_blur(plan: DetailPlan, sigma: float) -> DetailPlan:
 def with_rest(plan: DetailPlan, drawn: np.ndarray) -> DetailPlan:
     """The plan with the generator's error at rest: `drawn` the avatar rendered at rest, (model h, w, 3) uint8 as
     the paste-back shows it (colour-corrected, before enlarging), against the photo as this generator would draw
-    it (low_pass at the plan's sigma, which must be measured). At rest, frame + band + rest is then the photo."""
-    h, w = plan.photo.shape[:2]
-    enlarged = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    error = low_pass(plan.photo, plan.model_size, plan.sigma) - enlarged
-    return replace(plan, rest=as_band(error), whole=as_band(plan.photo - enlarged))
+    it (at the model's size, blurred by the plan's sigma, which must be measured). At rest, the frame plus this,
+    enlarged, plus the band is then the photo (low_pass enlarges linearly, as the paste-back does)."""
+    small = shrink(plan.photo, plan.model_size)
+    blurred = cv2.GaussianBlur(small, (0, 0), plan.sigma) if plan.sigma else small
+    return replace(plan, rest=blurred - drawn.astype(np.float32))
+
+
+class Detail(NamedTuple):
+    """What one frame adds of the photo: `band` (output h, w, 3) uint8 around ZERO, added after the frame is
+    enlarged; `rest` (model h, w, 3) float32 levels, added to the colour-corrected model-size frame, or None."""
+    band: np.ndarray
+    rest: np.ndarray | None = None
 
 
 def corner_grid(height: int, width: int) -> np.ndarray:
@@ -140,43 +148,44 @@ def visibility(occlusion: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(weight, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def below_rows_cols(values: np.ndarray, level: float, size: tuple[int, int]) -> tuple[slice, slice]:
-    """The (h, w) pixels an upsampled model-resolution map can have below `level` at: the box of the cells under
-    it, one cell wider each side (bilinear upsampling spreads a cell's value that far)."""
-    rows, cols = np.nonzero(np.asarray(values) < level)
-    (hd, wd), (h, w) = values.shape[:2], size
+def hidden_rows_cols(occlusion: np.ndarray, size: tuple[int, int]) -> tuple[slice, slice]:
+    """The (h, w) pixels whose weight can be below 1: the box of the model cells under VISIBLE, one cell
+    wider each side (bilinear upsampling spreads a cell's value that far)."""
+    rows, cols = np.nonzero(np.asarray(occlusion) < VISIBLE)
+    (hd, wd), (h, w) = occlusion.shape[:2], size
     return (slice(max(0, (rows.min() - 1) * h // hd), min(h, (rows.max() + 2) * h // hd + 1)),
             slice(max(0, (cols.min() - 1) * w // wd), min(w, (cols.max() + 2) * w // wd + 1)))
 
 
-def _moved(band: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    return cv2.remap(band, pixels, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                     borderValue=(ZERO, ZERO, ZERO))
-
-
-def detail_band(plan: DetailPlan, deformation: np.ndarray | None, occlusion: np.ndarray | None,
-                kept: np.ndarray | None = None) -> np.ndarray:
-    """The (h, w, 3) uint8 detail (ZERO + levels) to add to the enlarged generator frame: the band (and, once
-    measured, the rest error) moved as the generator moves the avatar (one byte remap; nothing where the motion
-    reads outside the crop), faded where the occlusion map says the photo cannot show the place, and the rest
-    error faded where `kept` (a model-size map, 1: the expression stage moved nothing there) is below 1 (each
-    worked out only over the box of such places, usually a small part). deformation None: the avatar's own
-    still crop (still_band)."""
+def detail_band(plan: DetailPlan, deformation: np.ndarray | None, occlusion: np.ndarray | None) -> np.ndarray:
+    """The (h, w, 3) uint8 detail (ZERO + levels) to add to the enlarged generator frame: the band moved as
+    the generator moves the avatar (one byte remap; no detail where the motion reads outside the crop),
+    faded where the occlusion map says the photo cannot show the place (worked out only over the box of
+    such places, usually a small part). deformation None: the avatar's own still crop (still_band)."""
     if deformation is None:
         return plan.still_band
-    size = plan.band.shape[:2]
-    pixels = sample_map(deformation, size)
-    band = _moved(plan.band if plan.whole is None else plan.whole, pixels)
+    band = cv2.remap(plan.band, sample_map(deformation, plan.band.shape[:2]), None, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=(ZERO, ZERO, ZERO))
     if occlusion is not None and float(np.min(occlusion)) < VISIBLE:
-        rows, cols = below_rows_cols(occlusion, VISIBLE, size)
-        weight = visibility(occlusion, size)[rows, cols, None]
+        rows, cols = hidden_rows_cols(occlusion, band.shape[:2])
+        weight = visibility(occlusion, band.shape[:2])[rows, cols, None]
         faded = (band[rows, cols].astype(np.float32) - ZERO) * weight + (ZERO + 0.5)
         band[rows, cols] = faded.astype(np.uint8)
-    if plan.rest is not None and kept is not None and float(np.min(kept)) < 1:
-        rows, cols = below_rows_cols(kept, 1.0, size)
-        left = 1 - cv2.resize(np.asarray(kept, np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)[rows, cols]
-        if occlusion is not None:
-            left *= visibility(occlusion, size)[rows, cols]
-        rest = _moved(plan.rest, np.ascontiguousarray(pixels[rows, cols])).astype(np.float32) - ZERO
-        band[rows, cols] = np.clip(band[rows, cols] - rest * left[..., None] + 0.5, 0, 255).astype(np.uint8)
     return band
+
+
+def rest_levels(plan: DetailPlan, deformation: np.ndarray, occlusion: np.ndarray | None,
+                kept: np.ndarray | None) -> np.ndarray | None:
+    """The generator's error at rest (None: not measured) moved as the generator moves the avatar, faded where
+    the occlusion map says the photo cannot show the place and where `kept` (model-size, 1: the expression stage
+    moved nothing there) is below 1: (model h, w, 3) float32 levels for the model-size frame."""
+    if plan.rest is None:
+        return None
+    size = plan.rest.shape[:2]
+    moved = cv2.remap(plan.rest, sample_map(deformation, size), None, cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    if occlusion is not None:
+        moved *= visibility(occlusion, size)[..., None]
+    if kept is not None:
+        moved *= cv2.resize(np.asarray(kept, np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)[..., None]
+    return moved

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from core.detail import ZERO, DetailPlan, detail_band, fit_blur, plan_detail, with_blur, with_rest
+from core.detail import ZERO, Detail, DetailPlan, detail_band, fit_blur, plan_detail, rest_levels, with_blur, with_rest
 from core.faces import Box
 from motion.errors import UserError
 
@@ -130,21 +130,25 @@ def as_bytes(image: np.ndarray) -> np.ndarray:
     return image if image.dtype == np.uint8 else np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def corrected(crop: np.ndarray, colour: ColourMatch | None) -> np.ndarray:
-    """A model-size crop (float in [0, 1] or uint8) as the paste-back enlarges it: uint8, colour-corrected."""
-    if colour is None:
+def corrected(crop: np.ndarray, colour: ColourMatch | None, rest: np.ndarray | None = None) -> np.ndarray:
+    """A model-size crop (float in [0, 1] or uint8) as the paste-back enlarges it: uint8, colour-corrected, with
+    the generator's error at rest (core.detail.rest_levels: levels) taken off."""
+    if colour is None and rest is None:
         return as_bytes(crop)
     scale = 255.0 if crop.dtype != np.uint8 else 1.0
-    return np.clip(crop * (scale * colour.gain) + (colour.bias + 0.5), 0, 255).astype(np.uint8)
+    gain, bias = (1.0, 0.5) if colour is None else (colour.gain, colour.bias + 0.5)
+    out = crop * (scale * gain) + bias
+    return np.clip(out if rest is None else out + rest, 0, 255).astype(np.uint8)
 
 
 def composite(plan: PastePlan, crop: np.ndarray, colour: ColourMatch | None = None,
-              band: np.ndarray | None = None) -> np.ndarray:
+              band: np.ndarray | None = None, rest: np.ndarray | None = None) -> np.ndarray:
     """The photo with the animated (h, w, 3) crop (float in [0, 1] or uint8, at plan.model_size) blended
     in through the feathered mask: a new (H, W, 3) uint8 frame, the photo's own pixels outside the crop.
     The colour correction runs at the model's size (cheaper, and it commutes with linear resizing); band:
-    (rect height, rect width, 3) uint8 detail around core.detail.ZERO added to the enlarged crop."""
-    crop = corrected(_check_crop(plan, crop), colour)
+    (rect height, rect width, 3) uint8 detail around core.detail.ZERO added to the enlarged crop; rest: the
+    generator's error at rest, added before (corrected)."""
+    crop = corrected(_check_crop(plan, crop), colour, rest)
     _, _, w, h = plan.rect
     resized = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
     if band is not None:
@@ -249,7 +253,7 @@ class Portrait:
         return self.plan is not None and self.plan.detail is not None
 
     def band(self, crop: np.ndarray, rendered: bool = True, deformation: np.ndarray | None = None,
-             occlusion: np.ndarray | None = None, kept: np.ndarray | None = None) -> np.ndarray | None:
+             occlusion: np.ndarray | None = None, kept: np.ndarray | None = None) -> Detail | None:
         """The photo's detail for a model-size crop (float [0, 1]) made by this motion (deformation
         (hd, wd, 2), occlusion (hd, wd), kept: where the expression stage moved nothing, core.detail), or None
         without detail transfer; a step of its own to be timed apart. Not `rendered` (the avatar's own still
@@ -257,9 +261,10 @@ class Portrait:
         if not self.detailed:
             return None
         if not rendered or deformation is None:
-            return self.plan.detail.still_band
+            return Detail(self.plan.detail.still_band)
         self.settle(crop, deformation)
-        return detail_band(self.plan.detail, deformation, occlusion, kept)
+        detail = self.plan.detail
+        return Detail(detail_band(detail, deformation, occlusion), rest_levels(detail, deformation, occlusion, kept))
 
     def settle(self, crop: np.ndarray, deformation: np.ndarray, resting: bool = False) -> None:
         """What a rendered model-size crop (float [0, 1]) and its deformation tell about the generator, each
@@ -276,7 +281,7 @@ class Portrait:
         if detail is not self.plan.detail:
             self.plan = replace(self.plan, detail=detail)
 
-    def __call__(self, crop: np.ndarray, rendered: bool = True, band: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, crop: np.ndarray, rendered: bool = True, detail: Detail | None = None) -> np.ndarray:
         """A model-size crop (float [0, 1]) and its band() -> the output frame (uint8). The colour is
         measured on the first `rendered` crop (not on the avatar's own still crop, which has no generator
         bias)."""
@@ -285,7 +290,7 @@ class Portrait:
         else:
             if self.colour is None and rendered:
                 self.colour = match_colour(self.plan, crop)
-            image = composite(self.plan, crop, self.colour, band)
+            image = composite(self.plan, crop, self.colour, *(detail or ()))
         return image if self.placement is None else letterbox(self.placement, image)
 
     def matte(self, alpha: np.ndarray) -> np.ndarray:

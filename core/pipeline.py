@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from core.detail import ZERO
+from core.detail import ZERO, Detail
 from core.media import to_uint8
 from core.paste import Portrait
 from core.puppeteer import Puppeteer, SwapAvatar, SwapPuppeteer, normalize_keypoints
@@ -49,7 +49,7 @@ def motion_arrays(motion: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
     return motion.deformation[0].float().cpu().numpy(), occlusion
 
 
-def frame_band(portrait: Portrait, frame: np.ndarray, motion: Any, rendered: bool = True) -> np.ndarray | None:
+def frame_band(portrait: Portrait, frame: np.ndarray, motion: Any, rendered: bool = True) -> Detail | None:
     """The portrait's detail band for a model-size frame and the dense motion that made it (None: at rest),
     or None when the portrait transfers no detail; the motion leaves the device only when it is needed."""
     if not portrait.detailed:
@@ -83,7 +83,8 @@ def with_detail(step: FrameStep, photo: np.ndarray, rest: tuple[np.ndarray, Any]
         image, motion = step(frame)
         if motion is None:
             return image, motion
-        levels = frame_band(portrait, image, motion).astype(np.float32) - ZERO
+        band, rest = frame_band(portrait, image, motion)  # a whole-photo crop has no seam: no colour correction
+        levels = band.astype(np.float32) - ZERO + (0 if rest is None else rest)
         return np.clip(image + levels / 255, 0, 1).astype(np.float32), motion
     return run
 
