@@ -184,8 +184,9 @@ def rest_levels(plan: DetailPlan, deformation: np.ndarray, occlusion: np.ndarray
     size = plan.rest.shape[:2]
     moved = cv2.remap(plan.rest, sample_map(deformation, size), None, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    if occlusion is not None:
-        moved *= visibility(occlusion, size)[..., None]
+    weight = None if occlusion is None else visibility(occlusion, size)
     if kept is not None:
-        moved *= cv2.resize(np.asarray(kept, np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)[..., None]
-    return moved
+        kept = np.asarray(kept, np.float32)
+        kept = kept if kept.shape == size else cv2.resize(kept, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        weight = kept if weight is None else weight * kept
+    return moved if weight is None else moved * weight[..., None]

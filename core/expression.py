@@ -434,7 +434,8 @@ def express(image: np.ndarray, motion: Any, warp: ExpressionWarp | None) -> tupl
             moved[box][..., 2] *= 1 - weight
     like = {"device": motion.deformation.device, "dtype": motion.deformation.dtype}  # the model's, for the matte
     deformation = torch.as_tensor(moved[..., :2], **like)[None]
-    kept = np.clip(1 - np.linalg.norm(pixels - pixel_grid(*size), axis=2) / REST_FADE, 0, 1)
+    shift = pixels - pixel_grid(*size)
+    kept = np.clip(1 - cv2.magnitude(shift[..., 0], shift[..., 1]) / REST_FADE, 0, 1)
     return out, Moved(deformation, None if occlusion is None else torch.as_tensor(moved[..., 2], **like)[None, None], kept)
 
 

@@ -50,8 +50,9 @@ def motion_arrays(motion: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 
 def frame_band(portrait: Portrait, frame: np.ndarray, motion: Any, rendered: bool = True) -> Detail | None:
-    """The portrait's detail band for a model-size frame and the dense motion that made it (None: at rest),
-    or None when the portrait transfers no detail; the motion leaves the device only when it is needed."""
+    """The portrait's detail (its band and the generator's error at rest) for a model-size frame and the dense
+    motion that made it (None: at rest), or None when the portrait transfers no detail; the motion leaves the
+    device only when it is needed."""
     if not portrait.detailed:
         return None
     return portrait.band(frame, rendered, *motion_arrays(motion), getattr(motion, "kept", None))  # kept: Moved's

@@ -76,8 +76,8 @@ def reconstruct(config: Config, nets: dict[str, nn.Module], frames: list[np.ndar
         avatar = None if marks is None else avatar_points(marks[0], config.size)
         step = expressive(lambda frame: _rebuilt(generator, features, small, detector(to_tensor(frame, device)),
                                                  found_source), lambda frame: next(found), avatar, CLIP_FPS)
-        rest = _rebuilt(generator, features, small, found_source, found_source)  # the network alone, at rest
-        step = with_detail(step, frames[0], rest) if detail else step
+        if detail:  # measured on the network alone at rest
+            step = with_detail(step, frames[0], _rebuilt(generator, features, small, found_source, found_source))
         out = [step(frame)[0] for frame in frames]
     else:
         reconstruction = nets["reconstruction_module"]
