@@ -176,7 +176,8 @@ def test_the_generators_error_at_rest_is_measured_there_and_moved_with_the_face(
     wide = textured((160, 170, 3), 9)
     photo, moved = wide[:, :160], wide[:, 5:165]  # 1 model pixel is 5 photo pixels
     error = error_field(32, 34)
-    at_rest_frame, moved_frame = drawn_by_an_erring_generator(photo, error[:, :32]), drawn_by_an_erring_generator(moved, error[:, 1:33])
+    at_rest_frame = drawn_by_an_erring_generator(photo, error[:, :32])
+    moved_frame = drawn_by_an_erring_generator(moved, error[:, 1:33])
     rest, shifted = no_motion(*MODEL), no_motion(*MODEL)
     shifted[..., 0] += 2 / MODEL[1]  # every place read 1 model pixel to the right
     enlarged_error = cv2.resize(error[:, 1:33], (160, 160), interpolation=cv2.INTER_LINEAR)
