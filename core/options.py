@@ -160,8 +160,8 @@ DEFAULT_BACKEND = "auto"
 FULL_FRAME_HELP = ("paste the animated face back into the whole avatar photo, at the photo's resolution "
                    "(feathered seam, colours matched to the photo)")
 DETAIL_HELP = ("the photo's own detail and the model's error at rest, moved by the model's motion (core/detail.py): "
-               "with --full-frame at the output's resolution, else at the model's size (--no-detail: the model's "
-               "frame as drawn)")
+               "with --full-frame at the output's resolution, animate without it at the model's size (--no-detail: "
+               "the model's frame as drawn)")
 EXPRESSION_HELP = ("move the avatar's mouth, chin and eyelids as the driver's move, by dlib's 68 facial landmarks "
                    "on both faces (core/expression.py); needs dlib and, live, --tracker dlib or auto")
 EXPORT_DIR_HELP = ("exported graphs for onnxruntime/tensorrt (default: a cache folder keyed by the checkpoint's hash, "

@@ -277,6 +277,16 @@ def test_cross_identity_reports_each_portraits_pair_and_counts_an_unmeasurable_o
                                    "lost": {"motion_correlation": None, "missing": 1}}
     assert report["motion_correlation"] == pytest.approx(0.5) and report["mkr"] == pytest.approx(1 / 8)
 
+    class Identity:  # each result frame's cosine similarity to its portrait: the lost one's drift to another person
+        def similarities(self, image, points, shown, found):
+            return np.array([1.0, 1.0, 1.0] if image[0, 0, 0] == 0.25 else [1.0, 0.99997, 0.9])
+    report = ev.cross_identity(SimpleNamespace(size=(8, 8)), {}, ["clip"], [], None, [moving],
+                               ev.Scoring(landmarks, face_id=Identity()))
+    # below the same-person threshold 1 - 2.5e-5: none of the followed portrait's frames, two of the lost one's three
+    assert report["per_photo"]["followed"]["other_person"] == 0
+    assert report["per_photo"]["lost"]["other_person"] == pytest.approx(2 / 3)
+    assert report["identity"]["other_person"] == pytest.approx(2 / 6)
+
 
 def test_dlib_landmarks_find_the_astronaut_eyes():
     pytest.importorskip("dlib")

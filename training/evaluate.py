@@ -237,14 +237,17 @@ def cross_identity(config: Config, nets: dict[str, nn.Module], videos: list[Path
         correlations.append(motion_correlation(drivers[-1], out))
         results.append(out)
         still.append([landmarks(image)] * len(clip))
+    # each pair's figures: a few hard portraits (a mask, sunglasses) can decide the means (motion correlation
+    # None: not measurable, counted 0 below; other_person: the share of its frames taken for another person)
+    per_photo = {name: {"motion_correlation": None if np.isnan(correlation) else correlation,
+                        "missing": sum(x is None for x in out)}
+                 for name, correlation, out in zip(faces, correlations, results)}
+    for name, values in zip(faces, similarities):
+        per_photo[name]["other_person"] = identity_summary(values)["other_person"]
     return {"photos": len(faces), "photos_given": len(photos), "pairs": len(correlations),
             # a pair whose motion cannot be measured (no landmarks, no motion) counts as not following: 0
             "motion_correlation": float(np.mean(np.nan_to_num(correlations))) if correlations else float("nan"),
-            # each pair's figures: a few hard portraits (a mask, sunglasses) can decide the means
-            # (motion correlation None: not measurable, counted 0 above)
-            "per_photo": {name: {"motion_correlation": None if np.isnan(correlation) else correlation,
-                                 "missing": sum(x is None for x in out)}
-                          for name, correlation, out in zip(faces, correlations, results)},
+            "per_photo": per_photo,
             "mkr": missing_rate([x for out in results for x in out]), "photo_names": sorted(faces),
             "expression": expression_following(drivers, results),
             "identity_expression": expression_following(drivers, still), **_identity_report(face_id, similarities)}
