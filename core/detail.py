@@ -11,7 +11,7 @@ opening mouth, revealed background), which the occlusion map marks and where the
 The generator also errs at its own size, in every pose: a warmer skin, a softened jaw line, the background's
 texture. Measured once on the avatar rendered at rest (the photo as this generator would draw it, minus what
 it drew) and moved with the face, that error at rest is taken off each model-size frame before it is enlarged
-(cheap: 128x128, not the output's pixels). Not where the expression stage (core/expression.py) moves lips, chin
+(cheap: the model's pixels, not the output's). Not where the expression stage (core/expression.py) moves lips, chin
 or lids: there a 2-D warp of the photo's own mouth and lids would show them where dlib's landmarks misplace
 them (a bearded mouth: a second mouth below the shaded one). Pure numpy/OpenCV, planned once per avatar.
 """
