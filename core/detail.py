@@ -185,8 +185,6 @@ def rest_levels(plan: DetailPlan, deformation: np.ndarray, occlusion: np.ndarray
     moved = cv2.remap(plan.rest, sample_map(deformation, size), None, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     weight = None if occlusion is None else visibility(occlusion, size)
-    if kept is not None:
-        kept = np.asarray(kept, np.float32)
-        kept = kept if kept.shape == size else cv2.resize(kept, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    if kept is not None:  # made by the expression stage on this model-size frame: the same size
         weight = kept if weight is None else weight * kept
     return moved if weight is None else moved * weight[..., None]
