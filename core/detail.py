@@ -26,7 +26,8 @@ import numpy as np
 
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # the generator blurs candidates, in model pixels (fit_blur)
 # occlusion (1: the photo shows this place) -> the band's weight: full from VISIBLE up, none at HIDDEN and
-# below, linear between; trained models' occlusion maps rarely reach 1 even where nothing is hidden.
+# below, linear between, both as shares of the map's level where nothing is hidden (DetailPlan.open_level):
+# trained models' occlusion maps rarely reach 1 even at rest.
 VISIBLE, HIDDEN = 0.6, 0.2
 # The band travels as bytes around ZERO (clipped to -128..127 levels: a byte remap is the fastest OpenCV has,
 # about a third of a float one) and is added with cv2.addWeighted(frame, 1, band, 1, -ZERO), saturated.
@@ -44,6 +45,8 @@ class DetailPlan:
     sigma: float | None  # the generator's own blur in model pixels; None: not measured yet (fit_blur)
     rest: np.ndarray | None = None  # (model h, w, 3) float32 levels: the generator's error at rest, to add to its
     # frames (with_rest); None: not measured
+    open_level: float = 1.0  # the occlusion map's value where nothing is hidden: the median of this model's map
+    # for this avatar at rest (with_rest; fomm-face's about 0.85, the live model's about 0.72), else 1
 
 
 def shrink(image: np.ndarray, model_size: tuple[int, int]) -> np.ndarray:
@@ -79,14 +82,18 @@ def with_blur(plan: DetailPlan, sigma: float) -> DetailPlan:
     return replace(plan, band=as_band(plan.photo - low_pass(plan.photo, plan.model_size, sigma)), sigma=sigma)
 
 
-def with_rest(plan: DetailPlan, drawn: np.ndarray) -> DetailPlan:
+def with_rest(plan: DetailPlan, drawn: np.ndarray, occlusion: np.ndarray | None = None) -> DetailPlan:
     """The plan with the generator's error at rest: `drawn` the avatar rendered at rest, (model h, w, 3) uint8 as
     the paste-back shows it (colour-corrected, before enlarging), against the photo as this generator would draw
     it (at the model's size, blurred by the plan's sigma, which must be measured). At rest, the frame plus this,
-    enlarged, plus the band is then the photo (low_pass enlarges linearly, as the paste-back does)."""
+    enlarged, plus the band is then the photo (low_pass enlarges linearly, as the paste-back does). With the
+    occlusion map of that rest render, also the map's level where nothing is hidden (open_level): its median,
+    since at rest nothing is (the live model's map sits near 0.7 there, which the fixed thresholds read as
+    partly hidden: a tenth of its face lost part of the detail and of this correction even at rest)."""
     small = shrink(plan.photo, plan.model_size)
     blurred = cv2.GaussianBlur(small, (0, 0), plan.sigma) if plan.sigma else small
-    return replace(plan, rest=blurred - drawn.astype(np.float32))
+    level = plan.open_level if occlusion is None else float(np.clip(np.median(occlusion), HIDDEN, 1))
+    return replace(plan, rest=blurred - drawn.astype(np.float32), open_level=level)
 
 
 class Detail(NamedTuple):
@@ -142,16 +149,17 @@ def fit_blur(plan: DetailPlan, rendered: np.ndarray, deformation: np.ndarray,
     return min(sigmas, key=error)
 
 
-def visibility(occlusion: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The band's weight at (h, w) from a model-resolution occlusion map."""
-    weight = np.clip((np.asarray(occlusion, np.float32) - HIDDEN) / (VISIBLE - HIDDEN), 0, 1)
+def visibility(occlusion: np.ndarray, size: tuple[int, int], level: float = 1.0) -> np.ndarray:
+    """The band's weight at (h, w) from a model-resolution occlusion map whose value where nothing is hidden is
+    `level`."""
+    weight = np.clip((np.asarray(occlusion, np.float32) - HIDDEN * level) / ((VISIBLE - HIDDEN) * level), 0, 1)
     return cv2.resize(weight, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def hidden_rows_cols(occlusion: np.ndarray, size: tuple[int, int]) -> tuple[slice, slice]:
-    """The (h, w) pixels whose weight can be below 1: the box of the model cells under VISIBLE, one cell
-    wider each side (bilinear upsampling spreads a cell's value that far)."""
-    rows, cols = np.nonzero(np.asarray(occlusion) < VISIBLE)
+def hidden_rows_cols(occlusion: np.ndarray, size: tuple[int, int], level: float = 1.0) -> tuple[slice, slice]:
+    """The (h, w) pixels whose weight can be below 1: the box of the model cells under VISIBLE (of `level`), one
+    cell wider each side (bilinear upsampling spreads a cell's value that far)."""
+    rows, cols = np.nonzero(np.asarray(occlusion) < VISIBLE * level)
     (hd, wd), (h, w) = occlusion.shape[:2], size
     return (slice(max(0, (rows.min() - 1) * h // hd), min(h, (rows.max() + 2) * h // hd + 1)),
             slice(max(0, (cols.min() - 1) * w // wd), min(w, (cols.max() + 2) * w // wd + 1)))
@@ -166,9 +174,9 @@ def detail_band(plan: DetailPlan, deformation: np.ndarray | None, occlusion: np.
         return plan.still_band
     band = cv2.remap(plan.band, sample_map(deformation, plan.band.shape[:2]), None, cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=(ZERO, ZERO, ZERO))
-    if occlusion is not None and float(np.min(occlusion)) < VISIBLE:
-        rows, cols = hidden_rows_cols(occlusion, band.shape[:2])
-        weight = visibility(occlusion, band.shape[:2])[rows, cols, None]
+    if occlusion is not None and float(np.min(occlusion)) < VISIBLE * plan.open_level:
+        rows, cols = hidden_rows_cols(occlusion, band.shape[:2], plan.open_level)
+        weight = visibility(occlusion, band.shape[:2], plan.open_level)[rows, cols, None]
         faded = (band[rows, cols].astype(np.float32) - ZERO) * weight + (ZERO + 0.5)
         band[rows, cols] = faded.astype(np.uint8)
     return band
@@ -184,7 +192,7 @@ def rest_levels(plan: DetailPlan, deformation: np.ndarray, occlusion: np.ndarray
     size = plan.rest.shape[:2]
     moved = cv2.remap(plan.rest, sample_map(deformation, size), None, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    weight = None if occlusion is None else visibility(occlusion, size)
+    weight = None if occlusion is None else visibility(occlusion, size, plan.open_level)
     if kept is not None:  # made by the expression stage on this model-size frame: the same size
         weight = kept if weight is None else weight * kept
     return moved if weight is None else moved * weight[..., None]

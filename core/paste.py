@@ -266,18 +266,19 @@ class Portrait:
         detail = self.plan.detail
         return Detail(detail_band(detail, deformation, occlusion), rest_levels(detail, deformation, occlusion, kept))
 
-    def settle(self, crop: np.ndarray, deformation: np.ndarray, resting: bool = False) -> None:
-        """What a rendered model-size crop (float [0, 1]) and its deformation tell about the generator, each
+    def settle(self, crop: np.ndarray, deformation: np.ndarray, occlusion: np.ndarray | None = None,
+               resting: bool = False) -> None:
+        """What a rendered model-size crop (float [0, 1]) and its motion tell about the generator, each
         measured once: the colour correction and the blur (against the photo moved by the crop's own motion, so
         any pose will do) on the first crop, and, when `resting` (the avatar rendered at rest by the network alone:
-        core.pipeline.rest_frame), its error at rest."""
+        core.pipeline.rest_frame), its error at rest and its occlusion map's level there."""
         if self.colour is None:
             self.colour = match_colour(self.plan, crop)
         detail = self.plan.detail
         if detail.sigma is None:
             detail = with_blur(detail, fit_blur(detail, crop, deformation))
         if detail.rest is None and resting:
-            detail = with_rest(detail, corrected(crop, self.colour))
+            detail = with_rest(detail, corrected(crop, self.colour), occlusion)
         if detail is not self.plan.detail:
             self.plan = replace(self.plan, detail=detail)
 

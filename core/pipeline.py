@@ -78,7 +78,7 @@ def with_detail(step: FrameStep, photo: np.ndarray, rest: tuple[np.ndarray, Any]
     frame with a motion."""
     portrait = Portrait(to_uint8(photo), None, photo.shape[:2], full_frame=True, size=None, detail=True)
     if rest is not None:
-        portrait.settle(rest[0], motion_arrays(rest[1])[0], resting=True)
+        portrait.settle(rest[0], *motion_arrays(rest[1]), resting=True)
 
     def run(frame: np.ndarray) -> tuple[np.ndarray, Any]:
         image, motion = step(frame)

@@ -185,6 +185,9 @@ class LossWeights:
     # ours, FOMM only: L1 between train_params.anchor_keypoints and the lip and eyelid landmarks they are tied
     # to (training/anchors.py), in source and driving frames
     anchor: float = checked(NON_NEGATIVE, 0)
+    # ours, FOMM only: the reconstruction loss between the model's and a teacher model's (train --teacher)
+    # cross-identity frames (training/distill.py)
+    teacher: float = checked(NON_NEGATIVE, 0)
 
 
 LEARNING_RATE = POSITIVE  # the rule of every train_params.lr_<module> key

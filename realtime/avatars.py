@@ -129,7 +129,7 @@ def prepare_avatars(photos: Sequence[AvatarPhoto], puppeteer: Puppeteer | None, 
         fomm = None if puppeteer is None else puppeteer.prepare(image)
         if fomm is not None and portrait.detailed:  # also for an avatar switched to away from the reference pose
             frame, motion = rest_frame(puppeteer, fomm)
-            portrait.settle(frame, motion_arrays(motion)[0], resting=True)
+            portrait.settle(frame, *motion_arrays(motion), resting=True)
         points = None if landmarks is None else face_landmarks(avatar, size, landmarks)
         if landmarks is not None and points is None:
             print(f"no facial landmarks in avatar {avatar.path}: its mouth and eyes move with the model alone",

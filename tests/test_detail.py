@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
-from core.detail import HIDDEN, VISIBLE, ZERO, detail_band, fit_blur, low_pass, plan_detail
+from core.detail import HIDDEN, VISIBLE, ZERO, detail_band, fit_blur, low_pass, plan_detail, visibility
 from core.faces import Box
 from core.paste import Portrait, composite, plan_paste, shrink_to_fit
 from core.pipeline import with_detail
@@ -203,6 +204,28 @@ def test_the_generators_error_at_rest_is_measured_there_and_moved_with_the_face(
         shown(unsettled, frame, deformation)  # the expression stage's, or the first of absolute motion
     assert unsettled.plan.detail.rest is None and unsettled.plan.detail.sigma == 1.0
     assert np.abs(shown(unsettled, moved_frame, shifted) - (moved + enlarged_error))[inner, inner].mean() < 1.5
+
+
+def test_an_occlusion_map_low_at_rest_is_read_against_its_own_level():
+    """A model whose map reads 0.45 where nothing is hidden (under VISIBLE: the live model's sits near 0.7, a tenth of
+    it under 0.6) and 0.05 on a small hidden patch: settled at rest, its level is the map's median, 0.45, so at
+    rest the frame is the photo (the fixed thresholds would weigh the detail and the error by (0.45 - 0.2) / 0.4),
+    and the patch, 0.05 / 0.45 of it, under HIDDEN, still takes the generator's pixels."""
+    photo = textured((160, 160, 3), 11)
+    error = error_field(32, 32)
+    drawn = drawn_by_an_erring_generator(photo, error)
+    low = np.full(MODEL, 0.45, np.float32)
+    low[20:24, 20:24] = 0.05
+    portrait = Portrait(photo, None, MODEL, True, None, detail=True)
+    portrait.settle(drawn, no_motion(*MODEL), low, resting=True)
+    assert portrait.plan.detail.open_level == pytest.approx(0.45)
+    out = portrait(drawn, True, portrait.band(drawn, True, no_motion(*MODEL), low)).astype(np.float32)
+    patch, elsewhere = (slice(105, 115), slice(105, 115)), (slice(10, 90), slice(10, 150))
+    assert np.abs(out - photo)[elsewhere].max() <= 2  # rounding only
+    generator = cv2.resize(drawn * 255, (160, 160), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(out - generator)[patch].max() < np.abs(out - photo)[patch].mean() / 4
+    np.testing.assert_allclose(visibility(np.float32([[0.45, 0.3], [0.15, 0.6]]), (2, 2), 0.75)[[0, 0, 1], [0, 1, 0]],
+                               [1, 0.5, 0], atol=1e-6)  # (occlusion - 0.2 x 0.75) / (0.4 x 0.75), by hand
 
 
 def test_live_avatars_are_settled_on_their_own_rendering_at_rest():

@@ -91,6 +91,9 @@ class TrainOptions:
     epochs: int | None = option(None, "train until this many epochs are done (default: the config's)",
                                 type=at_least(1))
     vgg: str | None = option(None, "torchvision VGG-19 weights for the perceptual loss (never downloaded)")
+    teacher: str | None = option(None, "checkpoint of a heavier FOMM model whose cross-identity frames this one learns "
+                                 "(loss_weights.teacher; with --teacher-config)")
+    teacher_config: str | None = option(None, "the --teacher checkpoint's config")
     sheet_every: int = option(200, "write a sample sheet every N steps (0: never)", type=at_least(0))
     max_steps: int | None = option(None, "stop after this many steps (for quick runs)", type=at_least(1))
     minutes: float | None = option(None, "train for this long instead of --epochs; the learning-rate milestones "

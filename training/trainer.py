@@ -29,6 +29,7 @@ from motion.networks import build_networks
 from motion.segmentation import Segments
 from training import distributed
 from training.anchors import ANCHORS, anchor_loss
+from training.distill import cross_identity_prediction, load_teacher
 from training.losses import RandomTps, ReconstructionLoss, equivariance_losses, masked_l1
 from training.options import TrainOptions
 from training.visualize import sample_sheet
@@ -66,10 +67,12 @@ class Objective(nn.Module):
     of what runs inside its forward only, and a step calls the networks several times.
     """
 
-    def __init__(self, config: Config, nets: dict[str, nn.Module], vgg: str | None):
+    def __init__(self, config: Config, nets: dict[str, nn.Module], vgg: str | None,
+                 teacher: dict[str, nn.Module] | None = None):
         super().__init__()
         train = _check_train(config)
         self.nets = nn.ModuleDict(nets)
+        self.teacher = teacher  # a plain dict: neither trained, saved nor synchronised
         self.kind = config.kind
         self.weights = train.loss_weights
         self.transform_params = train.transform_params
@@ -98,6 +101,11 @@ class Objective(nn.Module):
         if self.weights.anchor and landmarks is not None:
             out["anchor"] = self.weights.anchor / 2 * (anchor_loss(source_points, landmarks[:, 0], self.anchor_keypoints)
                                                        + anchor_loss(driving_points, landmarks[:, 1], self.anchor_keypoints))
+        if self.teacher is not None and self.weights.teacher:
+            with torch.no_grad():
+                taught = cross_identity_prediction(self.teacher, source, driving)
+            out["teacher"] = self.weights.teacher * self.reconstruction(
+                cross_identity_prediction(self.nets, source, driving), taught)
         value_weight, jacobian_weight = self.equivariance_weights()
         if value_weight or jacobian_weight:
             transform = RandomTps.sample(driving.shape[0], self.transform_params, driving.device)
@@ -208,6 +216,18 @@ def _check_train(config: Config) -> TrainParams:
     return config.train
 
 
+def _check_teacher(config: Config, options: TrainOptions) -> None:
+    """--teacher comes with its config, and with a loss weight for it (neither without the other)."""
+    if (options.teacher is None) != (options.teacher_config is None):
+        raise UserError("--teacher and --teacher-config go together: the teacher's checkpoint and its config")
+    weight = config.train.loss_weights.teacher
+    if options.teacher is not None and not weight:
+        raise UserError(f"--teacher is unused: {config.path} sets no train_params.loss_weights.teacher")
+    if options.teacher is None and weight:
+        raise UserError(f"{config.path} sets loss_weights.teacher: pass the model to learn from with --teacher and "
+                        "--teacher-config")
+
+
 def initialise_from(nets: dict[str, nn.Module], path: str | Path) -> dict[str, tuple[int, int]]:
     """Start from another checkpoint's tensors wherever name and shape fit (e.g. a trained keypoint
     detector under a wider generator); heads with more output channels (more parts) take the saved
@@ -249,7 +269,10 @@ class _Run:
         self.epoch, self.step = 0, 0
         if options.resume is not None:
             self._resume(config, options.resume)
-        self.objective = (FommObjective if config.kind == "fomm" else CosegObjective)(config, self.nets, options.vgg)
+        teacher = None if options.teacher is None else load_teacher(options.teacher_config, options.teacher, config,
+                                                                     device)
+        self.objective = (FommObjective if config.kind == "fomm" else CosegObjective)(config, self.nets, options.vgg,
+                                                                                      teacher)
         self.objective.reconstruction.to(device)
         self.model = distributed.wrap(self.objective, device)
         self.history: list[dict[str, float]] = []
@@ -389,6 +412,7 @@ def train(config: Config, dataset: Dataset, options: TrainOptions, device: torch
     config's batch_size, the global batch; rank 0 alone prints and writes.
     """
     params = _check_train(config)
+    _check_teacher(config, options)
     if options.minutes is not None and options.epochs is not None:
         raise UserError("give either --epochs or --minutes, not both: a time budget sets the number of epochs")
     Path(options.output).mkdir(parents=True, exist_ok=True)
