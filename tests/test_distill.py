@@ -96,12 +96,14 @@ def test_teacher_mistakes_are_one_line_errors(clips, weight, teacher, teacher_co
                            teacher_config=teacher_config))
 
 
-def test_a_teacher_must_be_a_fomm_model_of_the_same_frame_size(clips, tmp_path, tiny_fomm, tiny_coseg):
+def test_a_teacher_must_exist_and_be_a_fomm_model_of_the_same_frame_size(clips, tmp_path, tiny_fomm, tiny_coseg):
     config = with_teacher_weight(load_config(TEST_CONFIGS / "tiny-fomm.yaml"), 1.0)
     bigger = tmp_path / "big.yaml"
     bigger.write_text(tiny_fomm[0].read_text().replace("frame_shape: [64, 64, 3]", "frame_shape: [128, 128, 3]"))
     for teacher_config, checkpoint, message in ((tiny_coseg[0], tiny_coseg[1], "FOMM models"),
-                                                (bigger, tiny_fomm[1], "same frame_shape")):
+                                                (bigger, tiny_fomm[1], "same frame_shape"),
+                                                (tiny_fomm[0], tmp_path / "none.pth.tar", "--teacher .* does not exist"),
+                                                (tmp_path / "none.yaml", tiny_fomm[1], "--teacher-config .* does not")):
         with pytest.raises(UserError, match=message):
             train(config, VideoDataset.from_config(config, clips, seed=0),
                   TrainOptions(output=str(tmp_path / "run"), epochs=1, sheet_every=0, teacher=str(checkpoint),

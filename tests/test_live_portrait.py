@@ -18,6 +18,8 @@ def changed_box(frame: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, tuple
 
 
 def assert_pasted_face(frame: np.ndarray, photo: np.ndarray) -> None:
+    """The model's frame pasted back (run with --no-detail: with detail, a frame near rest is the photo itself in
+    much of the crop, core/detail.py, so the changed pixels would not outline the crop)."""
     diff, (y0, x0, y1, x1) = changed_box(frame, photo)
     # only a square around the astronaut's face changed (her eyes are near row 100, column 220); the rest of
     # the photo, shoulders and flag included, is the photo's own pixels
@@ -35,18 +37,28 @@ def test_live_pastes_the_animated_face_into_the_whole_photo(tiny_fomm, astronaut
     out = tmp_path / "frames"
     assert puppet.main(["live", "--avatar", str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint",
                         str(tiny_fomm[1]), "--driving", "synthetic:96x96", "--crop", "full", "--size", "512x512",
-                        "--output", str(out), "--max-frames", "3"]) == 0
+                        "--output", str(out), "--max-frames", "3", "--no-detail"]) == 0
     frames = [imageio.imread(f) for f in frame_files(out)]
     assert len(frames) == 3
     for frame in frames:
         assert frame.shape == (512, 512, 3)
         assert_pasted_face(frame, skdata.astronaut())
+    # live's default adds the photo's detail: still only inside that crop
+    detailed = tmp_path / "detailed"
+    assert puppet.main(["live", "--avatar", str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint",
+                        str(tiny_fomm[1]), "--driving", "synthetic:96x96", "--crop", "full", "--size", "512x512",
+                        "--output", str(detailed), "--max-frames", "3"]) == 0
+    _, (y0, x0, y1, x1) = changed_box(frames[-1], skdata.astronaut())
+    for frame in map(imageio.imread, frame_files(detailed)):
+        _, (dy0, dx0, dy1, dx1) = changed_box(frame, skdata.astronaut())
+        assert y0 <= dy0 and x0 <= dx0 and dy1 <= y1 and dx1 <= x1
 
 
 def test_animate_full_frame_and_size(tiny_fomm, astronaut_png, driving_mp4, tmp_path):
     out = tmp_path / "frames"
     assert puppet.main(["animate", "--avatar", str(astronaut_png), "--config", str(tiny_fomm[0]), "--checkpoint",
-                        str(tiny_fomm[1]), "--driving", str(driving_mp4), "--full-frame", "--output", str(out)]) == 0
+                        str(tiny_fomm[1]), "--driving", str(driving_mp4), "--full-frame", "--output", str(out),
+                        "--no-detail"]) == 0
     frames = [imageio.imread(f) for f in frame_files(out)]
     assert len(frames) == 6
     for frame in frames:

@@ -36,6 +36,10 @@ def cross_identity_prediction(nets: dict[str, nn.Module], source: torch.Tensor, 
 def load_teacher(config_path: str | Path, checkpoint: str | Path, student: Config,
                  device: torch.device) -> dict[str, nn.Module]:
     """The teacher's networks, frozen in eval mode; a FOMM model drawing frames of the student's size."""
+    for path, option in ((config_path, "--teacher-config"), (checkpoint, "--teacher")):
+        if not Path(path).is_file():
+            raise UserError(f"{option} {path} does not exist; pass the teacher's "
+                            f"{'YAML config' if option.endswith('config') else '.pth.tar checkpoint'}")
     config = load_config(config_path)
     if config.kind != "fomm" or student.kind != "fomm":
         raise UserError("--teacher needs FOMM models on both sides (a co-part model has no relative keypoints)")
