@@ -3,7 +3,8 @@
 FOMM's training rebuilds a clip's frame from another frame of the same clip, so it never shows a model another
 person's face moved by a driver, which is all `live` does. There the live model loses the avatar's identity more
 than fomm-face does (#23: half of both the sunglasses portrait's and the drawing's frames taken for another
-person), and its motion and its generator share the blame (each swapped in from fomm-face alone halves it). So
+person), and its motion and its generator share the blame (either swapped in from fomm-face alone cut that share
+by a fifth to three fifths on the three hardest portraits). So
 each batch also pairs every sample's source with the previous sample's clip as the driver, in relative motion as
 `live` moves an avatar (that clip's own source frame as the reference pose), and the student's frame learns the
 teacher's by the reconstruction loss the driving frame is learnt by.
