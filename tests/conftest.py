@@ -53,6 +53,15 @@ def tiny_coseg(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset (2 training clips and 1 test clip of 8 frames, 64x64) for training tests; copy it
+    before writing into it."""
+    from training.synthetic import generate_dataset
+    return generate_dataset(tmp_path_factory.mktemp("data") / "synthetic", videos=2, test_videos=1, frames=8,
+                            size=64, seed=3, progress=False)
+
+
+@pytest.fixture(scope="session")
 def astronaut_png(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("media") / "astronaut.png"
     imageio.imwrite(path, skdata.astronaut())

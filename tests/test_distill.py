@@ -16,7 +16,6 @@ from motion.keypoints import Keypoints
 from training.dataset import VideoDataset
 from training.distill import cross_identity_prediction
 from training.options import TrainOptions
-from training.synthetic import generate_dataset
 from training.trainer import train
 
 
@@ -51,11 +50,6 @@ def test_each_source_is_moved_by_the_previous_samples_clip_from_its_source_frame
     assert moved.jacobian[:, 0, 0, 1].abs().max() == 0
     assert out[:, 0, 0, 0].tolist() == pytest.approx([0.3 + 0.7, 0.1 + 0.6, 0.2 + 0.8])
 
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return generate_dataset(tmp_path_factory.mktemp("data") / "synthetic", videos=2, test_videos=1, frames=8,
-                            size=64, seed=3, progress=False)
 
 
 def with_teacher_weight(config, weight: float):

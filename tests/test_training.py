@@ -16,14 +16,7 @@ from training.dataset import VideoDataset
 from training.evaluate import evaluate
 from training.face_masks import LANDMARK_FILE, MASK_FILE, save_landmarks, save_masks
 from training.options import TrainOptions
-from training.synthetic import generate_dataset
 from training.trainer import fit_schedule, train
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return generate_dataset(tmp_path_factory.mktemp("data") / "synthetic", videos=2, test_videos=1, frames=8,
-                            size=64, seed=3, progress=False)
 
 
 @pytest.mark.parametrize("name", ["tiny-fomm", "tiny-coseg"])
