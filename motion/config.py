@@ -188,6 +188,9 @@ class LossWeights:
     # ours, FOMM only: the reconstruction loss between the model's and a teacher model's (train --teacher)
     # cross-identity frames (training/distill.py)
     teacher: float = checked(NON_NEGATIVE, 0)
+    # ours, FOMM only: 1 - cosine of a face network's embeddings of the model's cross-identity frames and their
+    # avatars (training/identity_loss.py); needs the anchor landmarks (scripts/face_masks.py)
+    identity: float = checked(NON_NEGATIVE, 0)
 
 
 LEARNING_RATE = POSITIVE  # the rule of every train_params.lr_<module> key

@@ -48,7 +48,8 @@ def test_each_source_is_moved_by_the_previous_samples_clip_from_its_source_frame
     expected = [(1 + d[i]) / (1 + s[i]) * (1 + s[i - 1]) for i in range(3)]
     assert moved.jacobian[:, 0, 0, 0].tolist() == pytest.approx(expected)
     assert moved.jacobian[:, 0, 0, 1].abs().max() == 0
-    assert out[:, 0, 0, 0].tolist() == pytest.approx([0.3 + 0.7, 0.1 + 0.6, 0.2 + 0.8])
+    assert out.prediction[:, 0, 0, 0].tolist() == pytest.approx([0.3 + 0.7, 0.1 + 0.6, 0.2 + 0.8])
+    assert out.avatar is avatar and out.moved is moved
 
 
 

@@ -71,6 +71,13 @@ class TinyModel:
                        dilations=_ints([1, 1, 1, 1]), fused_ops={"list": {"s": [_s(f)["s"] for f in fused]}},
                        num_args={"i": str(len(args) - 2)})
 
+    def plain_conv(self, name: str, x: str, kernel: tuple[int, int], cin: int, cout: int, stride: int,
+                   depthwise: bool = False) -> str:
+        """A Conv2D / DepthwiseConv2dNative without fused ops, VALID padding (MobileFace pads with Pad nodes)."""
+        return self.op(name, "DepthwiseConv2dNative" if depthwise else "Conv2D", x,
+                       self.random(name + "/weights", *kernel, cin, cout), strides=_ints([1, stride, stride, 1]),
+                       padding=_s("VALID"), data_format=_s("NHWC"), dilations=_ints([1, 1, 1, 1]))
+
     def prelu(self, name: str, x: str, channels: int, relu: bool = True) -> str:
         """relu(x) + a * (x - |x|) as the converter decomposes PReLU; relu=False: x + a * (x - |x|), the shape it
         takes after a depthwise convolution with a fused Relu."""
@@ -123,6 +130,32 @@ def tiny_model() -> TinyModel:
     return m
 
 
+def tiny_mobileface(height: int, width: int) -> TinyModel:
+    """MobileFace's ops in its patterns: a scalar normalisation, Pad nodes before plain VALID convolutions, PReLU as
+    max(0, x) + g * min(0, x), a residual AddV2, a flatten (Reshape, in NHWC order) and a dense layer with a
+    per-unit affine."""
+    m = TinyModel()
+
+    def pad(name: str, x: str, rows: tuple[int, int] = (1, 1), cols: tuple[int, int] = (1, 1)) -> str:
+        return m.op(name, "Pad", x, m.const(name + "/paddings", np.int32([[0, 0], rows, cols, [0, 0]])))
+
+    def prelu(name: str, x: str, channels: int) -> str:
+        positive = m.op(name + "/max", "Maximum", m.const(name + "/zero", np.float32(0)), x)
+        negative = m.op(name + "/min", "Minimum", m.const(name + "/zero_", np.float32(0)), x)
+        return m.op(name, "AddV2", positive, m.op(name + "/mul", "Mul", m.random(name + "/gamma", channels), negative))
+
+    x = m.op("mul", "Mul", m.op("sub", "Sub", "input", m.const("mean", np.float32([127.5]))),
+             m.const("scale", np.float32([0.0078125])))
+    c = prelu("p0", m.plain_conv("conv1", pad("pad0", x, (1, 2), (0, 1)), (3, 3), 3, 4, 2), 4)
+    d = prelu("p1", m.plain_conv("dw", pad("pad1", c), (3, 3), 4, 1, 2, depthwise=True), 4)
+    r = m.op("residual", "AddV2", prelu("p2", m.plain_conv("project", d, (1, 1), 4, 4, 1), 4), d)
+    features = 4 * height * width
+    flat = m.op("flatten", "Reshape", r, m.const("flatten/shape", np.int32([-1, features])))
+    dense = m.op("dense", "MatMul", flat, m.random("dense/kernel", features, 6))
+    m.op("embeddings", "AddV2", m.op("bn", "Mul", dense, m.random("bn/mul", 6)), m.random("bn/sub", 6))
+    return m
+
+
 # ---- TF's ops by their definitions, in numpy ----
 
 
@@ -167,12 +200,21 @@ def reference(m: TinyModel, x: np.ndarray) -> np.ndarray:
             if "Prelu" in fused:
                 y = np.where(y > 0, y, a[3] * y)
             values[name] = y
+        elif op in ("Conv2D", "DepthwiseConv2dNative"):
+            values[name] = conv_nhwc(a[0], a[1], int(attr["strides"]["list"]["i"][1]), "VALID", op != "Conv2D")
+        elif op == "Pad":
+            values[name] = np.pad(a[0], a[1])
+        elif op == "Reshape":
+            values[name] = a[0].reshape(a[1])
+        elif op == "MatMul":
+            values[name] = a[0] @ a[1]
         elif op == "Squeeze":
             values[name] = a[0].squeeze(axis=tuple(int(i) for i in attr["squeeze_dims"]["list"]["i"]))
         elif op == "Sum":
             values[name] = a[0].sum(axis=int(a[1]), keepdims=attr["keep_dims"]["b"])
         else:
-            values[name] = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Maximum": np.maximum, "Abs": np.abs,
+            values[name] = {"Add": np.add, "AddV2": np.add, "Sub": np.subtract, "Mul": np.multiply,
+                            "Maximum": np.maximum, "Minimum": np.minimum, "Abs": np.abs,
                             "Relu": lambda v: np.maximum(v, 0), "Square": np.square,
                             "Rsqrt": lambda v: 1 / np.sqrt(v)}[op](*a)
     return values["embeddings"]
@@ -192,6 +234,26 @@ def test_port_matches_the_op_definitions(tmp_path, size):
     # the decomposed PReLUs became layers; the dangling node is not run
     assert sum(isinstance(layer, torch.nn.PReLU) for layer in graph.layers) == 2
     assert "unused" not in [step[1] for step in graph.steps]
+
+
+def test_port_matches_the_op_definitions_on_mobileface_s_ops(tmp_path):
+    """8 x 6 in, padded unevenly to 11 x 7: 5 x 3 after the stride-2 stem, 3 x 2 after the stride-2 depthwise; a
+    flatten in NCHW order, a Pad on the wrong axes or a PReLU's branches swapped would each change the result."""
+    m = tiny_mobileface(3, 2)
+    graph = load_graph(m.write(tmp_path, quantize="dense/kernel"))
+    x = np.random.default_rng(2).uniform(0, 255, (3, 8, 6, 3)).astype(np.float32)
+    with torch.no_grad():
+        got = graph(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+    want = reference(m, x)
+    assert got.shape == want.shape == (3, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_transposes_are_refused(tmp_path):
+    m = tiny_mobileface(3, 2)
+    next(n for n in m.nodes if n["op"] == "MatMul")["attr"]["transpose_b"] = {"b": True}
+    with pytest.raises(ValueError, match="without transposes"):
+        load_graph(m.write(tmp_path, quantize=""))
 
 
 def test_padding_is_tf_same_not_symmetric(tmp_path):

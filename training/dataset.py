@@ -185,13 +185,13 @@ class Extras:
     """What items carry beyond the frame pair, each for a loss that needs it."""
     mattes: bool = False  # chroma-key mattes of the driving frame (loss_weights.matte)
     masks: bool = False  # the driving frame's mouth and eye masks (loss_weights.expression)
-    anchors: bool = False  # lip and eyelid landmarks of both frames (loss_weights.anchor)
+    anchors: bool = False  # lip and eyelid landmarks of both frames (loss_weights.anchor, .identity)
 
     @classmethod
     def of(cls, weights: Any, train: bool) -> "Extras":
         """What the config's loss weights need (masks and anchors in training only)."""
         return cls(mattes=bool(weights and weights.matte), masks=bool(train and weights and weights.expression),
-                   anchors=bool(train and weights and weights.anchor))
+                   anchors=bool(train and weights and (weights.anchor or weights.identity)))
 
 
 class VideoDataset(Dataset):
@@ -214,7 +214,8 @@ class VideoDataset(Dataset):
         self.augment = PairAugmentation(augmentation)
         self.num_repeats = num_repeats
         self.mattes, self.masks, self.anchors = extras.mattes, extras.masks, extras.anchors
-        for wanted, file, loss in ((extras.masks, MASK_FILE, "expression"), (extras.anchors, LANDMARK_FILE, "anchor")):
+        for wanted, file, loss in ((extras.masks, MASK_FILE, "expression"),
+                                   (extras.anchors, LANDMARK_FILE, "anchor or .identity")):
             missing = [v for v in self.videos if wanted and not (v / file).is_file()]
             if missing:
                 raise DatasetError(f"{len(missing)} training clips have no {file} (e.g. {missing[0]}), which "

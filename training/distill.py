@@ -12,6 +12,7 @@ teacher's by the reconstruction loss the driving frame is learnt by.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -23,15 +24,23 @@ from motion.errors import UserError
 from motion.keypoints import Keypoints
 
 
-def cross_identity_prediction(nets: dict[str, nn.Module], source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
-    """(B, 3, h, w): sample i's source moved by sample i-1's clip (cyclically), in relative motion from that
-    clip's source frame to its driving frame, Jacobians relative too, not rescaled (live's defaults)."""
+class CrossIdentity(NamedTuple):
+    """A cross-identity frame (B, 3, h, w), its avatar's keypoints and the moved keypoints it was drawn for."""
+    prediction: torch.Tensor
+    avatar: Keypoints
+    moved: Keypoints
+
+
+def cross_identity_prediction(nets: dict[str, nn.Module], source: torch.Tensor, driving: torch.Tensor) -> CrossIdentity:
+    """Frame i: sample i-1's source (cyclically; the avatars are source.roll(1, 0)) moved by sample i's clip, in
+    relative motion from that clip's source frame to its driving frame, Jacobians relative too, not rescaled
+    (live's defaults)."""
     detector = nets["kp_detector"]
     kp_source, kp_driving = detector(source), detector(driving)
     jacobian = None if kp_source.jacobian is None else kp_source.jacobian.roll(1, 0)
     avatar = Keypoints(kp_source.value.roll(1, 0), jacobian)
     moved = normalize_keypoints(avatar, kp_driving, kp_source, relative=True, adapt_scale=False)
-    return nets["generator"](source.roll(1, 0), moved, avatar).prediction
+    return CrossIdentity(nets["generator"](source.roll(1, 0), moved, avatar).prediction, avatar, moved)
 
 
 def load_teacher(config_path: str | Path, checkpoint: str | Path, student: Config,

