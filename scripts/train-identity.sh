@@ -10,14 +10,14 @@
 #       scripts/train-real-faces.sh writes (runs/real-faces/fomm-face.pth.tar); configs/fomm-face-identity.yaml
 # The starts and the teacher of the release before this step: git show a5f44af:checkpoints/fomm-face-fast.pth.tar
 # (INIT for fast) and git show a5f44af:checkpoints/fomm-face.pth.tar (INIT for face, TEACHER for fast).
-# INIT, TEACHER, OUT (a fresh run folder), MINUTES (CPU: 45, one thread) override; GPU=1 MINUTES=5 on an H200-class GPU.
+# INIT, TEACHER, CONFIG, OUT (a fresh run folder), MINUTES (CPU: 45, one thread) override; GPU=1 MINUTES=5 on an H200-class GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  fast) CONFIG=configs/fomm-face-fast-identity.yaml; INIT=${INIT:-runs/fast-distill/fomm-face-fast.pth.tar}
+  fast) CONFIG=${CONFIG:-configs/fomm-face-fast-identity.yaml}; INIT=${INIT:-runs/fast-distill/fomm-face-fast.pth.tar}
         TEACHER=${TEACHER:-runs/real-faces/fomm-face.pth.tar}
         TAUGHT=(--teacher "$TEACHER" --teacher-config checkpoints/fomm-face.yaml); NAME=fomm-face-fast ;;
-  face) CONFIG=configs/fomm-face-identity.yaml; INIT=${INIT:-runs/real-faces/fomm-face.pth.tar}; TAUGHT=()
+  face) CONFIG=${CONFIG:-configs/fomm-face-identity.yaml}; INIT=${INIT:-runs/real-faces/fomm-face.pth.tar}; TAUGHT=()
         NAME=fomm-face ;;
   *) echo "usage: bash scripts/train-identity.sh fast|face" >&2; exit 2 ;;
 esac

