@@ -16,14 +16,6 @@ INIT=${INIT:-runs/fast-face/fomm-face-fast.pth.tar}
 if [ ! -f "$INIT" ]; then
   echo "error: no untaught live model at $INIT: run scripts/train-fast-face.sh first, or pass INIT=FILE" >&2; exit 1
 fi
-CONFIG=configs/fomm-face-fast-distill.yaml
-if [ "${GPU:-0}" = 1 ]; then EXTRA=(--workers 6); else EXTRA=(--cpu); fi
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 bash scripts/real-face-data.sh
-
-python puppet.py train --config "$CONFIG" --data data/mixed --init "$INIT" \
-    --teacher checkpoints/fomm-face.pth.tar --teacher-config checkpoints/fomm-face.yaml \
-    --minutes "$MINUTES" --snapshots --output "$OUT" --sheet-every 0 "${EXTRA[@]}"
-python puppet.py average $(python scripts/run_info.py low-rate "$OUT") --config "$CONFIG" --data data/mixed \
-    --output "$OUT/fomm-face-fast.pth.tar"
-echo "done: $OUT/fomm-face-fast.pth.tar (copy it to checkpoints/ to ship it)"
+bash scripts/fine-tune.sh configs/fomm-face-fast-distill.yaml "$INIT" "$OUT" fomm-face-fast "$MINUTES" \
+    --teacher checkpoints/fomm-face.pth.tar --teacher-config checkpoints/fomm-face.yaml

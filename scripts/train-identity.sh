@@ -27,14 +27,6 @@ for file in "$INIT" ${TEACHER:+"$TEACHER"}; do
     echo "error: no $file: run the scripts before this step, or pass INIT=FILE / TEACHER=FILE (see the header)" >&2; exit 1
   fi
 done
-if [ "${GPU:-0}" = 1 ]; then EXTRA=(--workers 6); else EXTRA=(--cpu); fi
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 bash scripts/real-face-data.sh
 python scripts/face_masks.py data/mixed --size 128  # the anchor landmarks the identity term aligns faces by
-
-python puppet.py train --config "$CONFIG" --data data/mixed --init "$INIT" "${TAUGHT[@]}" \
-    --minutes "$MINUTES" --snapshots --output "$OUT" --sheet-every 0 "${EXTRA[@]}"
-# shellcheck disable=SC2046 # one word per snapshot
-python puppet.py average $(python scripts/run_info.py low-rate "$OUT") --config "$CONFIG" --data data/mixed \
-    --output "$OUT/$NAME.pth.tar"
-echo "done: $OUT/$NAME.pth.tar (copy it to checkpoints/ to ship it)"
+bash scripts/fine-tune.sh "$CONFIG" "$INIT" "$OUT" "$NAME" "$MINUTES" "${TAUGHT[@]}"
